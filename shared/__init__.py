@@ -1,0 +1,1 @@
+"""Domain core of kosmos-promote: models, planning, ordering, sanitising, Kubernetes access, storage."""

@@ -1,0 +1,174 @@
+"""The PromotePolicy API (kosmos.io/v1alpha1) as pydantic models.
+
+These models and `shared/crds/promotepolicies.kosmos.io.yaml` describe the same object twice: the
+CRD is what the API server enforces, the models are what our code reads and writes. A test walks
+both schemas and fails when they drift, so a field is always added to both.
+
+Unlike the original Kosmos CRD, the policy is cluster-scoped (the controller never used the
+namespace), has a status subresource (so users cannot overwrite progress with `kubectl apply`) and
+a status that is actually written: per-namespace progress instead of one `failureReason`.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic.alias_generators import to_camel
+
+GROUP: Final = "kosmos.io"
+VERSION: Final = "v1alpha1"
+KIND: Final = "PromotePolicy"
+PLURAL: Final = "promotepolicies"
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Treat naive times as UTC: Kubernetes times are UTC, and local time would shift on every host."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    """Write times like metav1.Time (whole seconds, 'Z'), so ours read the same as built-in objects'."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Rfc3339Time = Annotated[
+    datetime, AfterValidator(_as_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")
+]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _ApiModel(BaseModel):
+    """Python names in code, camelCase on the wire. Status is written by us and read by other
+    versions of us during a rolling upgrade, so an unknown field from a newer writer is ignored
+    rather than fatal."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class PromotePolicySpec(_ApiModel):
+    """What the user asks for. Unknown fields are an error: a typo such as `includeNamespaces` would
+    otherwise silently widen the migration to nothing, or roll back nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster_name: str = Field(min_length=1)
+    included_namespaces: list[str] = Field(default_factory=list)
+    excluded_namespaces: list[str] = Field(default_factory=list)
+    included_namespace_scoped_resources: list[str] = Field(default_factory=list)
+    excluded_namespace_scoped_resources: list[str] = Field(default_factory=list)
+    rollback: str | None = None
+
+    @field_validator(
+        "included_namespaces",
+        "excluded_namespaces",
+        "included_namespace_scoped_resources",
+        "excluded_namespace_scoped_resources",
+        mode="before",
+    )
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        """The original Go types are nullable slices, so existing manifests may carry `null`."""
+        return [] if value is None else value
+
+    @property
+    def rollback_requested(self) -> bool:
+        """Only the exact string "true" counts, as in Kosmos: `True`, "yes" or "false" do not."""
+        return self.rollback == "true"
+
+
+class PolicyPhase(StrEnum):
+    """Namespaces succeed or fail independently; PartiallyFailed means some completed and some did
+    not, which a single Failed would hide."""
+
+    PENDING = "Pending"
+    PRECHECKING = "Prechecking"
+    FAILED_PRECHECK = "FailedPrecheck"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    PARTIALLY_FAILED = "PartiallyFailed"
+    FAILED = "Failed"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED_ROLLBACK = "FailedRollback"
+
+
+class NamespacePhase(StrEnum):
+    """Compensating is the undo of a half-migrated namespace (after a failed detach or rebuild), kept
+    apart from Failed so that a crash mid-undo is resumed as an undo, not retried as a migration."""
+
+    PENDING = "Pending"
+    PRECHECKING = "Prechecking"
+    BACKING_UP = "BackingUp"
+    DETACHING = "Detaching"
+    REBUILDING = "Rebuilding"
+    VERIFYING = "Verifying"
+    COMPLETED = "Completed"
+    COMPENSATING = "Compensating"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    FAILED_ROLLBACK = "FailedRollback"
+
+
+class ItemCounts(_ApiModel):
+    backed_up: Count = 0
+    detached: Count = 0
+    rebuilt: Count = 0
+    skipped: Count = 0
+
+
+class SkippedItem(_ApiModel):
+    """Why an object was left behind, so a user can tell a deliberate skip from a lost object."""
+
+    resource: str
+    name: str
+    reason: str
+
+
+class NamespaceStatus(_ApiModel):
+    """Namespaces are migrated independently, so each carries its own phase, counts and backup."""
+
+    name: str = Field(min_length=1)
+    phase: NamespacePhase = NamespacePhase.PENDING
+    step: str | None = None
+    counts: ItemCounts = Field(default_factory=ItemCounts)
+    skipped: list[SkippedItem] = Field(default_factory=list)
+    backup_location: str | None = None
+    backup_sha256: str | None = None
+    message: str | None = None
+    start_time: Rfc3339Time | None = None
+    completion_time: Rfc3339Time | None = None
+
+
+class PromotePolicyStatus(_ApiModel):
+    phase: PolicyPhase = PolicyPhase.PENDING
+    observed_generation: int | None = None
+    message: str | None = None
+    precheck_errors: list[str] = Field(default_factory=list)
+    namespaces: list[NamespaceStatus] = Field(default_factory=list)
+    namespaces_done: Count = 0
+    namespaces_total: Count = 0
+    start_time: Rfc3339Time | None = None
+    completion_time: Rfc3339Time | None = None
+
+
+class PromotePolicy(_ApiModel):
+    """A whole object as the API server returns it. `metadata` stays a plain dict because only the
+    API server defines it and we merely pass it through (name, generation, resourceVersion)."""
+
+    api_version: Literal["kosmos.io/v1alpha1"] = "kosmos.io/v1alpha1"
+    kind: Literal["PromotePolicy"] = "PromotePolicy"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: PromotePolicySpec
+    status: PromotePolicyStatus | None = None
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> Self:
+        """Accept any mapping (a kopf Body, a kubernetes-client dict), not only a plain dict."""
+        return cls.model_validate(dict(obj))
+
+    def to_api(self) -> dict[str, Any]:
+        """Unset optionals are left out rather than sent as null, which a merge patch would read as
+        "delete this field"."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
