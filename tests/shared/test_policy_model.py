@@ -29,7 +29,6 @@ from shared.models import (
 REPO = Path(__file__).resolve().parents[2]
 POLICY_CRD = REPO / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
 DEPLOYED_POLICY_CRD = REPO / "deploy" / "crds" / "promotepolicies.kosmos.io.yaml"
-CLUSTER_CRD = REPO / "shared" / "crds" / "clusters.kosmos.io.yaml"
 
 # The two examples of the user's document (application-migration), re-indented: the document
 # lost the indentation under `metadata`.
@@ -312,21 +311,3 @@ def test_crd_is_cluster_scoped_with_status_subresource_and_printer_columns() -> 
         ("Total", ".status.namespacesTotal", "integer"),
         ("Age", ".metadata.creationTimestamp", "date"),
     ]
-
-
-def test_cluster_crd_types_only_the_kubeconfig() -> None:
-    crd = _load(CLUSTER_CRD)
-    spec = _version(crd)["schema"]["openAPIV3Schema"]["properties"]["spec"]
-
-    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"], crd["spec"]["scope"]) == (
-        GROUP,
-        "Cluster",
-        "Cluster",
-    )
-    assert _version(crd)["name"] == VERSION
-    assert spec["x-kubernetes-preserve-unknown-fields"] is True
-    assert list(spec["properties"]) == ["kubeconfig"]
-    assert (spec["properties"]["kubeconfig"]["type"], spec["properties"]["kubeconfig"]["format"]) == (
-        "string",
-        "byte",
-    )

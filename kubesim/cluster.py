@@ -1,0 +1,154 @@
+"""A whole simulated cluster (store, admission, controllers, HTTP server) and a thread to run clusters in.
+
+`SimulatedCluster` is the asyncio object; `SimulatorThread` runs one or more of them on a private
+event loop so that synchronous code (tests, the CLI, the official Kubernetes client) can use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from aiohttp import web
+
+from kubesim import admission
+from kubesim.controllers import default_controllers
+from kubesim.controllers.base import ControllerManager
+from kubesim.controllers.crds import validate_crd
+from kubesim.faults import Faults
+from kubesim.server import GIT_VERSION, ApiServer
+from kubesim.store import Store
+
+T = TypeVar("T")
+
+
+class SimulatedCluster:
+    def __init__(
+        self,
+        name: str = "kubesim",
+        *,
+        latency_ms: float = 0.0,
+        service_cidr: str = "10.96.0.0/16",
+        git_version: str = GIT_VERSION,
+        controllers: bool = True,
+    ) -> None:
+        self.name = name
+        self.store = Store()
+        admission.install(self.store, service_cidr=service_cidr)
+        self.store.admission.append(validate_crd)
+        self.faults = Faults(latency_ms)
+        self.api = ApiServer(self.store, self.faults, git_version=git_version)
+        self.manager = ControllerManager(self.store)
+        if controllers:
+            for controller in default_controllers(self.store):
+                self.manager.add(controller)
+        self._runner: web.AppRunner | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.manager.start()
+        self._runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.host, self.port = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        self.api.address = f"{self.host}:{self.port}"
+        namespaces = self.store.namespaces
+        for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if self.store.get(namespaces, "", namespace) is None:
+                self.store.create(namespaces, {"metadata": {"name": namespace}})
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def settle(self, quiet_for: float = 0.05, timeout: float = 10.0) -> None:
+        """Wait until the controllers have had nothing to do for `quiet_for` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet_since = loop.time()
+        last_rv = self.store.resource_version
+        while loop.time() < deadline:
+            await asyncio.sleep(0.01)
+            if self.store.resource_version != last_rv or not self.manager.idle():
+                last_rv, quiet_since = self.store.resource_version, loop.time()
+            elif loop.time() - quiet_since >= quiet_for:
+                return
+
+    def kubeconfig(self, user: str = "admin") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": self.name, "cluster": {"server": self.url}}],
+            "users": [{"name": user, "user": {"token": f"kubesim-{self.name}"}}],
+            "contexts": [{"name": self.name, "context": {"cluster": self.name, "user": user}}],
+            "current-context": self.name,
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        partial.chmod(0o600)
+        partial.replace(target)
+        return target
+
+
+class SimulatorThread:
+    """An event loop in a daemon thread hosting simulated clusters for synchronous callers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="kubesim", daemon=True)
+        self._thread.start()
+        self.clusters: list[SimulatedCluster] = []
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def call(self, function: Callable[[], T], timeout: float = 60.0) -> T:
+        """Run plain code on the loop thread, where the store may be touched safely."""
+
+        async def wrapper() -> T:
+            return function()
+
+        return self.run(wrapper(), timeout)
+
+    def start_cluster(self, cluster: SimulatedCluster, port: int = 0) -> SimulatedCluster:
+        self.run(cluster.start(port=port))
+        self.clusters.append(cluster)
+        return cluster
+
+    def settle(self, *clusters: SimulatedCluster, quiet_for: float = 0.05, timeout: float = 10.0) -> None:
+        for cluster in clusters or tuple(self.clusters):
+            self.run(cluster.settle(quiet_for, timeout), timeout + 5)
+
+    def close(self) -> None:
+        for cluster in reversed(self.clusters):
+            self.run(cluster.stop())
+        self.clusters.clear()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+    def __enter__(self) -> SimulatorThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,32 @@
+"""The controllers of kube-controller-manager that promote depends on, one module each."""
+
+from __future__ import annotations
+
+from kubesim.controllers.base import Controller, ControllerManager
+from kubesim.controllers.crds import CustomResourceDefinitionController
+from kubesim.controllers.deployments import DeploymentController
+from kubesim.controllers.garbage_collector import GarbageCollector
+from kubesim.controllers.namespaces import NamespaceController, RootCAPublisher, ServiceAccountController
+from kubesim.controllers.persistent_volumes import PersistentVolumeController
+from kubesim.controllers.replicasets import ReplicaSetController
+from kubesim.controllers.statefulsets import StatefulSetController
+from kubesim.store import Store
+
+CONTROLLER_TYPES: list[type[Controller]] = [
+    CustomResourceDefinitionController,
+    GarbageCollector,
+    NamespaceController,
+    ServiceAccountController,
+    RootCAPublisher,
+    PersistentVolumeController,
+    ReplicaSetController,
+    DeploymentController,
+    StatefulSetController,
+]
+
+
+def default_controllers(store: Store) -> list[Controller]:
+    return [controller_type(store) for controller_type in CONTROLLER_TYPES]
+
+
+__all__ = ["CONTROLLER_TYPES", "Controller", "ControllerManager", "default_controllers"]

@@ -1,0 +1,440 @@
+"""Realistic applications for a simulated member cluster, created the way a user would: over the API.
+
+One namespace holds every kind a promote must handle (the scenario of the promote issue): a Deployment
+with a rollout history, ClusterIP and headless Services, ConfigMap, Secret, a ServiceAccount bound by a
+ClusterRoleBinding, Role/RoleBinding, a PVC bound to a PV with reclaim policy Delete, a StatefulSet with
+volumeClaimTemplates and a PriorityClass, a custom resource, a CronJob, a DaemonSet and a finished Job.
+Controllers create the pods; `mark_pod_running` plays the kubelet until everything is Ready.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from kubesim.testing import MERGE_PATCH, mark_pod_running, wait_until
+
+WIDGET_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+PRIORITY_CLASS = "app-critical"
+STORAGE_CLASS = "manual"
+
+
+@dataclass
+class SeededNamespace:
+    namespace: str
+    pods: dict[str, str] = field(default_factory=dict)
+    """Pod name -> UID once everything is running: what must still be there after a promote."""
+
+
+def _create(call: Any, *args: Any) -> None:
+    """Create, tolerating AlreadyExists: shared cluster-scoped objects are seeded once per cluster."""
+    try:
+        call(*args)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def seed_cluster_scoped(api: client.ApiClient) -> None:
+    _create(client.ApiextensionsV1Api(api).create_custom_resource_definition, WIDGET_CRD)
+    _create(
+        client.SchedulingV1Api(api).create_priority_class,
+        {"metadata": {"name": PRIORITY_CLASS}, "value": 100000, "description": "seeded"},
+    )
+    _create(
+        client.StorageV1Api(api).create_storage_class,
+        {
+            "metadata": {"name": STORAGE_CLASS},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        },
+    )
+    wait_until(lambda: _served(api, "example.com", "v1", "widgets"), what="the Widget CRD to be served")
+
+
+def _served(api: client.ApiClient, group: str, version: str, plural: str) -> bool:
+    try:
+        resources = client.CustomObjectsApi(api).get_api_resources(group, version)
+    except ApiException:
+        return False
+    return any(r.name == plural for r in resources.resources)
+
+
+def _pod_template(labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    container = {
+        "name": "app",
+        "image": spec.pop("image", "nginx:1.25"),
+        "ports": [{"containerPort": 8080}],
+        "env": spec.pop("env", [{"name": "MODE", "value": "blue"}]),
+        "volumeMounts": spec.pop("mounts", []),
+    }
+    return {"metadata": {"labels": labels}, "spec": {"containers": [container], **spec}}
+
+
+def _pv(name: str, claim_namespace: str, claim_name: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Delete",
+        "storageClassName": STORAGE_CLASS,
+        "hostPath": {"path": f"/nonexistent/{name}"},
+    }
+    if claim_name:
+        spec["claimRef"] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": claim_namespace,
+            "name": claim_name,
+        }
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) -> SeededNamespace:
+    """Create one application namespace and play kubelet until all its workloads are Ready.
+
+    `full=False` seeds only a Deployment, a Service, a ConfigMap and a Secret (for scale tests).
+    """
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": namespace,
+                "labels": {"team": "shop"},
+                "annotations": {"owner": "platform@example.com"},
+            }
+        }
+    )
+    wait_until(
+        lambda: _exists(core.read_namespaced_service_account, "default", namespace),
+        what=f"the default ServiceAccount of {namespace}",
+    )
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "web-config"}, "data": {"app.properties": "color=blue\n"}}
+    )
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "web-secret"},
+            "type": "Opaque",
+            "data": {"password": base64.b64encode(b"s3cr3t-" + namespace.encode()).decode()},
+        },
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    web_volumes = [{"name": "config", "configMap": {"name": "web-config"}}]
+    web_mounts = [{"name": "config", "mountPath": "/etc/web"}]
+    if full:
+        _seed_identity(api, namespace)
+        core.create_namespaced_service(
+            namespace,
+            {
+                "metadata": {"name": "web-headless"},
+                "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]},
+            },
+        )
+        _seed_storage(core, namespace)
+        web_volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": "data"}})
+        web_mounts.append({"name": "data", "mountPath": "/data"})
+    template = _pod_template(
+        {"app": "web"},
+        volumes=web_volumes,
+        mounts=web_mounts,
+        serviceAccountName="web" if full else "default",
+    )
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+        },
+    )
+    _run_until(core, namespace, lambda: _deployment_ready(apps, namespace, "web"))
+    if full:
+        _roll_out(apps, core, namespace)
+        _seed_stateful(api, namespace)
+        _seed_batch_and_custom(api, namespace)
+    return SeededNamespace(
+        namespace, {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod(namespace).items}
+    )
+
+
+def _seed_identity(api: client.ApiClient, namespace: str) -> None:
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "web"}})
+    _create(
+        rbac.create_cluster_role,
+        {
+            "metadata": {"name": f"{namespace}-pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        },
+    )
+    _create(
+        rbac.create_cluster_role_binding,
+        {
+            "metadata": {"name": f"{namespace}-web-pod-reader"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{namespace}-pod-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": namespace}],
+        },
+    )
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "config-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "web-config-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "config-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": namespace}],
+        },
+    )
+
+
+def _seed_storage(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_persistent_volume(_pv(f"pv-{namespace}-data", namespace, None))
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": STORAGE_CLASS,
+                "volumeName": f"pv-{namespace}-data",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    for ordinal in range(2):
+        core.create_persistent_volume(_pv(f"pv-{namespace}-db-{ordinal}", namespace, f"data-db-{ordinal}"))
+    wait_until(
+        lambda: core.read_namespaced_persistent_volume_claim("data", namespace).status.phase == "Bound",
+        what=f"PVC {namespace}/data to bind",
+    )
+
+
+def _roll_out(apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str) -> None:
+    """A second revision, so the Deployment has a 0-replica history ReplicaSet as real ones do."""
+    apps.patch_namespaced_deployment(
+        "web",
+        namespace,
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "app", "env": [{"name": "MODE", "value": "green"}]}]}
+                }
+            }
+        },
+        _content_type="application/strategic-merge-patch+json",
+    )
+
+    def rolled_out() -> bool:
+        sets = apps.list_namespaced_replica_set(namespace, label_selector="app=web").items
+        return (
+            len(sets) == 2
+            and sorted(rs.spec.replicas for rs in sets) == [0, 2]
+            and _deployment_ready(apps, namespace, "web")
+        )
+
+    _run_until(core, namespace, rolled_out)
+
+
+def _seed_stateful(api: client.ApiClient, namespace: str) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]},
+        },
+    )
+    template = _pod_template(
+        {"app": "db"},
+        image="postgres:16",
+        priorityClassName=PRIORITY_CLASS,
+        mounts=[{"name": "data", "mountPath": "/var/lib/postgresql"}],
+    )
+    apps.create_namespaced_stateful_set(
+        namespace,
+        {
+            "metadata": {"name": "db"},
+            "spec": {
+                "replicas": 2,
+                "serviceName": "db",
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": template,
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": STORAGE_CLASS,
+                            "resources": {"requests": {"storage": "1Gi"}},
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    _run_until(
+        core,
+        namespace,
+        lambda: (apps.read_namespaced_stateful_set("db", namespace).status.ready_replicas or 0) == 2,
+    )
+
+
+def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
+    core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "example.com",
+        "v1",
+        namespace,
+        "widgets",
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}},
+    )
+    batch.create_namespaced_cron_job(
+        namespace,
+        {
+            "metadata": {"name": "report"},
+            "spec": {
+                "schedule": "*/30 * * * *",
+                "jobTemplate": {
+                    "spec": {"template": _pod_template({"app": "report"}, restartPolicy="OnFailure")}
+                },
+            },
+        },
+    )
+    apps.create_namespaced_daemon_set(
+        namespace,
+        {
+            "metadata": {"name": "node-agent"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "node-agent"}},
+                "template": _pod_template({"app": "node-agent"}),
+            },
+        },
+    )
+    job = batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "migrate-once"},
+            "spec": {"template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
+        },
+    )
+    labels = dict(job.spec.template.metadata.labels)
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": "migrate-once",
+        "uid": job.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "migrate-once-x7k2p", "labels": labels, "ownerReferences": [owner]},
+            "spec": api.sanitize_for_serialization(job.spec.template.spec),
+        },
+    )
+    core.patch_namespaced_pod_status(
+        "migrate-once-x7k2p",
+        namespace,
+        {
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "nginx:1.25",
+                        "imageID": "",
+                        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                    }
+                ],
+            }
+        },
+        _content_type=MERGE_PATCH,
+    )
+    batch.patch_namespaced_job_status(
+        "migrate-once",
+        namespace,
+        {
+            "status": {
+                "succeeded": 1,
+                "startTime": job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "completionTime": job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "conditions": [{"type": "Complete", "status": "True"}],
+            }
+        },
+        _content_type=MERGE_PATCH,
+    )
+
+
+def _exists(read: Any, *args: Any) -> bool:
+    try:
+        read(*args)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _deployment_ready(apps: client.AppsV1Api, namespace: str, name: str) -> bool:
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    status = deployment.status
+    return (
+        (status.ready_replicas or 0) == deployment.spec.replicas
+        and (status.updated_replicas or 0) == deployment.spec.replicas
+        and (status.replicas or 0) == deployment.spec.replicas
+    )
+
+
+def _run_until(core: client.CoreV1Api, namespace: str, done: Any, timeout: float = 30.0) -> None:
+    """Act as the kubelet: report every pending pod Running and Ready until `done()` holds."""
+
+    def step() -> bool:
+        for pod in core.list_namespaced_pod(namespace).items:
+            if pod.status.phase == "Pending" and not pod.metadata.deletion_timestamp:
+                mark_pod_running(core, namespace, pod.metadata.name)
+        return bool(done())
+
+    wait_until(step, timeout=timeout, interval=0.05, what=f"workloads in {namespace} to be Ready")

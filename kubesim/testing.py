@@ -1,0 +1,105 @@
+"""Helpers for tests and benchmarks that drive a simulated cluster over HTTP.
+
+Everything goes through the wire (the official client for the Kubernetes API, plain HTTP for the
+`/_sim` admin endpoints), so the same helpers work for a simulator in this process or in another one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
+"""The patch type for status writes (strategic merge, the client's default, is refused for CRs)."""
+
+
+def api_client(url: str) -> client.ApiClient:
+    configuration = client.Configuration()
+    configuration.host = url
+    configuration.api_key = {"authorization": "Bearer kubesim"}
+    return client.ApiClient(configuration)
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll until `predicate` returns something truthy; on timeout, say what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready: bool = True) -> None:
+    """What a kubelet would report: the simulator never runs pods, so tests say when one is up."""
+    pod = core.read_namespaced_pod(name, namespace)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    statuses = [
+        {
+            "name": c.name,
+            "ready": ready,
+            "restartCount": 0,
+            "image": c.image,
+            "imageID": "",
+            "started": True,
+            "state": {"running": {"startedAt": now}},
+        }
+        for c in pod.spec.containers
+    ]
+    status = {
+        "phase": "Running",
+        "podIP": "10.244.0.10",
+        "startTime": now,
+        "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": now},
+        ],
+        "containerStatuses": statuses,
+    }
+    core.patch_namespaced_pod_status(name, namespace, {"status": status}, _content_type=MERGE_PATCH)
+
+
+class SimAdmin:
+    """The simulator's `/_sim` endpoints: fault injection, latency, request log and counters."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}")
+
+    def add_fault(self, **rule: Any) -> dict[str, Any]:
+        return self._call("POST", "/_sim/faults", rule)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/_sim/faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/_sim/faults")
+
+    def set_latency(self, ms: float) -> None:
+        self._call("PUT", "/_sim/latency", {"ms": ms})
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        return self._call("GET", f"/_sim/requests?since={since}")["requests"]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/_sim/requests")
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/_sim/stats")

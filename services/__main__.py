@@ -1,0 +1,5 @@
+"""`python -m services` is `kpromote`, for environments where the console script is not on PATH."""
+
+from services.cli import main
+
+main()
