@@ -1,8 +1,9 @@
 """How many requests per second one simulator process serves, so benchmarks know they measure our code.
 
 Starts `kpromote sim` as a separate process pinned to one core (when `taskset` exists), then drives it
-from this process with the official Kubernetes client over keep-alive connections: creates, gets,
-lists and patches of small ConfigMaps, from N client threads. Prints a table and writes JSON.
+two ways: with the official Kubernetes client (N threads, keep-alive) — the rate our workers can reach
+— and with a light asyncio HTTP client (64 requests in flight), which shows the server's own ceiling.
+Creates, gets, patches and lists of small ConfigMaps. Prints a table and writes JSON.
 
     python bench/sim_rate.py [--requests 4000] [--threads 8] [--json bench/results/sim_rate.json]
 """
@@ -10,6 +11,7 @@ lists and patches of small ConfigMaps, from N client threads. Prints a table and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
 from kubernetes import client, config
 
 from kubesim.testing import wait_until
@@ -54,6 +57,35 @@ def measure(api: client.ApiClient, operation: str, count: int, threads: int) -> 
     return count / (time.perf_counter() - started)
 
 
+async def measure_raw(url: str, operation: str, count: int, in_flight: int = 64) -> float:
+    """The server's ceiling: the same requests from a client that costs almost nothing per call."""
+    limit = asyncio.Semaphore(in_flight)
+    base = f"{url}/api/v1/namespaces/bench/configmaps"
+    async with aiohttp.ClientSession() as session:
+
+        async def one(index: int) -> None:
+            async with limit:
+                if operation == "create":
+                    call = session.post(base, json={"metadata": {"name": f"raw-{index}"}, "data": {"k": "v"}})
+                elif operation == "get":
+                    call = session.get(f"{base}/raw-{index}")
+                elif operation == "patch":
+                    call = session.patch(
+                        f"{base}/raw-{index}",
+                        data=json.dumps({"data": {"k": str(index)}}),
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
+                else:
+                    call = session.get(base, params={"limit": "50"})
+                async with call as response:
+                    await response.read()
+                    assert response.status < 300, await response.text()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return count / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
@@ -68,10 +100,9 @@ def main() -> None:
         configuration.connection_pool_maxsize = args.threads
         with client.ApiClient(configuration) as api:
             client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
-            results = {
-                op: measure(api, op, args.requests, args.threads)
-                for op in ("create", "get", "patch", "list (limit 50)")
-            }
+            operations = ("create", "get", "patch", "list (limit 50)")
+            results = {op: measure(api, op, args.requests, args.threads) for op in operations}
+            raw = {op: asyncio.run(measure_raw(configuration.host, op, args.requests)) for op in operations}
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -80,13 +111,17 @@ def main() -> None:
         f"kubesim request rate, one server process{' on core 0' if shutil.which('taskset') else ''}, "
         f"{args.threads} client threads, {args.requests} requests each, {os.cpu_count()} cores"
     )
-    print(f"{'operation':<18}{'requests/s':>12}")
+    print(f"{'operation':<18}{'official client/s':>20}{'server ceiling/s':>20}")
     for operation, rate in results.items():
-        print(f"{operation:<18}{rate:>12.0f}")
+        print(f"{operation:<18}{rate:>20.0f}{raw[operation]:>20.0f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"threads": args.threads, "requests": args.requests, "rates": results}, indent=2)
-    )
+    summary = {
+        "threads": args.threads,
+        "requests": args.requests,
+        "official_client": results,
+        "server_ceiling": raw,
+    }
+    args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

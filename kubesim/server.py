@@ -365,27 +365,24 @@ class ApiServer:
             except (ValueError, KeyError) as exc:
                 raise errors.bad_request("invalid continue token") from exc
         chunks: list[bytes] = []
-        matched = 0
-        next_key: tuple[str, str] | None = None
-        remaining = 0
-        for obj in self.store.iter(rt, namespace or None):
+        filtered = not (labels.is_empty() and fields.is_empty())
+        last_key: tuple[str, str] | None = None
+        more = False
+        for obj in self.store.iter(rt, namespace or None, start):
             metadata = obj["metadata"]
-            key = (metadata.get("namespace", ""), metadata["name"])
-            if start is not None and key <= start:
+            if filtered and not (labels.matches(metadata.get("labels")) and fields.matches(obj)):
                 continue
-            if not labels.matches(metadata.get("labels")) or not fields.matches(obj):
-                continue
-            if limit and matched >= limit:
-                remaining += 1
-                continue
-            matched += 1
-            next_key = key
+            if limit and len(chunks) >= limit:
+                more = True
+                break
+            last_key = (metadata.get("namespace", ""), metadata["name"])
             chunks.append(self.encode(rt, obj, in_list=True))
         list_meta: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
-        if remaining and next_key is not None:
-            token = {"ns": next_key[0], "name": next_key[1], "rv": self.store.resource_version}
+        if more and last_key is not None:
+            token = {"ns": last_key[0], "name": last_key[1], "rv": self.store.resource_version}
             list_meta["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
-            list_meta["remainingItemCount"] = remaining
+            if not filtered:
+                list_meta["remainingItemCount"] = self.store.count_after(rt, namespace or None, last_key)
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
         body = head[:-1] + b',"items":[' + b",".join(chunks) + b"]}"
         return self.json_response(body)

@@ -10,6 +10,7 @@ Everything here runs on the simulator's event loop thread; there is no locking.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 import uuid
@@ -74,6 +75,7 @@ class Store:
         self._subscribers: list[Subscriber] = []
         self.admission: list[Admission] = []
         self._uids: dict[str, tuple[ResourceType, str, str]] = {}
+        self._sorted: dict[tuple[str, str, str], list[str]] = {}
         self.raw_data: dict[str, bytes] = {}
         """ControllerRevision uid -> the `data` bytes as sent, served back verbatim."""
 
@@ -101,14 +103,41 @@ class Store:
             raise errors.not_found(rt, name)
         return obj
 
-    def iter(self, rt: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
-        """Objects ordered by (namespace, name), as etcd's key order lists them."""
+    def iter(
+        self, rt: ResourceType, namespace: str | None = None, after: tuple[str, str] | None = None
+    ) -> Iterator[Obj]:
+        """Objects ordered by (namespace, name), as etcd's key order lists them; `after` resumes a page."""
         bucket = self._bucket(rt)
-        namespaces = [namespace] if namespace is not None else sorted(bucket)
+        namespaces = [namespace if rt.namespaced else ""] if namespace is not None else sorted(bucket)
         for ns in namespaces:
-            items = bucket.get(ns if rt.namespaced else "", {})
-            for name in sorted(items):
+            if after is not None and ns < after[0]:
+                continue
+            items = bucket.get(ns, {})
+            names = self._sorted_names(rt, ns, items)
+            start = bisect.bisect_right(names, after[1]) if after is not None and ns == after[0] else 0
+            for name in names[start:]:
                 yield items[name]
+
+    def _sorted_names(self, rt: ResourceType, namespace: str, items: dict[str, Obj]) -> list[str]:
+        """Kept between writes that add or remove names, so paging a large namespace stays cheap."""
+        key = (rt.group, rt.plural, namespace)
+        names = self._sorted.get(key)
+        if names is None:
+            names = self._sorted[key] = sorted(items)
+        return names
+
+    def count_after(self, rt: ResourceType, namespace: str | None, after: tuple[str, str]) -> int:
+        """How many objects a list resumed `after` would still return (a page's remainingItemCount)."""
+        bucket = self._bucket(rt)
+        namespaces = [namespace if rt.namespaced else ""] if namespace is not None else list(bucket)
+        remaining = 0
+        for ns in namespaces:
+            items = bucket.get(ns, {})
+            if ns > after[0]:
+                remaining += len(items)
+            elif ns == after[0]:
+                remaining += len(items) - bisect.bisect_right(self._sorted_names(rt, ns, items), after[1])
+        return remaining
 
     def list(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
         return list(self.iter(rt, namespace))
@@ -222,6 +251,7 @@ class Store:
         if rt.plural not in _NO_GENERATION:
             metadata["generation"] = 1
         self._bucket(rt).setdefault(namespace if rt.namespaced else "", {})[name] = obj
+        self._sorted.pop((rt.group, rt.plural, namespace if rt.namespaced else ""), None)
         self._uids[metadata["uid"]] = (rt, namespace if rt.namespaced else "", name)
         if raw_data is not None:
             self.raw_data[metadata["uid"]] = raw_data
@@ -317,6 +347,7 @@ class Store:
         rv = self._next_rv()
         final = dict(current, metadata=dict(metadata, resourceVersion=str(rv)))
         del self._bucket(rt)[namespace][name]
+        self._sorted.pop((rt.group, rt.plural, namespace), None)
         self._uids.pop(metadata.get("uid", ""), None)
         self.raw_data.pop(metadata.get("uid", ""), None)
         self._emit(WatchEvent("DELETED", rt, final, current, rv))
