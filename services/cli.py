@@ -65,6 +65,31 @@ def sim_pair(
     asyncio.run(serve_pair(cluster_name=cluster, directory=directory, latency_ms=latency_ms, on_ready=ready))
 
 
+Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Control-plane kubeconfig.")]
+
+
+@app.command()
+def watcher(kubeconfig: Kubeconfig = None) -> None:
+    """Run the policy watcher: prechecks PromotePolicies and publishes one job per namespace."""
+    from services.watcher.main import run
+
+    run(kubeconfig)
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Comma-separated: backup,detach,rebuild,rollback.")
+    ],
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks run at once (threads).")] = 8,
+    kubeconfig: Kubeconfig = None,
+) -> None:
+    """Run a Celery worker for the given step queues."""
+    from services.worker import run
+
+    run([q.strip() for q in queues.split(",") if q.strip()], concurrency, kubeconfig)
+
+
 @app.command("demo")
 def demo_command(
     namespaces: Annotated[int, typer.Option(help="How many application namespaces to seed.")] = 2,

@@ -1,52 +1,180 @@
 """`kpromote demo`: the whole system on one machine, with nothing installed beyond Python packages.
 
 Starts a simulated Kosmos control plane linked to a simulated member cluster, seeds the member with
-realistic applications (every kind a promote must handle) and shows how to reach both clusters.
+realistic applications, starts Redis (embedded unless one is configured or answers locally), the
+watcher and the workers as separate processes, applies a PromotePolicy, shows its progress, and ends
+with the continuity report: every member pod before and after, by UID. Exit status 0 only when the
+promote completed and no pod was deleted or re-created.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import yaml
+from kubernetes import client
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from kubesim import SimulatorThread
-from kubesim.seed import seed_cluster_scoped, seed_namespace
+from kubesim.seed import SeededNamespace, seed_cluster_scoped, seed_namespace
 from kubesim.serve import pair_paths, start_pair
-from kubesim.testing import api_client
+from kubesim.testing import api_client, wait_until
+from shared.embedded_redis import broker_url
 
 MEMBER = "member1"
+POLICY = "promote-shop"
+CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
+TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck")
+
+
+def _progress_table(status: dict) -> Table:
+    table = Table(
+        title=f"PromotePolicy {POLICY}: {status.get('phase', 'Pending')} "
+        f"({status.get('namespacesDone', 0)}/{status.get('namespacesTotal', '?')} namespaces)"
+    )
+    for column in ("namespace", "phase", "step", "backed up", "detached", "rebuilt", "skipped"):
+        table.add_column(column)
+    for ns in status.get("namespaces", []):
+        counts = ns.get("counts", {})
+        table.add_row(
+            ns["name"],
+            ns.get("phase", ""),
+            ns.get("step", ""),
+            str(counts.get("backedUp", 0)),
+            str(counts.get("detached", 0)),
+            str(counts.get("rebuilt", 0)),
+            str(counts.get("skipped", 0)),
+        )
+    return table
+
+
+def _continuity(console: Console, member: client.CoreV1Api, seeded: list[SeededNamespace]) -> bool:
+    table = Table(title="Continuity: member pods before and after")
+    for column in ("namespace", "pod", "uid before", "uid after", "verdict"):
+        table.add_column(column)
+    intact = True
+    for namespace in seeded:
+        after = {p.metadata.name: p for p in member.list_namespaced_pod(namespace.namespace).items}
+        for name, uid in sorted(namespace.pods.items()):
+            pod = after.get(name)
+            same = pod is not None and pod.metadata.uid == uid and pod.metadata.deletion_timestamp is None
+            intact &= same
+            table.add_row(
+                namespace.namespace,
+                name,
+                uid[:8],
+                pod.metadata.uid[:8] if pod else "gone",
+                "[green]same pod[/]" if same else "[red]RESTARTED[/]",
+            )
+    console.print(table)
+    return intact
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
 
 def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
     console = Console()
-    with SimulatorThread() as simulator:
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with SimulatorThread() as simulator, broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as redis_url:
         control_plane, member, link = simulator.run(start_pair(MEMBER))
-        simulator.clusters.extend([control_plane, member])
-        paths = pair_paths(workdir.resolve(), MEMBER)
+        paths = pair_paths(workdir, MEMBER)
         member.write_kubeconfig(paths.member)
         control_plane.write_kubeconfig(paths.control_plane)
         console.print(f"[bold]Kosmos control plane[/] {control_plane.url}  kubeconfig {paths.control_plane}")
         console.print(f"[bold]member cluster '{MEMBER}'[/] {member.url}  kubeconfig {paths.member}")
-        started = time.monotonic()
-        with api_client(member.url) as api:
-            seed_cluster_scoped(api)
-            seeded = [seed_namespace(api, f"shop-{index}") for index in range(1, namespaces + 1)]
-        table = Table(title=f"Seeded member applications ({time.monotonic() - started:.1f}s)")
-        for column in ("namespace", "pods running", "pod names"):
-            table.add_column(column)
-        for namespace in seeded:
-            table.add_row(namespace.namespace, str(len(namespace.pods)), ", ".join(sorted(namespace.pods)))
-        console.print(table)
-        console.print("The promote pipeline is not built yet: the clusters above are what it will migrate.")
-        if wait:
-            console.print("Clusters stay up until Ctrl-C.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-        simulator.run(link.stop())
-    return 0
+        console.print(f"[bold]Redis[/] {redis_url}   backups {workdir / 'backups'}")
+        env = {
+            **os.environ,
+            "KPROMOTE_BROKER_URL": redis_url,
+            "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
+            "KPROMOTE_KUBECONFIG": str(paths.control_plane),
+            "KPROMOTE_KEY_PREFIX": f"demo-{os.getpid()}:",
+        }
+        processes = [
+            _spawn(
+                ["worker", "-Q", "backup,detach,rebuild,rollback", "-c", "8"], env, workdir / "worker.log"
+            ),
+            _spawn(["watcher"], env, workdir / "watcher.log"),
+        ]
+        try:
+            with api_client(member.url) as member_api, api_client(control_plane.url) as cp_api:
+                client.ApiextensionsV1Api(cp_api).create_custom_resource_definition(
+                    yaml.safe_load(CRD.read_text())
+                )
+                seed_cluster_scoped(member_api)
+                started = time.monotonic()
+                seeded = [seed_namespace(member_api, f"shop-{i}") for i in range(1, namespaces + 1)]
+                console.print(
+                    f"Seeded {namespaces} namespace(s), {sum(len(s.pods) for s in seeded)} pods, "
+                    f"in {time.monotonic() - started:.1f}s"
+                )
+                status = _promote(console, cp_api, [s.namespace for s in seeded])
+                intact = _continuity(console, client.CoreV1Api(member_api), seeded)
+                intact &= not link.member_deletions
+            if wait:
+                console.print("Clusters stay up until Ctrl-C.")
+                _sleep_until_interrupted()
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=20)
+            simulator.run(link.stop())
+    ok = status.get("phase") == "Completed" and intact
+    console.print(
+        "[bold green]Promote completed; no pod restarted.[/]"
+        if ok
+        else f"[bold red]Promote did not complete cleanly[/]: {status.get('message')}  (logs in {workdir})"
+    )
+    return 0 if ok else 1
+
+
+def _promote(console: Console, cp_api: client.ApiClient, namespaces: list[str]) -> dict:
+    policies = client.CustomObjectsApi(cp_api)
+    policies.create_cluster_custom_object(
+        "kosmos.io",
+        "v1alpha1",
+        "promotepolicies",
+        {
+            "apiVersion": "kosmos.io/v1alpha1",
+            "kind": "PromotePolicy",
+            "metadata": {"name": POLICY},
+            "spec": {"clusterName": MEMBER, "includedNamespaces": namespaces},
+        },
+    )
+
+    def status() -> dict:
+        return (
+            policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", POLICY).get(
+                "status"
+            )
+            or {}
+        )
+
+    with Live(_progress_table({}), console=console, refresh_per_second=4) as live:
+
+        def finished() -> dict | None:
+            current = status()
+            live.update(_progress_table(current))
+            return current if current.get("phase") in TERMINAL else None
+
+        return wait_until(finished, timeout=600, interval=0.25, what="the promote to finish")
+
+
+def _sleep_until_interrupted() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -144,6 +144,7 @@ class NamespaceStatus(_ApiModel):
 class PromotePolicyStatus(_ApiModel):
     phase: PolicyPhase = PolicyPhase.PENDING
     observed_generation: int | None = None
+    run_id: str | None = None
     message: str | None = None
     precheck_errors: list[str] = Field(default_factory=list)
     namespaces: list[NamespaceStatus] = Field(default_factory=list)

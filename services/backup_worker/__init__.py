@@ -1,0 +1,1 @@
+"""The backup worker: consumes the `backup` queue; see tasks.py."""

@@ -1,0 +1,34 @@
+"""Backup tasks (queue `backup`): start a namespace, collect one type, seal the archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from shared.celery_app import app, task_name
+from shared.models import NamespacePhase
+from shared.pipeline import backup_canvas
+from shared.progress import NamespaceRun, now
+from shared.runtime import runtime
+from shared.steps import backup
+
+
+@app.task(name=task_name("backup", "start"), bind=True)
+def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
+    run = NamespaceRun(policy, namespace, run_id)
+    runtime().progress(run).set(
+        namespace, phase=NamespacePhase.BACKING_UP.value, step="discover types", startTime=now()
+    )
+    types = backup.types_to_collect(runtime(), run)
+    return self.replace(backup_canvas(app, run, types))
+
+
+@app.task(name=task_name("backup", "collect"))
+def collect(policy: str, namespace: str, run_id: str, group_resource: str) -> dict[str, Any]:
+    return backup.collect(runtime(), NamespaceRun(policy, namespace, run_id), group_resource)
+
+
+@app.task(name=task_name("backup", "seal"))
+def seal(collected: list[dict[str, Any]], policy: str, namespace: str, run_id: str) -> dict[str, Any]:
+    return backup.seal(runtime(), NamespaceRun(policy, namespace, run_id), collected)

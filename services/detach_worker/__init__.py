@@ -1,0 +1,1 @@
+"""The detach worker: consumes the `detach` queue; see tasks.py."""

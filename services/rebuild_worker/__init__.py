@@ -1,0 +1,1 @@
+"""The rebuild worker: consumes the `rebuild` queue; see tasks.py."""

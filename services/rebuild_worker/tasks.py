@@ -1,0 +1,48 @@
+"""Rebuild tasks (queue `rebuild`): plan the tiers, create batches in parallel, verify adoption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from shared.celery_app import app, task_name
+from shared.models import NamespacePhase
+from shared.pipeline import rebuild_canvas
+from shared.progress import NamespaceRun
+from shared.runtime import runtime
+from shared.steps import rebuild, verify
+
+
+@app.task(name=task_name("rebuild", "start"), bind=True)
+def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
+    run = NamespaceRun(policy, namespace, run_id)
+    return self.replace(rebuild_canvas(app, run, rebuild.plan(runtime(), run)))
+
+
+@app.task(name=task_name("rebuild", "batch"))
+def batch(
+    policy: str, namespace: str, run_id: str, tier: int, group_resource: str, offset: int, limit: int
+) -> int:
+    run = NamespaceRun(policy, namespace, run_id)
+    return rebuild.rebuild_batch(runtime(), run, rebuild.Batch(tier, group_resource, offset, limit))
+
+
+@app.task(name=task_name("rebuild", "tier_done"))
+def tier_done(policy: str, namespace: str, run_id: str, tier: str) -> None:
+    rebuild.tier_done(runtime(), NamespaceRun(policy, namespace, run_id), tier)
+
+
+@app.task(name=task_name("rebuild", "verify"))
+def verify_namespace(policy: str, namespace: str, run_id: str) -> list[str]:
+    run = NamespaceRun(policy, namespace, run_id)
+    verdict = verify.verify(runtime(), run)
+    if not verdict.ok:
+        raise RuntimeError("verification failed: " + "; ".join(verdict.problems[:10]))
+    runtime().progress(run).phase(
+        namespace,
+        NamespacePhase.COMPLETED,
+        "done",
+        "adopted by the control plane; every member pod kept its UID",
+    )
+    return verdict.problems

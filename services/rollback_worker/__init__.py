@@ -1,0 +1,1 @@
+"""The rollback worker: consumes the `rollback` queue; see tasks.py."""

@@ -1,0 +1,1 @@
+"""The policy watcher process (kopf): prechecks policies, publishes namespace jobs, reports progress."""

@@ -1,0 +1,155 @@
+"""The policy watcher: kopf handlers that precheck a PromotePolicy, publish one job per namespace, and
+write the live progress back into the policy's status. It does no migration work itself.
+
+Progress comes from Redis (written idempotently by the workers) and is written to the status at most
+once per interval, as one patch, only when something changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import kubernetes
+
+from shared.celery_app import app
+from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
+from shared.models.policy import GROUP, PLURAL, VERSION
+from shared.pipeline import start_namespace
+from shared.precheck import precheck
+from shared.progress import NamespaceRun, Progress, now
+from shared.runtime import runtime
+
+STATUS_INTERVAL = 1.0
+TERMINAL = {
+    NamespacePhase.COMPLETED,
+    NamespacePhase.FAILED,
+    NamespacePhase.ROLLED_BACK,
+    NamespacePhase.FAILED_ROLLBACK,
+}
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Our status schema is typed, so kopf keeps its own bookkeeping in annotations, not in status."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="promote.kosmos.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="promote.kosmos.io", key="last-handled-configuration"
+    )
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 60
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Credentials from the kubeconfig our settings name, read by the official client (tokens, client
+    certificates, CA), so the watcher and the workers always talk to the same control plane."""
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=runtime().settings.kubeconfig, client_configuration=configuration
+    )
+    token = (configuration.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+def _run_id(uid: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uid[:8]}-{secrets.token_hex(2)}"
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def start(
+    name: str, uid: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any
+) -> None:
+    if status.get("phase") not in (None, "", PolicyPhase.PENDING.value):
+        return
+    try:
+        parsed = PromotePolicySpec.model_validate(dict(spec))
+    except ValueError as exc:
+        patch.status.update(
+            {
+                "phase": PolicyPhase.FAILED_PRECHECK.value,
+                "precheckErrors": [str(exc)],
+                "message": "the spec is invalid",
+            }
+        )
+        return
+    rt = runtime()
+    result = precheck(
+        rt.control_plane, parsed, rt.settings.protected_namespaces, rt.settings.member_kubeconfigs
+    )
+    if not result.ok:
+        patch.status.update(
+            {
+                "phase": PolicyPhase.FAILED_PRECHECK.value,
+                "precheckErrors": result.errors,
+                "message": f"precheck failed with {len(result.errors)} problem(s); nothing was "
+                f"changed. Fix the policy or the clusters, then re-create the policy",
+            }
+        )
+        return
+    run_id = _run_id(uid)
+    patch.status.update(
+        {
+            "phase": PolicyPhase.RUNNING.value,
+            "runId": run_id,
+            "startTime": now(),
+            "precheckErrors": [],
+            "namespacesTotal": len(result.namespaces),
+            "namespacesDone": 0,
+            "message": "promoting",
+            "namespaces": [
+                NamespaceStatus(name=ns).model_dump(mode="json", by_alias=True, exclude_none=True)
+                for ns in result.namespaces
+            ],
+        }
+    )
+    for namespace in result.namespaces:
+        start_namespace(app, NamespaceRun(name, namespace, run_id))
+    log.info("policy %s: %d namespace(s) published, run %s", name, len(result.namespaces), run_id)
+
+
+def policy_phase(namespaces: list[NamespaceStatus]) -> PolicyPhase:
+    phases = {ns.phase for ns in namespaces}
+    if not phases <= TERMINAL:
+        return PolicyPhase.RUNNING
+    if phases == {NamespacePhase.COMPLETED}:
+        return PolicyPhase.COMPLETED
+    if NamespacePhase.COMPLETED in phases:
+        return PolicyPhase.PARTIALLY_FAILED
+    return PolicyPhase.FAILED
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
+def report(name: str, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    if status.get("phase") != PolicyPhase.RUNNING.value or not status.get("runId"):
+        return
+    progress = Progress(runtime().redis, name, status["runId"])
+    namespaces = [progress.read(ns["name"]) for ns in status.get("namespaces", [])]
+    rendered = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces]
+    phase = policy_phase(namespaces)
+    done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
+    update: dict[str, Any] = {"namespaces": rendered, "namespacesDone": done, "phase": phase.value}
+    if phase is not PolicyPhase.RUNNING:
+        failed = [ns.name for ns in namespaces if ns.phase is not NamespacePhase.COMPLETED]
+        update["completionTime"] = now()
+        update["message"] = (
+            "every namespace promoted"
+            if not failed
+            else f"not promoted: {', '.join(failed)} (see each namespace's message)"
+        )
+    if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
+        patch.status.update(update)

@@ -1,0 +1,58 @@
+"""The Celery application every worker and the watcher share: queues, routing and reliability settings.
+
+Tasks are routed by name (`kosmos_promote.<queue>.<step>`), so each worker process consumes only its
+step's queue and scales on its own. Reliability follows the measured behaviour on Redis
+(research/celery.md §2): late acknowledgement with re-queue on worker loss, one prefetched message per
+process, and a visibility timeout set in all three places that read it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import settings
+
+QUEUES = ("backup", "detach", "rebuild", "rollback")
+TASK_MODULES = (
+    "services.backup_worker.tasks",
+    "services.detach_worker.tasks",
+    "services.rebuild_worker.tasks",
+    "services.rollback_worker.tasks",
+)
+
+
+def task_name(queue: str, step: str) -> str:
+    return f"kosmos_promote.{queue}.{step}"
+
+
+def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> Celery:
+    url = broker_url or settings().broker_url
+    prefix = settings().key_prefix if key_prefix is None else key_prefix
+    visibility: dict[str, object] = {"visibility_timeout": settings().visibility_timeout}
+    if prefix:
+        visibility["global_keyprefix"] = prefix
+    app = Celery("kosmos_promote", broker=url, backend=url, include=list(TASK_MODULES))
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        result_extended=True,
+        result_expires=7 * 24 * 3600,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_transport_options=visibility,
+        result_backend_transport_options=visibility,
+        visibility_timeout=settings().visibility_timeout,
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_routes={f"kosmos_promote.{queue}.*": {"queue": queue} for queue in QUEUES},
+        task_default_queue="backup",
+    )
+    return app
+
+
+app = create_app()

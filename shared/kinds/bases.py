@@ -1,0 +1,78 @@
+"""The two detach behaviours several kind families share (kosmos-promote.md §5 table)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from shared.items import Obj
+from shared.kinds.helpers import controller_ref, mark, remove_markers, restore_metadata, set_metadata
+from shared.kinds.registry import (
+    NO_OWNERS,
+    PROMOTE,
+    Context,
+    Decision,
+    DetachKind,
+    DetachStep,
+    KindRule,
+    Move,
+)
+from shared.markers import CLUSTER_OWNERS
+
+
+class OwnerRule(KindRule):
+    """A workload owner. Detach deletes it with Orphan propagation: the garbage collector releases its
+    dependents in 0.04-0.07 s and no pod is touched; while it carries a deletionTimestamp its controller
+    does nothing (real-control-plane.md §1). The rollback re-creates it from the backup, so there is no
+    revert patch. Its rebuild is the generic strip only: its pod template must stay byte-identical, any
+    change is a rollout in the control plane (real-control-plane.md §4)."""
+
+    promoted_with: ClassVar[tuple[str, ...]] = ()
+    """Kinds of controller that are promoted too, so may own this one (a ReplicaSet's Deployment)."""
+
+    def decide(self, obj: Obj) -> Decision:
+        """An owner that is itself controlled by another kind (an operator's custom resource) stays: that
+        controller, still running in the member, would re-create what detach deletes. Owner kinds are not
+        promoted yet (see `shared.kinds.custom`); the original deleted them (kosmos-promote.md §5 step 3)."""
+        ref = controller_ref(obj)
+        if ref is not None and ref.get("kind") not in self.promoted_with:
+            return Decision(
+                Move.STAY, f"controlled by {ref.get('kind')} {ref.get('name')}, a kind that is not promoted"
+            )
+        return PROMOTE
+
+    def detach(self, obj: Obj, ctx: Context) -> DetachStep:
+        return DetachStep(DetachKind.ORPHAN_DELETE, reason="owner removed, dependents orphaned and kept")
+
+
+class ClusterOwnedRule(KindRule):
+    """A kind Kosmos tracks with `kosmos-io/cluster-owners` (kosmos-promote.md §5, §9).
+
+    In the member the annotation makes the object look like a Kosmos-made copy, and its ownerReferences
+    are removed (an owner deleted by detach would otherwise take it along). In the control plane the
+    annotation is what makes Kosmos act on ConfigMaps, Secrets and PVCs; rules for kinds Kosmos does not
+    act on there set `annotate_in_control_plane = False`. The rollback takes it off the control-plane
+    object *before* deleting it, or Kosmos deletes the member twin (real-control-plane.md §7).
+    """
+
+    annotate_in_control_plane: ClassVar[bool] = True
+
+    def detach(self, obj: Obj, ctx: Context) -> DetachStep:
+        return mark(
+            obj,
+            "marked as a Kosmos copy, ownerReferences removed",
+            annotations={CLUSTER_OWNERS: ctx.cluster},
+            drop_owner_references=True,
+        )
+
+    def revert_detach(
+        self, backed_up: Obj, live: Obj, ctx: Context, owner_uids: Mapping[str, str] = NO_OWNERS
+    ) -> Obj | None:
+        return restore_metadata(backed_up, live, owner_uids, owner_references=True)
+
+    def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
+        if self.annotate_in_control_plane:
+            set_metadata(body, "annotations", CLUSTER_OWNERS, ctx.cluster)
+
+    def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
+        return remove_markers(live, annotations=[CLUSTER_OWNERS])

@@ -1,0 +1,102 @@
+"""ServiceAccounts and RBAC.
+
+Namespaced ones are marked with `kosmos-io/cluster-owners` in the member, as Kosmos does
+(kosmos-promote.md §5), but not in the control plane, where Kosmos does nothing with the annotation on
+these kinds (§9). Cluster-scoped ones come only as dependencies of a ServiceAccount and are never
+touched in the member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shared.items import GroupResource, ItemRef, Obj
+from shared.kinds.bases import ClusterOwnedRule
+from shared.kinds.registry import (
+    CREATED_BY_CONTROL_PLANE,
+    PROMOTE,
+    RULES,
+    Catalog,
+    Context,
+    Decision,
+    KindRule,
+    Move,
+)
+
+CLUSTER_ROLES = GroupResource("clusterroles.rbac.authorization.k8s.io")
+CLUSTER_ROLE_BINDINGS = GroupResource("clusterrolebindings.rbac.authorization.k8s.io")
+BOOTSTRAP_LABEL = ("kubernetes.io/bootstrapping", "rbac-defaults")
+
+
+@RULES.register
+class ServiceAccountRule(ClusterOwnedRule):
+    group_resources = ("serviceaccounts",)
+    annotate_in_control_plane = False
+
+    def decide(self, obj: Obj) -> Decision:
+        """The control plane makes `default` in every new namespace (0.01 s, real-control-plane.md §2)."""
+        if obj["metadata"]["name"] == "default":
+            return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)
+        return PROMOTE
+
+    def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
+        """The ClusterRoleBindings naming exactly this account as a subject, and their ClusterRoles
+        (Velero's `RelatedItemsForServiceAccount`, peers.md §1.3). The original took every binding of
+        any account in the namespace, shared roles like `cluster-admin` included (kosmos-promote.md §10
+        item 9). Raises without a catalog: a silent [] would be a silently incomplete backup (§4.2)."""
+        if catalog is None:
+            raise ValueError("the dependencies of a ServiceAccount need a catalog of ClusterRoleBindings")
+        return bindings_of(obj, catalog.cluster_role_bindings())
+
+    def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
+        """Token Secrets `<sa>-token-*` are issued anew by the control plane's token controller and
+        appended here (research §9); listing the member's ones would name Secrets that do not exist
+        there (Velero's service_account_action, peers.md §1.2)."""
+        prefix = f"{body['metadata']['name']}-token-"
+        kept = [ref for ref in body.get("secrets") or [] if not ref.get("name", "").startswith(prefix)]
+        if kept:
+            body["secrets"] = kept
+        else:
+            body.pop("secrets", None)
+
+
+def bindings_of(account: Obj, cluster_role_bindings: Iterable[Obj]) -> list[ItemRef]:
+    """For each ClusterRoleBinding with subject {ServiceAccount, this name, this namespace}, in name order:
+    its ClusterRole, then the binding itself."""
+    namespace, name = account["metadata"].get("namespace", ""), account["metadata"]["name"]
+    refs: dict[ItemRef, None] = {}
+    for binding in sorted(cluster_role_bindings, key=lambda b: b["metadata"]["name"]):
+        if not any(_names_account(subject, namespace, name) for subject in binding.get("subjects") or []):
+            continue
+        role = binding.get("roleRef") or {}
+        if role.get("kind") == "ClusterRole" and role.get("name"):
+            refs[ItemRef(CLUSTER_ROLES, "", role["name"])] = None
+        refs[ItemRef(CLUSTER_ROLE_BINDINGS, "", binding["metadata"]["name"])] = None
+    return list(refs)
+
+
+def _names_account(subject: Obj, namespace: str, name: str) -> bool:
+    return (
+        subject.get("kind") == "ServiceAccount"
+        and subject.get("name") == name
+        and subject.get("namespace") == namespace
+    )
+
+
+@RULES.register
+class NamespacedRbacRule(ClusterOwnedRule):
+    group_resources = ("roles.rbac.authorization.k8s.io", "rolebindings.rbac.authorization.k8s.io")
+    annotate_in_control_plane = False
+
+
+@RULES.register
+class ClusterRbacRule(KindRule):
+    group_resources = (CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS)
+
+    def decide(self, obj: Obj) -> Decision:
+        """The API server's bootstrap policy (`cluster-admin`, `view`, `system:*`…) exists in every cluster
+        and is reconciled there; a rollback must never delete it (kosmos-promote.md §10 item 9)."""
+        key, value = BOOTSTRAP_LABEL
+        if (obj["metadata"].get("labels") or {}).get(key) == value:
+            return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)
+        return PROMOTE

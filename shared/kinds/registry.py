@@ -1,0 +1,201 @@
+"""The per-kind rule registry: what promote does with one object of one kind, in each phase.
+
+Shaped after Velero's item actions (research/style-anchors.md §1, §4): one small rule per kind family,
+keyed by group-resource, registered with a decorator into a registry that rejects duplicates. A rule
+only adds its kind's *delta*; what every kind shares (decide → promote, nothing to detach, generic
+`strip_for_rebuild`, our PROMOTED_BY annotation) lives here once, so a subclass overrides only what
+differs. Each phase hook has its revert beside it, as the Execute/Revert pairs of the Kosmos code
+(kosmos-promote.md §5-§7).
+
+Everything here is pure: plain dicts in (raw Kubernetes JSON as served, never mutated), plain dicts or
+small frozen values out. The steps in `shared.steps` do the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import ClassVar, Literal, Protocol, TypeVar, final
+
+from shared.items import ItemRef, Obj
+from shared.markers import PROMOTED_BY, virtual_node
+from shared.sanitize import strip_for_rebuild
+
+CREATED_BY_CONTROL_PLANE = "created by the control plane itself"
+MANAGED_BY_CLUSTER = "managed by the cluster"
+NO_OWNERS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who promotes: the member cluster (as Kosmos names it) and the PromotePolicy doing it."""
+
+    cluster: str
+    policy: str
+
+    @property
+    def virtual_node(self) -> str:
+        return virtual_node(self.cluster)
+
+
+class Move(StrEnum):
+    PROMOTE = "promote"
+    """Detached in the member, re-created in the control plane."""
+    STAY = "stay"
+    """Left running in the member, untouched: a control-plane copy would duplicate or restart its pods."""
+    SKIP = "skip"
+    """Not moved at all: finished, or the control plane already has (or makes) its own."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    move: Move
+    reason: str = ""
+
+
+PROMOTE = Decision(Move.PROMOTE)
+
+
+class DetachKind(StrEnum):
+    ORPHAN_DELETE = "orphan-delete"
+    """DELETE with propagationPolicy=Orphan: the owner goes, its dependents keep running (research §1)."""
+    MARK = "mark"
+    """Apply `DetachStep.patch`: set Kosmos markers, drop ownerReferences."""
+    NONE = "none"
+    """Nothing to do in the member."""
+
+
+@dataclass(frozen=True)
+class DetachStep:
+    kind: DetachKind
+    patch: Obj | None = None
+    """JSON merge patch, for MARK only: just the keys that change, so a re-run sends nothing."""
+    patch_type: Literal["merge"] = "merge"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind is DetachKind.MARK and not self.patch:
+            raise ValueError("a mark step needs a non-empty patch")
+        if self.kind is not DetachKind.MARK and self.patch is not None:
+            raise ValueError(f"only mark steps take a patch, not {self.kind}")
+
+
+NOTHING_TO_DETACH = DetachStep(DetachKind.NONE, reason="not changed in the member")
+
+
+class Catalog(Protocol):
+    """Cluster-wide facts a rule may ask about while finding related objects; the backup lists them
+    once per run, not once per object, as Velero does for ClusterRoleBindings (peers.md §1.3)."""
+
+    def cluster_role_bindings(self) -> Iterable[Obj]: ...
+
+    def crd_for(self, api_version: str, kind: str) -> str | None:
+        """Name of the CRD that serves this apiVersion/kind in the member, or None for built-in kinds."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticCatalog:
+    """A Catalog over values already in hand (tests, or a backup that listed them itself)."""
+
+    bindings: tuple[Obj, ...] = ()
+    crds: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """CRD name by (apiVersion, kind)."""
+
+    def cluster_role_bindings(self) -> Iterable[Obj]:
+        return self.bindings
+
+    def crd_for(self, api_version: str, kind: str) -> str | None:
+        return self.crds.get((api_version, kind))
+
+
+class KindRule:
+    """The default behaviour of every kind; subclasses override only the hooks whose behaviour differs.
+
+    `detach`, `rebuild` and the reverts are only called for objects whose `decide` says PROMOTE.
+    """
+
+    group_resources: ClassVar[tuple[str, ...]] = ()
+
+    def decide(self, obj: Obj) -> Decision:
+        """Whether `obj` (as backed up) is promoted, stays in the member or is not moved at all."""
+        return PROMOTE
+
+    def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
+        """Cluster-scoped objects `obj` needs in the control plane, to back up with it (peers.md §1.3)."""
+        return []
+
+    def detach(self, obj: Obj, ctx: Context) -> DetachStep:
+        """What to do to `obj` in the member so that Kosmos treats it as a copy of the control plane's."""
+        return NOTHING_TO_DETACH
+
+    def revert_detach(
+        self, backed_up: Obj, live: Obj, ctx: Context, owner_uids: Mapping[str, str] = NO_OWNERS
+    ) -> Obj | None:
+        """Merge patch that puts the live member object back as it was backed up, or None if there is
+        nothing to patch (owner kinds are re-created from the backup instead). `owner_uids` maps each
+        backed-up owner UID to the UID of that owner as it exists now (see `helpers.restore_metadata`)."""
+        return None
+
+    @final
+    def rebuild(self, obj: Obj, ctx: Context) -> Obj:
+        """Body to create in the control plane: stripped (`shared.sanitize`), the kind's delta, and our
+        PROMOTED_BY annotation on the top-level metadata only: never on a pod template, where any change
+        is a rollout (real-control-plane.md §4)."""
+        body = strip_for_rebuild(obj)
+        self.tailor(body, obj, ctx)
+        metadata = body["metadata"]
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), PROMOTED_BY: ctx.policy}
+        return body
+
+    def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
+        """The kind's delta, applied in place to `body`, an already stripped deep copy of `original`."""
+
+    def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
+        """Merge patch that takes the Kosmos markers off the live control-plane object before the rollback
+        deletes it, so that Kosmos does not delete the member twin (research §7), or None."""
+        return None
+
+
+R = TypeVar("R", bound=type[KindRule])
+
+
+class RuleRegistry:
+    """Rules by group-resource. Unknown group-resources (custom resources included) get the default."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, KindRule] = {}
+        self._default: KindRule = KindRule()
+        self._default_set = False
+
+    def register(self, cls: R) -> R:
+        """Class decorator: one instance of `cls` serves each of its group_resources."""
+        if not cls.group_resources:
+            raise ValueError(f"{cls.__name__} names no group_resources")
+        taken = sorted(set(cls.group_resources) & self._rules.keys())
+        if taken:
+            raise ValueError(f"{cls.__name__}: already registered for {', '.join(taken)}")
+        rule = cls()
+        self._rules.update(dict.fromkeys(cls.group_resources, rule))
+        return cls
+
+    def register_default(self, cls: R) -> R:
+        """Class decorator: the rule for every group-resource no other rule names."""
+        if self._default_set:
+            raise ValueError(f"{cls.__name__}: a default rule is already registered")
+        self._default, self._default_set = cls(), True
+        return cls
+
+    def for_(self, group_resource: str) -> KindRule:
+        return self._rules.get(group_resource, self._default)
+
+    def __contains__(self, group_resource: object) -> bool:
+        return group_resource in self._rules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._rules))
+
+
+RULES = RuleRegistry()

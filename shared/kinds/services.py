@@ -1,0 +1,143 @@
+"""Services, and the endpoint objects the cluster derives from them.
+
+A Service is re-created in the control plane with `kosmos.io/auto-create-mcs`, so Kosmos exports it to
+every cluster; the member Service keeps its cluster IP, and only gets the same annotation as a marker
+(kosmos-promote.md §5, §6.3, §9). Values the cluster allocated are not copied (research §9 "Never copy
+a cluster IP"; Velero's `service_action.go`, peers.md §1.2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from shared.items import Obj
+from shared.kinds.helpers import mark, remove_markers, restore_metadata, set_metadata
+from shared.kinds.registry import (
+    MANAGED_BY_CLUSTER,
+    NO_OWNERS,
+    RULES,
+    Context,
+    Decision,
+    DetachStep,
+    KindRule,
+    Move,
+)
+from shared.markers import AUTO_CREATE_MCS
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+@RULES.register
+class ServiceRule(KindRule):
+    group_resources = ("services",)
+
+    def detach(self, obj: Obj, ctx: Context) -> DetachStep:
+        return mark(
+            obj,
+            "member Service marked for Kosmos multi-cluster services, ownerReferences removed",
+            annotations={AUTO_CREATE_MCS: "true"},
+            drop_owner_references=True,
+        )
+
+    def revert_detach(
+        self, backed_up: Obj, live: Obj, ctx: Context, owner_uids: Mapping[str, str] = NO_OWNERS
+    ) -> Obj | None:
+        return restore_metadata(backed_up, live, owner_uids, owner_references=True)
+
+    def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
+        """The member's cluster IP is taken in the control plane too (both allocate from the same range:
+        a copy is refused with 422) and cannot be had by chance, so it is left to the control plane; a
+        headless Service stays `None` (real-control-plane.md §9). Node ports likewise, unless the user
+        set them explicitly: then the control plane must honour them."""
+        spec = body.setdefault("spec", {})
+        if spec.get("clusterIP") != "None":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        explicit = _ExplicitFields(original) if spec.get("type") in NODE_PORT_TYPES else None
+        for port in spec.get("ports") or []:
+            if "nodePort" in port and not (explicit and explicit.node_port(port)):
+                del port["nodePort"]
+        if "healthCheckNodePort" in spec and not (explicit and explicit.health_check_node_port()):
+            del spec["healthCheckNodePort"]
+        set_metadata(body, "annotations", AUTO_CREATE_MCS, "true")
+
+    def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
+        return remove_markers(live, annotations=[AUTO_CREATE_MCS])
+
+
+class _ExplicitFields:
+    """Which allocated Service fields a user set explicitly, as Velero decides it: named in the
+    last-applied-configuration of `kubectl apply`, or owned by a manager in managedFields (server-side
+    apply and other writers leave no last-applied annotation). An allocated value appears in neither."""
+
+    def __init__(self, service: Obj) -> None:
+        self.applied = _applied_spec(service)
+        self.managed = [
+            ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+            for entry in service["metadata"].get("managedFields") or []
+        ]
+
+    def node_port(self, port: Obj) -> bool:
+        """Velero matches applied ports by name, or by the nodePort value for an unnamed port; managed
+        fields name a port by its (port, protocol) key."""
+        for applied in self.applied.get("ports") or []:
+            if not applied.get("nodePort"):
+                continue
+            if port.get("name") and applied.get("name") == port["name"]:
+                return True
+            if not port.get("name") and _as_int(applied["nodePort"]) == port.get("nodePort"):
+                return True
+        key = {"port": port.get("port"), "protocol": port.get("protocol", "TCP")}
+        return any(
+            "f:nodePort" in fields
+            for spec in self.managed
+            for raw, fields in (spec.get("f:ports") or {}).items()
+            if _list_key(raw) == key
+        )
+
+    def health_check_node_port(self) -> bool:
+        return bool(self.applied.get("healthCheckNodePort")) or any(
+            "f:healthCheckNodePort" in spec for spec in self.managed
+        )
+
+
+def _applied_spec(service: Obj) -> Obj:
+    """spec of the last-applied-configuration, {} if there is none or it is not a JSON object."""
+    raw = (service["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        applied = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    spec = applied.get("spec") if isinstance(applied, dict) else None
+    return spec if isinstance(spec, dict) else {}
+
+
+def _list_key(raw: str) -> Any:
+    """The object of a managedFields list key `k:{"port":80,"protocol":"TCP"}`, None for other keys."""
+    if not raw.startswith("k:"):
+        return None
+    try:
+        return json.loads(raw[2:])
+    except ValueError:
+        return None
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@RULES.register
+class EndpointsRule(KindRule):
+    """Written by the endpoints controllers of each cluster from the Service's pods; a copy would be
+    stale at once (default-excluded, `shared.ordering.DEFAULT_EXCLUDED`)."""
+
+    group_resources = ("endpoints", "endpointslices.discovery.k8s.io")
+
+    def decide(self, obj: Obj) -> Decision:
+        return Decision(Move.SKIP, MANAGED_BY_CLUSTER)

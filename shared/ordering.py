@@ -1,0 +1,110 @@
+"""Order and scope as data, each entry with its reason (Velero's restore priorities, peers.md §1.1).
+
+The rebuild goes bottom-up: what an object needs at admission or for adoption exists before it, and
+pods exist before any controller that could otherwise create replacements
+(research/real-control-plane.md §2, the order measured to adopt everything with nothing new). One
+pure function, `rebuild_tiers`, consumes the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    group_resources: tuple[str, ...]
+    """In creation order within the tier; empty for the last tier, which takes every type not named."""
+    reason: str
+
+
+REBUILD_TIERS: tuple[Tier, ...] = (
+    Tier(
+        "crds",
+        ("customresourcedefinitions.apiextensions.k8s.io",),
+        "custom resources can only be created once their CRD is served (Velero waits for Established)",
+    ),
+    Tier(
+        "namespaces", ("namespaces",), "every namespaced object needs its namespace, and pods its default SA"
+    ),
+    Tier(
+        "classes",
+        ("storageclasses.storage.k8s.io", "priorityclasses.scheduling.k8s.io"),
+        "claims bind through their class; Priority admission rejects a pod whose class is missing (§10.15)",
+    ),
+    Tier(
+        "persistentvolumes",
+        ("persistentvolumes",),
+        "PV first, then its claim without binding annotations: binds cleanly, no ClaimLost (research §6)",
+    ),
+    Tier("persistentvolumeclaims", ("persistentvolumeclaims",), "pods mounting a claim need it to exist"),
+    Tier(
+        "rbac",
+        (
+            "serviceaccounts",
+            "roles.rbac.authorization.k8s.io",
+            "rolebindings.rbac.authorization.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+        ),
+        "ServiceAccount admission needs a pod's account; roles before pods (velero#9471)",
+    ),
+    Tier("config", ("secrets", "configmaps"), "pods reference them in volumes and env"),
+    Tier(
+        "pods",
+        ("pods",),
+        "before any controller, so controllers adopt them instead of creating new ones (research §2, §5)",
+    ),
+    Tier(
+        "replicasets",
+        ("replicasets.apps", "controllerrevisions.apps"),
+        "before Deployments, which adopt the existing ReplicaSets and keep their history (research §5, §8)",
+    ),
+    Tier(
+        "controllers",
+        ("deployments.apps", "statefulsets.apps", "cronjobs.batch"),
+        "last of the workloads: everything they would otherwise create already exists",
+    ),
+    Tier("services", ("services",), "after their pods, as measured; Kosmos exports them once they exist"),
+    Tier("rest", (), "everything else (ingresses, PDBs, custom resources…), alphabetically"),
+)
+
+
+def rebuild_tiers(present: Iterable[str]) -> list[tuple[Tier, list[str]]]:
+    """The tiers holding at least one of the `present` group-resources, each with those types in order;
+    types no tier names go to the last tier, sorted."""
+    remaining = set(present)
+    tiers = []
+    for tier in REBUILD_TIERS:
+        types = [gr for gr in tier.group_resources if gr in remaining]
+        remaining.difference_update(types)
+        tiers.append((tier, types))
+    tiers[-1][1].extend(sorted(remaining))
+    return [(tier, types) for tier, types in tiers if types]
+
+
+DETACH_OWNER_ORDER: tuple[str, ...] = (
+    "deployments.apps",  # before its ReplicaSets: a Deployment being deleted re-creates none (research §1)
+    "replicasets.apps",  # releases the pods
+    "statefulsets.apps",  # releases its pods and ControllerRevisions
+    "cronjobs.batch",  # its running Jobs are released and finish in the member
+)
+"""Owners deleted with Orphan propagation in the member, top-down."""
+
+DEFAULT_EXCLUDED: tuple[str, ...] = (
+    "events",  # history of the member; never restorable (Velero nonRestorableResources)
+    "events.events.k8s.io",  # the same events through the other API group (kosmos-promote.md §4.2)
+    "endpoints",  # written by each cluster's endpoints controller from the Service
+    "endpointslices.discovery.k8s.io",  # likewise, by the EndpointSlice controller
+)
+"""Types never backed up, whatever the policy says."""
+
+PROTECTED_NAMESPACES: tuple[str, ...] = (
+    "kube-system",  # the cluster's own components
+    "kube-public",  # cluster-info, read by anyone
+    "kube-node-lease",  # node heartbeats
+    "kosmos-system",  # Kosmos itself; a rollback would delete it from the control plane (§10 item 3)
+)
+"""Namespaces that are never promoted."""

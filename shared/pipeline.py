@@ -1,0 +1,60 @@
+"""How the steps of one namespace are sequenced on Celery: chords where work fans out and back in.
+
+    backup.start ─▶ chord(collect type₁ … typeₙ) ─▶ seal ─▶ detach ─▶ rebuild.start
+    rebuild.start ─▶ chord(tier₀ batches) ─▶ tier_done ─▶ … chord(tierₖ batches) ─▶ tier_done ─▶ verify
+
+The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of each phase is
+only known when it starts (which types the member serves, how many objects each tier holds), so
+`backup.start` and `rebuild.start` build their part and replace themselves with it. Signatures are made
+by task name, so this module needs no worker code; every task carries references only.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, chain, chord, group
+from celery.canvas import Signature
+
+from shared.celery_app import task_name
+from shared.progress import NamespaceRun
+from shared.steps.rebuild import Batch
+
+
+def _sig(app: Celery, queue: str, step: str, *args: object, immutable: bool = True) -> Signature:
+    return app.signature(task_name(queue, step), args=args, immutable=immutable)
+
+
+def on_failure(app: Celery, run: NamespaceRun) -> Signature:
+    """A bound errback on the rollback queue (research: unbound multi-argument errbacks run inline)."""
+    return app.signature(task_name("rollback", "namespace_failed"), args=run.as_args())
+
+
+def start_namespace(app: Celery, run: NamespaceRun) -> None:
+    signature = _sig(app, "backup", "start", *run.as_args())
+    signature.link_error(on_failure(app, run))
+    signature.apply_async()
+
+
+def backup_canvas(app: Celery, run: NamespaceRun, types: list[str]) -> Signature:
+    collects = group(_sig(app, "backup", "collect", *run.as_args(), gr) for gr in types)
+    seal = _sig(app, "backup", "seal", *run.as_args(), immutable=False)
+    canvas = chain(
+        chord(collects, seal),
+        _sig(app, "detach", "run", *run.as_args()),
+        _sig(app, "rebuild", "start", *run.as_args()),
+    )
+    canvas.link_error(on_failure(app, run))
+    return canvas
+
+
+def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[tuple[str, list[Batch]]]) -> Signature:
+    steps: list[Signature] = []
+    for name, batches in tiers:
+        header = group(
+            _sig(app, "rebuild", "batch", *run.as_args(), b.tier, b.group_resource, b.offset, b.limit)
+            for b in batches
+        )
+        steps.append(chord(header, _sig(app, "rebuild", "tier_done", *run.as_args(), name)))
+    steps.append(_sig(app, "rebuild", "verify", *run.as_args()))
+    canvas = chain(*steps)
+    canvas.link_error(on_failure(app, run))
+    return canvas

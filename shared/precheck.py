@@ -1,0 +1,61 @@
+"""Precheck: everything that can be known before touching anything, reported all at once.
+
+Read-only on both clusters. A policy that fails any check gets every problem listed in its status and
+nothing else happens: no backup is written, no object is changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.kube import Kube, KubeError
+from shared.kube.connect import MemberUnavailable, connect_member
+from shared.markers import virtual_node
+from shared.models import PromotePolicySpec
+from shared.selection import select_namespaces, select_types
+
+
+@dataclass
+class PrecheckResult:
+    namespaces: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def precheck(
+    control_plane: Kube,
+    spec: PromotePolicySpec,
+    protected: list[str],
+    local_kubeconfigs: dict[str, str] | None = None,
+) -> PrecheckResult:
+    result = PrecheckResult()
+    cluster = spec.cluster_name
+    nodes = control_plane.discovery.resolve("nodes")
+    if control_plane.get(nodes, "", virtual_node(cluster)) is None:
+        result.errors.append(
+            f'virtual node "{virtual_node(cluster)}" not found in the control plane: is '
+            f'cluster "{cluster}" joined to Kosmos in "ALL" leaf mode?'
+        )
+    try:
+        member = connect_member(control_plane, cluster, local_kubeconfigs)
+        member.version()
+    except (MemberUnavailable, KubeError, OSError) as exc:
+        result.errors.append(f'cannot reach member cluster "{cluster}": {exc}')
+        return result
+    namespaces = [ns["metadata"]["name"] for ns in member.list(member.discovery.resolve("namespaces"))]
+    chosen, errors = select_namespaces(spec, namespaces, protected)
+    result.errors += errors
+    control_namespaces = control_plane.discovery.resolve("namespaces")
+    for namespace in chosen:
+        if control_plane.get(control_namespaces, "", namespace) is not None:
+            result.errors.append(
+                f'namespace "{namespace}" already exists in the control plane; promote moves '
+                f"a namespace that only the member has"
+            )
+    _, type_errors = select_types(spec, member.discovery)
+    result.errors += type_errors
+    result.namespaces = chosen
+    return result

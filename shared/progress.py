@@ -1,0 +1,102 @@
+"""Live progress of each namespace, kept in Redis and read by the watcher to write the policy's status.
+
+Every write is idempotent, because Celery delivers at least once: counts are stored per unit of work
+(one collected type, one rebuild batch) in a hash and summed on read, so a task that runs twice counts
+once; skipped items are keyed by item. The watcher batches these into one status patch per interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+
+from shared.items import ItemRef
+from shared.models import ItemCounts, NamespacePhase, NamespaceStatus, SkippedItem
+
+COUNT_KINDS = ("backedUp", "detached", "rebuilt", "skipped")
+KEY_TTL = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class NamespaceRun:
+    """What every message carries: references, never object bodies."""
+
+    policy: str
+    namespace: str
+    run_id: str
+
+    def as_args(self) -> tuple[str, str, str]:
+        return (self.policy, self.namespace, self.run_id)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Progress:
+    def __init__(self, client: redis.Redis, policy: str, run_id: str) -> None:
+        self.client = client
+        self.prefix = f"kpromote:{policy}:{run_id}"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _write(self, key: str, mapping: Mapping[str, str]) -> None:
+        pipe = self.client.pipeline()
+        pipe.hset(key, mapping=dict(mapping))
+        pipe.expire(key, KEY_TTL)
+        pipe.execute()
+
+    def set(self, namespace: str, **fields: str) -> None:
+        self._write(self._key("ns", namespace), fields)
+
+    def phase(self, namespace: str, phase: NamespacePhase, step: str, message: str = "") -> None:
+        fields = {"phase": phase.value, "step": step, "message": message}
+        if phase in (NamespacePhase.COMPLETED, NamespacePhase.FAILED, NamespacePhase.ROLLED_BACK):
+            fields["completionTime"] = now()
+        self.set(namespace, **fields)
+
+    def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
+        self._write(self._key("count", namespace, kind), {unit: str(value)})
+
+    def skip(self, namespace: str, items: Iterable[tuple[ItemRef, str]]) -> None:
+        entries = {
+            str(ref): json.dumps({"resource": ref.group_resource, "name": ref.name, "reason": reason})
+            for ref, reason in items
+        }
+        if entries:
+            self._write(self._key("skipped", namespace), entries)
+
+    def read(self, namespace: str) -> NamespaceStatus:
+        fields = {k.decode(): v.decode() for k, v in self.client.hgetall(self._key("ns", namespace)).items()}
+        counts = {
+            kind: sum(int(v) for v in self.client.hvals(self._key("count", namespace, kind)))
+            for kind in ("backedUp", "detached", "rebuilt")
+        }
+        skipped = [
+            SkippedItem.model_validate(json.loads(v))
+            for v in self.client.hvals(self._key("skipped", namespace))
+        ]
+        return NamespaceStatus.model_validate(
+            {
+                "name": namespace,
+                "phase": fields.get("phase", NamespacePhase.PENDING.value),
+                "step": fields.get("step", ""),
+                "message": fields.get("message") or None,
+                "backupLocation": fields.get("backupLocation") or None,
+                "backupSha256": fields.get("backupSha256") or None,
+                "startTime": fields.get("startTime") or None,
+                "completionTime": fields.get("completionTime") or None,
+                "counts": ItemCounts(
+                    backed_up=counts["backedUp"],
+                    detached=counts["detached"],
+                    rebuilt=counts["rebuilt"],
+                    skipped=len(skipped),
+                ),
+                "skipped": sorted(skipped, key=lambda s: (s.resource, s.name)),
+            }
+        )

@@ -1,0 +1,71 @@
+"""What a worker or watcher process keeps between tasks: one connection pool per cluster and to Redis.
+
+Tasks receive references (policy, namespace, run) and look everything else up here, so a task re-run
+after a crash sees the world as it is now rather than as a message once described it.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import redis
+
+from shared.backup import BackupDir, backup_root
+from shared.kube import Kube
+from shared.kube.connect import connect_member
+from shared.models import PromotePolicy
+from shared.models.policy import GROUP, PLURAL
+from shared.progress import NamespaceRun, Progress
+from shared.settings import Settings, settings
+
+POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
+
+
+class Runtime:
+    def __init__(self, config: Settings | None = None) -> None:
+        self.settings = config or settings()
+        self._members: dict[str, Kube] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def control_plane(self) -> Kube:
+        source = self.settings.kubeconfig or str(Path.home() / ".kube" / "config")
+        return Kube.from_kubeconfig(source, name="control-plane", pool_size=self.settings.api_concurrency * 2)
+
+    def member(self, cluster: str) -> Kube:
+        with self._lock:
+            if cluster not in self._members:
+                self._members[cluster] = connect_member(
+                    self.control_plane, cluster, self.settings.member_kubeconfigs
+                )
+            return self._members[cluster]
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.broker_url)
+
+    def policy(self, name: str) -> PromotePolicy:
+        resource = self.control_plane.discovery.resolve(POLICY_RESOURCE)
+        obj = self.control_plane.get(resource, "", name)
+        if obj is None:
+            raise LookupError(f'PromotePolicy "{name}" no longer exists')
+        return PromotePolicy.from_api(obj)
+
+    def progress(self, run: NamespaceRun) -> Progress:
+        return Progress(self.redis, run.policy, run.run_id)
+
+    def backup(self, run: NamespaceRun) -> BackupDir:
+        return BackupDir(backup_root(self.settings.backup_dir, run.policy, run.namespace, run.run_id))
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The process-wide runtime (created on first use, after the worker has read its configuration)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime

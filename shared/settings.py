@@ -1,0 +1,46 @@
+"""Configuration of every process, from `KPROMOTE_*` environment variables (one table in the README).
+
+Defaults are the safe ones: a local Redis, backups under ./var/backups, the Kubernetes-owned and Kosmos
+namespaces protected.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.ordering import PROTECTED_NAMESPACES
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KPROMOTE_", extra="ignore")
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker and result backend; also where live progress is kept."""
+    key_prefix: str = ""
+    """Prefix of every Celery key in Redis, so several installations (or test runs) can share one Redis."""
+    backup_dir: Path = Path("var/backups")
+    """Durable backups (a PVC mount in a real deployment): `<dir>/<policy>/<namespace>/<run>/`."""
+    kubeconfig: str | None = None
+    """Control-plane kubeconfig; unset means in-cluster configuration."""
+    member_kubeconfigs: dict[str, str] = Field(default_factory=dict)
+    """Cluster name -> local kubeconfig path, for use outside Kosmos (JSON in the environment)."""
+    protected_namespaces: list[str] = Field(default_factory=lambda: list(PROTECTED_NAMESPACES))
+    rebuild_batch_size: int = 50
+    """Objects per rebuild task: a tier of N objects becomes ceil(N / size) parallel tasks."""
+    api_concurrency: int = 16
+    """Parallel API calls inside one task (creates of a batch, marker patches)."""
+    adoption_timeout: float = 60.0
+    """How long verify waits for the control plane's controllers to adopt what was rebuilt."""
+    detach_timeout: float = 60.0
+    """How long detach waits for the member's garbage collector to release orphaned dependents."""
+    visibility_timeout: int = 3600
+    """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()

@@ -1,0 +1,127 @@
+"""Backup of one namespace: each type collected by its own task, then sealed into the durable archive.
+
+Collect tasks write one part per type and report which cluster-scoped objects the namespace depends
+on (as references); the seal task fetches those once, deduplicated, and seals everything. Nothing in
+the member is changed here: a backup that cannot be completed fails the namespace before detach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from shared.items import GroupResource, ItemRef, Obj
+from shared.kinds import RULES
+from shared.kube import ApiResource, Kube
+from shared.models import NamespacePhase
+from shared.progress import NamespaceRun
+from shared.runtime import Runtime
+from shared.selection import select_types
+
+NAMESPACES = GroupResource("namespaces")
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+
+
+class MemberCatalog:
+    """Cluster-wide facts the kind rules ask about, listed once per task rather than once per object."""
+
+    def __init__(self, member: Kube) -> None:
+        self.member = member
+
+    @cached_property
+    def _bindings(self) -> list[Obj]:
+        resource = self.member.discovery.by_group_resource("clusterrolebindings.rbac.authorization.k8s.io")
+        return list(self.member.list(resource)) if resource else []
+
+    def cluster_role_bindings(self) -> list[Obj]:
+        return self._bindings
+
+    @cached_property
+    def _crd_names(self) -> set[str]:
+        resource = self.member.discovery.by_group_resource(CRDS)
+        return {obj["metadata"]["name"] for obj in self.member.list(resource)} if resource else set()
+
+    def crd_for(self, api_version: str, kind: str) -> str | None:
+        resource = self.member.discovery.by_kind(api_version, kind)
+        if resource is None:
+            return None
+        name = f"{resource.plural}.{resource.group}"
+        return name if name in self._crd_names else None
+
+
+def types_to_collect(runtime: Runtime, run: NamespaceRun) -> list[str]:
+    policy = runtime.policy(run.policy)
+    member = runtime.member(policy.spec.cluster_name)
+    types, errors = select_types(policy.spec, member.discovery)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return [NAMESPACES, *(t.group_resource for t in types)]
+
+
+def collect(runtime: Runtime, run: NamespaceRun, group_resource: str) -> dict[str, Any]:
+    policy = runtime.policy(run.policy)
+    member = runtime.member(policy.spec.cluster_name)
+    progress = runtime.progress(run)
+    progress.set(run.namespace, phase=NamespacePhase.BACKING_UP.value, step=f"backup {group_resource}")
+    catalog = MemberCatalog(member)
+    rule = RULES.for_(group_resource)
+    related: set[ItemRef] = set()
+
+    def objects() -> Iterator[Obj]:
+        if group_resource == NAMESPACES:
+            namespace = member.get(_resource(member, NAMESPACES), "", run.namespace)
+            if namespace is None:
+                raise LookupError(f'namespace "{run.namespace}" disappeared from the member cluster')
+            yield namespace
+            return
+        for obj in member.list(_resource(member, group_resource), run.namespace):
+            if obj["metadata"].get("deletionTimestamp"):
+                continue
+            related.update(rule.related(obj, catalog))
+            yield obj
+
+    count = runtime.backup(run).write_part(group_resource, objects())
+    progress.count(run.namespace, "backedUp", group_resource, count)
+    return {
+        "groupResource": group_resource,
+        "count": count,
+        "related": sorted([r.group_resource, r.namespace, r.name] for r in related),
+    }
+
+
+def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    policy = runtime.policy(run.policy)
+    member = runtime.member(policy.spec.cluster_name)
+    backup = runtime.backup(run)
+    progress = runtime.progress(run)
+    progress.set(run.namespace, step="seal backup")
+    refs = sorted(
+        {ItemRef(GroupResource(gr), ns, name) for entry in collected for gr, ns, name in entry["related"]}
+    )
+    by_type: dict[str, list[Obj]] = {}
+    for ref in refs:
+        obj = member.get(_resource(member, ref.group_resource), ref.namespace, ref.name)
+        if obj is not None:
+            by_type.setdefault(ref.group_resource, []).append(obj)
+    for group_resource, objects in by_type.items():
+        backup.write_part(group_resource, objects)
+        progress.count(run.namespace, "backedUp", f"related {group_resource}", len(objects))
+    manifest = backup.seal(
+        {
+            "policy": run.policy,
+            "namespace": run.namespace,
+            "run": run.run_id,
+            "cluster": policy.spec.cluster_name,
+            "sealedAt": now(),
+        }
+    )
+    progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
+    return {"items": manifest.total_items}
+
+
+def _resource(kube: Kube, group_resource: str) -> ApiResource:
+    resource = kube.discovery.by_group_resource(group_resource)
+    if resource is None:
+        raise LookupError(f"{group_resource} is not served by {kube.name}")
+    return resource

@@ -1,0 +1,134 @@
+"""Rebuild in the control plane, bottom-up, each tier a set of batches created in parallel.
+
+The plan is derived from the sealed backup alone (types and counts), so any worker can compute it and a
+re-run computes the same one. A batch creates its objects concurrently; an object that already exists is
+fine when it is ours (a re-run) or identical, and a conflict otherwise: it is reported and left untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from shared.items import GroupResource, ItemRef, Obj
+from shared.kinds import RULES, Context, Move
+from shared.kube import AlreadyExists, ApiResource, Kube
+from shared.markers import PROMOTED_BY
+from shared.models import NamespacePhase
+from shared.ordering import rebuild_tiers
+from shared.progress import NamespaceRun
+from shared.runtime import Runtime
+from shared.sanitize import normalized
+
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+
+
+@dataclass(frozen=True)
+class Batch:
+    tier: int
+    group_resource: str
+    offset: int
+    limit: int
+
+
+def plan(runtime: Runtime, run: NamespaceRun) -> list[tuple[str, list[Batch]]]:
+    """Tiers in rebuild order, each with its batches (a reference to a slice of one type's items)."""
+    backup = runtime.backup(run)
+    manifest = backup.manifest()
+    if manifest is None:
+        raise RuntimeError("the backup is not sealed")
+    size = runtime.settings.rebuild_batch_size
+    tiers = []
+    for index, (tier, types) in enumerate(rebuild_tiers(manifest.counts)):
+        batches = [
+            Batch(index, gr, part * size, size)
+            for gr in types
+            for part in range(math.ceil(manifest.counts[gr] / size))
+        ]
+        if batches:
+            tiers.append((tier.name, batches))
+    return tiers
+
+
+def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
+    policy = runtime.policy(run.policy)
+    control_plane = runtime.control_plane
+    progress = runtime.progress(run)
+    context = Context(cluster=policy.spec.cluster_name, policy=run.policy)
+    rule = RULES.for_(batch.group_resource)
+    progress.phase(run.namespace, NamespacePhase.REBUILDING, f"rebuild {batch.group_resource}")
+    resource = _served(control_plane, batch.group_resource)
+    bodies = []
+    skipped: list[tuple[ItemRef, str]] = []
+    for obj in runtime.backup(run).items(batch.group_resource, batch.offset, batch.limit):
+        decision = rule.decide(obj)
+        if decision.move is Move.PROMOTE:
+            bodies.append(rule.rebuild(obj, context))
+        else:
+            metadata = obj["metadata"]
+            skipped.append(
+                (
+                    ItemRef(
+                        GroupResource(batch.group_resource), metadata.get("namespace", ""), metadata["name"]
+                    ),
+                    decision.reason,
+                )
+            )
+
+    def create(body: Obj) -> tuple[ItemRef, str] | None:
+        return _create_or_accept(control_plane, resource, body, run.policy)
+
+    workers = max(1, min(runtime.settings.api_concurrency, len(bodies)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        conflicts = [c for c in pool.map(create, bodies) if c is not None]
+    progress.skip(run.namespace, skipped + conflicts)
+    unit = f"{batch.group_resource}[{batch.offset}]"
+    progress.count(run.namespace, "rebuilt", unit, len(bodies) - len(conflicts))
+    return len(bodies)
+
+
+def _served(kube: Kube, group_resource: str) -> ApiResource:
+    resource = kube.discovery.by_group_resource(group_resource)
+    if resource is None:
+        kube.discovery.refresh()
+        resource = kube.discovery.by_group_resource(group_resource)
+    if resource is None:
+        raise LookupError(f"{group_resource} is not served by the control plane")
+    return resource
+
+
+def _create_or_accept(
+    kube: Kube, resource: ApiResource, body: Obj, policy: str
+) -> tuple[ItemRef, str] | None:
+    metadata = body["metadata"]
+    namespace = metadata.get("namespace", "") if resource.namespaced else ""
+    try:
+        kube.create(resource, body, namespace or None)
+        return None
+    except AlreadyExists:
+        existing = kube.get(resource, namespace, metadata["name"])
+    if existing is None or (existing["metadata"].get("annotations") or {}).get(PROMOTED_BY) == policy:
+        return None
+    if normalized(existing) == normalized(body):
+        return None
+    ref = ItemRef(resource.group_resource, namespace, metadata["name"])
+    return ref, "exists in the control plane with different content; left untouched (conflict)"
+
+
+def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
+    """Waits some tiers need before the next may start (research: CRDs Established, default SA)."""
+    control_plane = runtime.control_plane
+    deadline = time.monotonic() + runtime.settings.adoption_timeout
+    if tier == "crds":
+        control_plane.discovery.refresh()
+    if tier == "namespaces":
+        accounts = control_plane.discovery.resolve("serviceaccounts")
+        while control_plane.get(accounts, run.namespace, "default") is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f'the control plane did not create the "default" ServiceAccount of '
+                    f"{run.namespace}; pods cannot be created without it"
+                )
+            time.sleep(0.02)
