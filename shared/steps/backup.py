@@ -113,7 +113,6 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
             "namespace": run.namespace,
             "run": run.run_id,
             "cluster": policy.spec.cluster_name,
-            "sealedAt": now(),
         }
     )
     progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
