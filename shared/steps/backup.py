@@ -18,6 +18,7 @@ from shared.models import NamespacePhase
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.selection import select_types
+from shared.steps import decisions
 
 NAMESPACES = GroupResource("namespaces")
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
@@ -115,6 +116,7 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
             "cluster": policy.spec.cluster_name,
         }
     )
+    decisions.record(backup)
     progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
 

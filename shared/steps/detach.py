@@ -21,6 +21,7 @@ from shared.models import NamespacePhase
 from shared.ordering import DETACH_OWNER_ORDER
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
+from shared.steps import decisions
 
 PV = GroupResource("persistentvolumes")
 DEPENDENT_TYPES = ("pods", "replicasets.apps", "controllerrevisions.apps", "jobs.batch")
@@ -40,6 +41,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     if manifest is None:
         raise RuntimeError("the backup is not sealed; refusing to change the member")
     present = sorted(manifest.counts)
+    decided = decisions.load(backup)
     progress.phase(run.namespace, NamespacePhase.DETACHING, "retain volumes")
     retained = _retain_volumes(member, backup.items(PV))
     progress.count(run.namespace, "detached", "persistentvolumes", retained)
@@ -51,7 +53,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
             continue
         count = 0
         for obj in backup.items(group_resource):
-            decision = RULES.for_(group_resource).decide(obj)
+            decision = decided[obj["metadata"]["uid"]]
             if decision.move is not Move.PROMOTE:
                 skipped.append((_ref(group_resource, obj), decision.reason))
                 continue
@@ -69,7 +71,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
             continue
         steps = []
         for obj in backup.items(group_resource):
-            decision = RULES.for_(group_resource).decide(obj)
+            decision = decided[obj["metadata"]["uid"]]
             if decision.move is not Move.PROMOTE:
                 skipped.append((_ref(group_resource, obj), decision.reason))
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from shared.ordering import rebuild_tiers
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.sanitize import normalized
+from shared.steps import decisions
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -62,8 +64,10 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
     resource = _served(control_plane, batch.group_resource)
     bodies = []
     skipped: list[tuple[ItemRef, str]] = []
-    for obj in runtime.backup(run).items(batch.group_resource, batch.offset, batch.limit):
-        decision = rule.decide(obj)
+    backup = runtime.backup(run)
+    decided = decisions.load(backup)
+    for obj in backup.items(batch.group_resource, batch.offset, batch.limit):
+        decision = decided[obj["metadata"]["uid"]]
         if decision.move is Move.PROMOTE:
             bodies.append(rule.rebuild(obj, context))
         else:
@@ -118,17 +122,35 @@ def _create_or_accept(
 
 
 def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
-    """Waits some tiers need before the next may start (research: CRDs Established, default SA)."""
+    """Waits some tiers need before the next may start: CRDs Established and served (their custom
+    resources come in a later tier), and the namespace's `default` ServiceAccount (pods need it)."""
     control_plane = runtime.control_plane
     deadline = time.monotonic() + runtime.settings.adoption_timeout
     if tier == "crds":
+        crds = _served(control_plane, CRDS)
+        for crd in runtime.backup(run).items(CRDS):
+            _wait(
+                lambda crd=crd: _established(control_plane.get(crds, "", crd["metadata"]["name"])),
+                deadline,
+                f"CustomResourceDefinition {crd['metadata']['name']} to be Established",
+            )
         control_plane.discovery.refresh()
     if tier == "namespaces":
         accounts = control_plane.discovery.resolve("serviceaccounts")
-        while control_plane.get(accounts, run.namespace, "default") is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f'the control plane did not create the "default" ServiceAccount of '
-                    f"{run.namespace}; pods cannot be created without it"
-                )
-            time.sleep(0.02)
+        _wait(
+            lambda: control_plane.get(accounts, run.namespace, "default") is not None,
+            deadline,
+            f'the "default" ServiceAccount of {run.namespace} (pods cannot be created without it)',
+        )
+
+
+def _established(crd: Obj | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def _wait(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the control plane did not produce {what} in time")
+        time.sleep(0.02)

@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.items import Obj
-from shared.kinds import RULES, Move
+from shared.kinds import Decision, Move
 from shared.kube import Kube
 from shared.models import NamespacePhase
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
+from shared.steps import decisions
 
 OWNERS = {"pods": ("ReplicaSet", "StatefulSet"), "replicasets.apps": ("Deployment",)}
 
@@ -32,9 +33,8 @@ class Verdict:
         return not self.problems
 
 
-def _promoted(objects: Iterable[Obj], group_resource: str) -> dict[str, Obj]:
-    rule = RULES.for_(group_resource)
-    return {o["metadata"]["name"]: o for o in objects if rule.decide(o).move is Move.PROMOTE}
+def _promoted(objects: Iterable[Obj], decided: dict[str, Decision]) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects if decided[o["metadata"]["uid"]].move is Move.PROMOTE}
 
 
 def _controller(obj: Obj) -> tuple[str, str] | None:
@@ -50,8 +50,9 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
     control_plane = runtime.control_plane
     backup = runtime.backup(run)
     verdict = Verdict()
+    decided = decisions.load(backup)
     for group_resource in ("pods", "replicasets.apps"):
-        expected = _promoted(backup.items(group_resource), group_resource)
+        expected = _promoted(backup.items(group_resource), decided)
         live = {o["metadata"]["name"]: o for o in _list(control_plane, group_resource, run.namespace)}
         for name in sorted(set(live) - set(expected)):
             verdict.problems.append(
@@ -69,7 +70,7 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
                     f"{group_resource} {name} is not owned by {owner[0]} {owner[1]} "
                     f"in the control plane (owner: {_controller(twin)})"
                 )
-    for name, pod in _promoted(backup.items("pods"), "pods").items():
+    for name, pod in _promoted(backup.items("pods"), decided).items():
         live_pod = member.get(member.discovery.resolve("pods"), run.namespace, name)
         if live_pod is None:
             verdict.problems.append(f"member pod {name} is gone")
