@@ -59,7 +59,7 @@ class SimulatedCluster:
         self.manager.start()
         self._runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, shutdown_timeout=0.5)
         await site.start()
         server = site._server
         assert server is not None
@@ -143,9 +143,18 @@ class SimulatorThread:
         for cluster in reversed(self.clusters):
             self.run(cluster.stop())
         self.clusters.clear()
+        self.run(self._cancel_leftovers())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
+
+    @staticmethod
+    async def _cancel_leftovers() -> None:
+        """Watch streams and links still waiting: end them here rather than when the loop is closed."""
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     def __enter__(self) -> SimulatorThread:
         return self

@@ -88,6 +88,7 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     with SimulatorThread() as simulator, broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as redis_url:
         control_plane, member, link = simulator.run(start_pair(MEMBER))
+        simulator.clusters.extend([control_plane, member])
         paths = pair_paths(workdir, MEMBER)
         member.write_kubeconfig(paths.member)
         control_plane.write_kubeconfig(paths.control_plane)
@@ -120,6 +121,7 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
                     f"in {time.monotonic() - started:.1f}s"
                 )
                 status = _promote(console, cp_api, [s.namespace for s in seeded])
+                console.print()
                 intact = _continuity(console, client.CoreV1Api(member_api), seeded)
                 intact &= not link.member_deletions
             if wait:

@@ -1,0 +1,45 @@
+"""The per-object decisions of one namespace (promote, stay, skip), computed once after the seal.
+
+Decisions depend on other objects (a pod stays when its StatefulSet stays), so they are made over the
+whole backup at once and stored beside it; every later step, on any worker, reads the same answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import orjson
+
+from shared.backup import BackupDir
+from shared.items import Obj
+from shared.kinds import Decision, Move
+from shared.kinds.decisions import decide_all
+
+FILE = "decisions.json"
+
+
+def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
+    manifest = backup.manifest()
+    assert manifest is not None
+    for group_resource in sorted(manifest.counts):
+        for obj in backup.items(group_resource):
+            yield group_resource, obj
+
+
+def record(backup: BackupDir) -> dict[str, Decision]:
+    decisions = decide_all(_all_items(backup))
+    payload = {uid: {"move": d.move.value, "reason": d.reason} for uid, d in sorted(decisions.items())}
+    target = backup.root / FILE
+    partial = target.with_name(f"{FILE}.{os.getpid()}.tmp")
+    partial.write_bytes(orjson.dumps(payload))
+    partial.chmod(0o600)
+    partial.replace(target)
+    return decisions
+
+
+def load(backup: BackupDir) -> dict[str, Decision]:
+    path = backup.root / FILE
+    if not path.exists():
+        return record(backup)
+    return {uid: Decision(Move(d["move"]), d["reason"]) for uid, d in orjson.loads(path.read_bytes()).items()}
