@@ -57,9 +57,11 @@ class SimulatedCluster:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.manager.start()
-        self._runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.api.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         server = site._server
         assert server is not None

@@ -8,7 +8,9 @@ process, and a visibility timeout set in all three places that read it.
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, Task
 
 from shared.settings import settings
 
@@ -25,13 +27,30 @@ def task_name(queue: str, step: str) -> str:
     return f"kosmos_promote.{queue}.{step}"
 
 
+class ForwardTask(Task):
+    """Base of every forward step: a failure is recorded with the namespace's progress before the
+    errback runs, so the compensation (and the status) can say what went wrong and where."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
+        from shared.progress import NamespaceRun
+        from shared.runtime import runtime
+
+        policy, namespace, run_id = [a for a in args if isinstance(a, str)][:3]
+        step = self.name.removeprefix("kosmos_promote.")
+        runtime().progress(NamespaceRun(policy, namespace, run_id)).set(
+            namespace, error=f"{step}: {type(exc).__name__}: {exc}"
+        )
+
+
 def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> Celery:
     url = broker_url or settings().broker_url
     prefix = settings().key_prefix if key_prefix is None else key_prefix
     visibility: dict[str, object] = {"visibility_timeout": settings().visibility_timeout}
     if prefix:
         visibility["global_keyprefix"] = prefix
-    app = Celery("kosmos_promote", broker=url, backend=url, include=list(TASK_MODULES))
+    app = Celery("kosmos_promote", broker=url, backend=url, include=list(TASK_MODULES), task_cls=ForwardTask)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

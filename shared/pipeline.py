@@ -24,8 +24,17 @@ def _sig(app: Celery, queue: str, step: str, *args: object, immutable: bool = Tr
 
 
 def on_failure(app: Celery, run: NamespaceRun) -> Signature:
-    """A bound errback on the rollback queue (research: unbound multi-argument errbacks run inline)."""
-    return app.signature(task_name("rollback", "namespace_failed"), args=run.as_args())
+    """Compensation of this namespace only: a bound errback, so it runs on the rollback queue (research:
+    an unbound multi-argument errback would run inline on the failing worker)."""
+    return app.signature(task_name("rollback", "compensate"), args=run.as_args())
+
+
+def rollback_namespace(app: Celery, run: NamespaceRun, failed_task_id: str | None = None) -> None:
+    """A user's rollback, or (with `failed_task_id`, possibly empty) the compensation of a stalled run."""
+    if failed_task_id is None:
+        _sig(app, "rollback", "namespace", *run.as_args()).apply_async()
+    else:
+        _sig(app, "rollback", "compensate", failed_task_id, *run.as_args()).apply_async()
 
 
 def start_namespace(app: Celery, run: NamespaceRun) -> None:

@@ -49,7 +49,8 @@ def precheck(
     chosen, errors = select_namespaces(spec, namespaces, protected)
     result.errors += errors
     control_namespaces = control_plane.discovery.resolve("namespaces")
-    for namespace in chosen:
+    # A protected namespace is refused already; that the control plane has one too is not a problem.
+    for namespace in (ns for ns in chosen if ns not in protected):
         if control_plane.get(control_namespaces, "", namespace) is not None:
             result.errors.append(
                 f'namespace "{namespace}" already exists in the control plane; promote moves '

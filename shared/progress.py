@@ -8,6 +8,7 @@ once; skipped items are keyed by item. The watcher batches these into one status
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,14 +46,28 @@ class Progress:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def _write(self, key: str, mapping: Mapping[str, str]) -> None:
+    def _write(self, namespace: str, key: str, mapping: Mapping[str, str]) -> None:
+        """Every write also stamps the namespace's `updated` time: the watchdog's sign of life."""
         pipe = self.client.pipeline()
         pipe.hset(key, mapping=dict(mapping))
         pipe.expire(key, KEY_TTL)
+        pipe.hset(self._key("ns", namespace), "updated", str(time.time()))
+        pipe.expire(self._key("ns", namespace), KEY_TTL)
         pipe.execute()
 
     def set(self, namespace: str, **fields: str) -> None:
-        self._write(self._key("ns", namespace), fields)
+        self._write(namespace, self._key("ns", namespace), fields)
+
+    def last_update(self, namespace: str) -> float | None:
+        value = self.client.hget(self._key("ns", namespace), "updated")
+        return float(value) if value else None
+
+    def error(self, namespace: str) -> str | None:
+        value = self.client.hget(self._key("ns", namespace), "error")
+        return value.decode() if value else None
+
+    def bump_resumes(self, namespace: str) -> int:
+        return int(self.client.hincrby(self._key("ns", namespace), "resumes", 1))
 
     def phase(self, namespace: str, phase: NamespacePhase, step: str, message: str = "") -> None:
         fields = {"phase": phase.value, "step": step, "message": message}
@@ -61,7 +76,7 @@ class Progress:
         self.set(namespace, **fields)
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
-        self._write(self._key("count", namespace, kind), {unit: str(value)})
+        self._write(namespace, self._key("count", namespace, kind), {unit: str(value)})
 
     def skip(self, namespace: str, items: Iterable[tuple[ItemRef, str]]) -> None:
         entries = {
@@ -69,7 +84,7 @@ class Progress:
             for ref, reason in items
         }
         if entries:
-            self._write(self._key("skipped", namespace), entries)
+            self._write(namespace, self._key("skipped", namespace), entries)
 
     def read(self, namespace: str) -> NamespaceStatus:
         fields = {k.decode(): v.decode() for k, v in self.client.hgetall(self._key("ns", namespace)).items()}

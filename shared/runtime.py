@@ -19,6 +19,7 @@ from shared.models import PromotePolicy
 from shared.models.policy import GROUP, PLURAL
 from shared.progress import NamespaceRun, Progress
 from shared.settings import Settings, settings
+from shared.steps.state import halt_if_rolling_back
 
 POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
 
@@ -69,3 +70,10 @@ def runtime() -> Runtime:
     if _runtime is None:
         _runtime = Runtime()
     return _runtime
+
+
+def forward_run(policy: str, namespace: str, run_id: str) -> NamespaceRun:
+    """The run a forward task works on, unless that namespace is being rolled back (then Ignore)."""
+    run = NamespaceRun(policy, namespace, run_id)
+    halt_if_rolling_back(runtime().backup(run).root)
+    return run

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """How long verify waits for the control plane's controllers to adopt what was rebuilt."""
     detach_timeout: float = 60.0
     """How long detach waits for the member's garbage collector to release orphaned dependents."""
+    stall_timeout: float = 300.0
+    """The watcher's watchdog resumes a namespace whose progress has not moved for this long (a lost chord
+    member never reports, research/celery.md §2.1); after `max_resumes` it compensates instead."""
+    max_resumes: int = 3
     visibility_timeout: int = 3600
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
 

@@ -9,14 +9,14 @@ from celery import Task
 from shared.celery_app import app, task_name
 from shared.models import NamespacePhase
 from shared.pipeline import backup_canvas
-from shared.progress import NamespaceRun, now
-from shared.runtime import runtime
+from shared.progress import now
+from shared.runtime import forward_run, runtime
 from shared.steps import backup
 
 
 @app.task(name=task_name("backup", "start"), bind=True)
 def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
-    run = NamespaceRun(policy, namespace, run_id)
+    run = forward_run(policy, namespace, run_id)
     runtime().progress(run).set(
         namespace, phase=NamespacePhase.BACKING_UP.value, step="discover types", startTime=now()
     )
@@ -26,9 +26,9 @@ def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
 
 @app.task(name=task_name("backup", "collect"))
 def collect(policy: str, namespace: str, run_id: str, group_resource: str) -> dict[str, Any]:
-    return backup.collect(runtime(), NamespaceRun(policy, namespace, run_id), group_resource)
+    return backup.collect(runtime(), forward_run(policy, namespace, run_id), group_resource)
 
 
 @app.task(name=task_name("backup", "seal"))
 def seal(collected: list[dict[str, Any]], policy: str, namespace: str, run_id: str) -> dict[str, Any]:
-    return backup.seal(runtime(), NamespaceRun(policy, namespace, run_id), collected)
+    return backup.seal(runtime(), forward_run(policy, namespace, run_id), collected)

@@ -9,14 +9,13 @@ from celery import Task
 from shared.celery_app import app, task_name
 from shared.models import NamespacePhase
 from shared.pipeline import rebuild_canvas
-from shared.progress import NamespaceRun
-from shared.runtime import runtime
+from shared.runtime import forward_run, runtime
 from shared.steps import rebuild, verify
 
 
 @app.task(name=task_name("rebuild", "start"), bind=True)
 def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
-    run = NamespaceRun(policy, namespace, run_id)
+    run = forward_run(policy, namespace, run_id)
     return self.replace(rebuild_canvas(app, run, rebuild.plan(runtime(), run)))
 
 
@@ -24,18 +23,18 @@ def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
 def batch(
     policy: str, namespace: str, run_id: str, tier: int, group_resource: str, offset: int, limit: int
 ) -> int:
-    run = NamespaceRun(policy, namespace, run_id)
+    run = forward_run(policy, namespace, run_id)
     return rebuild.rebuild_batch(runtime(), run, rebuild.Batch(tier, group_resource, offset, limit))
 
 
 @app.task(name=task_name("rebuild", "tier_done"))
 def tier_done(policy: str, namespace: str, run_id: str, tier: str) -> None:
-    rebuild.tier_done(runtime(), NamespaceRun(policy, namespace, run_id), tier)
+    rebuild.tier_done(runtime(), forward_run(policy, namespace, run_id), tier)
 
 
 @app.task(name=task_name("rebuild", "verify"))
 def verify_namespace(policy: str, namespace: str, run_id: str) -> list[str]:
-    run = NamespaceRun(policy, namespace, run_id)
+    run = forward_run(policy, namespace, run_id)
     verdict = verify.verify(runtime(), run)
     if not verdict.ok:
         raise RuntimeError("verification failed: " + "; ".join(verdict.problems[:10]))

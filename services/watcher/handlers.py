@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ import kubernetes
 from shared.celery_app import app
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.policy import GROUP, PLURAL, VERSION
-from shared.pipeline import start_namespace
+from shared.pipeline import rollback_namespace, start_namespace
 from shared.precheck import precheck
 from shared.progress import NamespaceRun, Progress, now
 from shared.runtime import runtime
@@ -122,10 +123,16 @@ def start(
     log.info("policy %s: %d namespace(s) published, run %s", name, len(result.namespaces), run_id)
 
 
-def policy_phase(namespaces: list[NamespaceStatus]) -> PolicyPhase:
+def policy_phase(namespaces: list[NamespaceStatus], rolling_back: bool) -> PolicyPhase:
     phases = {ns.phase for ns in namespaces}
     if not phases <= TERMINAL:
-        return PolicyPhase.RUNNING
+        return PolicyPhase.ROLLING_BACK if rolling_back else PolicyPhase.RUNNING
+    if rolling_back:
+        return (
+            PolicyPhase.FAILED_ROLLBACK
+            if NamespacePhase.FAILED_ROLLBACK in phases
+            else PolicyPhase.ROLLED_BACK
+        )
     if phases == {NamespacePhase.COMPLETED}:
         return PolicyPhase.COMPLETED
     if NamespacePhase.COMPLETED in phases:
@@ -133,23 +140,96 @@ def policy_phase(namespaces: list[NamespaceStatus]) -> PolicyPhase:
     return PolicyPhase.FAILED
 
 
+ROLLBACK_FROM = {
+    PolicyPhase.COMPLETED.value,
+    PolicyPhase.PARTIALLY_FAILED.value,
+    PolicyPhase.FAILED.value,
+    PolicyPhase.FAILED_ROLLBACK.value,
+}
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.rollback")
+def rollback_requested(name: str, new: Any, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    """`rollback: "true"` rolls back every namespace that is not already back; the request is then reset
+    so that it is not replayed. A policy that is still running is rolled back once it has finished."""
+    if new == "true" and status.get("phase") in ROLLBACK_FROM and status.get("runId"):
+        _start_rollback(name, status, patch)
+
+
+def _start_rollback(name: str, status: dict[str, Any], patch: kopf.Patch) -> None:
+    patch.spec["rollback"] = None
+    pending = [
+        ns["name"] for ns in status.get("namespaces", []) if ns.get("phase") != NamespacePhase.ROLLED_BACK
+    ]
+    patch.status.update(
+        {
+            "phase": PolicyPhase.ROLLING_BACK.value,
+            "completionTime": None,
+            "message": f"rolling back {len(pending)} namespace(s) on request",
+        }
+    )
+    for namespace in pending:
+        rollback_namespace(app, NamespaceRun(name, namespace, status["runId"]))
+
+
+def _merged(progress: Progress, previous: dict[str, Any]) -> NamespaceStatus:
+    """Redis may have lost a namespace's progress (a restart): then the status already written stands."""
+    current = progress.read(previous["name"])
+    if current.phase is NamespacePhase.PENDING and previous.get("phase", "Pending") != "Pending":
+        return NamespaceStatus.model_validate(previous)
+    return current
+
+
+def _watchdog(progress: Progress, run: NamespaceRun, phase: NamespacePhase, rolling_back: bool) -> None:
+    """Resume a namespace whose progress stopped moving; redelivery and idempotent steps make a resumed
+    run converge. After too many resumes, compensate instead (or, mid-rollback, resume the rollback)."""
+    config = runtime().settings
+    updated = progress.last_update(run.namespace)
+    if phase in TERMINAL or (updated is not None and time.time() - updated < config.stall_timeout):
+        return
+    resumes = progress.bump_resumes(run.namespace)
+    log.warning(
+        "namespace %s of %s made no progress for %.0fs: resume #%d",
+        run.namespace,
+        run.policy,
+        config.stall_timeout,
+        resumes,
+    )
+    if rolling_back:
+        rollback_namespace(app, run)
+    elif phase is NamespacePhase.COMPENSATING or resumes > config.max_resumes:
+        rollback_namespace(app, run, failed_task_id="")
+    else:
+        start_namespace(app, run)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
-def report(name: str, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
-    if status.get("phase") != PolicyPhase.RUNNING.value or not status.get("runId"):
+def report(name: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
+    if (status.get("phase") != PolicyPhase.RUNNING.value and not rolling_back) or not status.get("runId"):
         return
     progress = Progress(runtime().redis, name, status["runId"])
-    namespaces = [progress.read(ns["name"]) for ns in status.get("namespaces", [])]
+    namespaces = [_merged(progress, ns) for ns in status.get("namespaces", [])]
+    for namespace in namespaces:
+        _watchdog(
+            progress, NamespaceRun(name, namespace.name, status["runId"]), namespace.phase, rolling_back
+        )
     rendered = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces]
-    phase = policy_phase(namespaces)
+    phase = policy_phase(namespaces, rolling_back)
     done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
     update: dict[str, Any] = {"namespaces": rendered, "namespacesDone": done, "phase": phase.value}
-    if phase is not PolicyPhase.RUNNING:
-        failed = [ns.name for ns in namespaces if ns.phase is not NamespacePhase.COMPLETED]
+    if phase not in (PolicyPhase.RUNNING, PolicyPhase.ROLLING_BACK):
         update["completionTime"] = now()
-        update["message"] = (
-            "every namespace promoted"
-            if not failed
-            else f"not promoted: {', '.join(failed)} (see each namespace's message)"
-        )
+        update["message"] = _summary(phase, namespaces)
     if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
         patch.status.update(update)
+    if spec.get("rollback") == "true" and phase.value in ROLLBACK_FROM:
+        _start_rollback(name, {**status, **update}, patch)
+
+
+def _summary(phase: PolicyPhase, namespaces: list[NamespaceStatus]) -> str:
+    by_phase: dict[str, list[str]] = {}
+    for ns in namespaces:
+        by_phase.setdefault(ns.phase.value, []).append(ns.name)
+    parts = [f"{phase_name}: {', '.join(names)}" for phase_name, names in sorted(by_phase.items())]
+    return f"{phase.value}. " + "; ".join(parts)

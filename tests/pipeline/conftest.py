@@ -61,10 +61,12 @@ class Installation:
         obj = self.policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", name)
         return obj.get("status") or {}
 
-    def wait_done(self, name: str, timeout: float = 120.0) -> dict[str, Any]:
+    def wait_done(
+        self, name: str, timeout: float = 120.0, phases: tuple[str, ...] = TERMINAL
+    ) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
             status = self.status(name)
-            return status if status.get("phase") in TERMINAL else None
+            return status if status.get("phase") in phases else None
 
         try:
             return wait_until(done, timeout=timeout, interval=0.2, what=f"policy {name} to finish")
