@@ -1,0 +1,291 @@
+"""Promote throughput against the API's own limit, with the real services, in one run.
+
+Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency), Redis
+(configured, local, or embedded), the watcher and N worker processes, seeds the member, and measures:
+
+* the **limit**: raw creates/s of the same kind of objects into the same control plane, with the
+  official client's connection pool at the workers' total concurrency;
+* **promote throughput**: objects rebuilt per second from `apply` to `Completed`, and its ratio to the limit
+  (every promoted object costs at least two writes, so 0.5 is the ceiling);
+* Redis peak memory, Celery tasks per namespace, and each worker's peak RSS.
+
+    python bench/promote.py --namespaces 20 --objects 20 --workers 2          # one run
+    python bench/promote.py --suite                                           # the README's table
+
+Prints a table and writes JSON (bench/results/promote.json). Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from kubesim.testing import wait_until
+from shared.celery_app import create_app
+from shared.embedded_redis import broker_url
+from shared.kube import Kube
+
+CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
+
+
+@dataclass
+class Result:
+    namespaces: int
+    objects_per_namespace: int
+    workers: int
+    concurrency: int
+    latency_ms: float
+    objects_promoted: int
+    promote_seconds: float
+    promote_objects_per_s: float
+    raw_creates_per_s: float
+    ratio_to_limit: float
+    redis_peak_mib: float
+    tasks_per_namespace: float
+    worker_peak_rss_mib: list[float]
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+def _seed(member: Kube, namespace: str, objects: int) -> None:
+    """One Deployment (its ReplicaSet and pod count too) and ConfigMaps for the rest."""
+    core = member.discovery
+    member.create(core.resolve("namespaces"), {"metadata": {"name": namespace}})
+    wait_until(lambda: member.get(core.resolve("serviceaccounts"), namespace, "default"), what="default SA")
+    configmaps = core.resolve("configmaps")
+    for index in range(max(objects - 3, 0)):
+        member.create(configmaps, {"metadata": {"name": f"cm-{index}"}, "data": {"k": "v" * 200}}, namespace)
+    template = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
+    }
+    member.create(
+        core.resolve("deployments.apps"),
+        {
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+        },
+        namespace,
+    )
+    pods = core.resolve("pods")
+    pod = wait_until(lambda: next(iter(member.list(pods, namespace)), None), what="the pod")
+    member.patch(
+        pods,
+        namespace,
+        pod["metadata"]["name"],
+        {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+        subresource="status",
+    )
+
+
+def _raw_create_rate(control_plane: Kube, total: int, threads: int) -> float:
+    namespace = f"limit-{uuid.uuid4().hex[:6]}"
+    control_plane.create(control_plane.discovery.resolve("namespaces"), {"metadata": {"name": namespace}})
+    configmaps = control_plane.discovery.resolve("configmaps")
+
+    def create(index: int) -> None:
+        control_plane.create(
+            configmaps, {"metadata": {"name": f"cm-{index}"}, "data": {"k": "v" * 200}}, namespace
+        )
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(create, range(total)))
+    return total / (time.perf_counter() - started)
+
+
+def _served(kube: Kube, group_resource: str) -> Any:
+    kube.discovery.refresh()
+    return kube.discovery.by_group_resource(group_resource)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_once(
+    namespaces: int, objects: int, workers: int, concurrency: int, latency_ms: float, redis_url: str
+) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix="kpromote-bench-"))
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    sims = _spawn(
+        ["sim-pair", "--dir", str(workdir), "--latency-ms", str(latency_ms)],
+        dict(os.environ),
+        workdir / "sim.log",
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_until(lambda: (workdir / "control-plane.kubeconfig").exists(), timeout=30, what="the simulators")
+        threads = workers * concurrency
+        control_plane = Kube.from_kubeconfig(workdir / "control-plane.kubeconfig", pool_size=threads)
+        member = Kube.from_kubeconfig(workdir / "member1.kubeconfig", pool_size=16)
+        control_plane.create(
+            control_plane.discovery.resolve("customresourcedefinitions.apiextensions.k8s.io"),
+            yaml.safe_load(CRD.read_text()),
+        )
+        names = [f"bench-{i:04d}" for i in range(namespaces)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda ns: _seed(member, ns, objects), names))
+        raw_rate = _raw_create_rate(control_plane, min(namespaces * objects, 4000), threads)
+        env = {
+            **os.environ,
+            "KPROMOTE_BROKER_URL": redis_url,
+            "KPROMOTE_KEY_PREFIX": prefix,
+            "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
+            "KPROMOTE_KUBECONFIG": str(workdir / "control-plane.kubeconfig"),
+        }
+        processes = [
+            _spawn(
+                ["worker", "-Q", "backup,detach,rebuild,rollback", "-c", str(concurrency)],
+                env,
+                workdir / f"worker-{i}.log",
+            )
+            for i in range(workers)
+        ]
+        processes.append(_spawn(["watcher"], env, workdir / "watcher.log"))
+        app = create_app(redis_url, prefix)
+        wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= workers, timeout=60, what="workers")
+        redis_client = redis.Redis.from_url(redis_url)
+        redis_client.config_resetstat()
+        policies = wait_until(lambda: _served(control_plane, "promotepolicies.kosmos.io"), what="the CRD")
+        started = time.perf_counter()
+        control_plane.create(
+            policies,
+            {
+                "apiVersion": "kosmos.io/v1alpha1",
+                "kind": "PromotePolicy",
+                "metadata": {"name": "bench"},
+                "spec": {"clusterName": "member1", "includedNamespaces": names},
+            },
+        )
+
+        def finished() -> dict[str, Any] | None:
+            status = (control_plane.get(policies, "", "bench") or {}).get("status") or {}
+            return status if status.get("phase") in ("Completed", "PartiallyFailed", "Failed") else None
+
+        status = wait_until(finished, timeout=3600, interval=0.2, what="the promote")
+        elapsed = time.perf_counter() - started
+        promoted = sum(ns["counts"]["rebuilt"] for ns in status["namespaces"])
+        stats = app.control.inspect(timeout=2).stats() or {}
+        tasks = sum(sum(worker.get("total", {}).values()) for worker in stats.values())
+        info = redis_client.info("memory")
+        rss = [_peak_rss_mib(p.pid) for p in processes[:workers]]
+        if status["phase"] != "Completed":
+            print(f"warning: the promote ended {status['phase']}: {status.get('message')}", file=sys.stderr)
+        return Result(
+            namespaces,
+            objects,
+            workers,
+            concurrency,
+            latency_ms,
+            promoted,
+            round(elapsed, 2),
+            round(promoted / elapsed, 1),
+            round(raw_rate, 1),
+            round(promoted / elapsed / raw_rate, 3),
+            round(info["used_memory_peak"] / 2**20, 1),
+            round(tasks / namespaces, 1),
+            [round(r, 1) for r in rss],
+        )
+    finally:
+        for process in [*processes, sims]:
+            process.terminate()
+        for process in [*processes, sims]:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+SUITE = [
+    {"namespaces": 1, "objects": 200, "workers": 2},
+    {"namespaces": 20, "objects": 200, "workers": 2},
+    {"namespaces": 20, "objects": 20, "workers": 1},
+    {"namespaces": 20, "objects": 20, "workers": 2},
+    {"namespaces": 20, "objects": 20, "workers": 4},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--objects", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument("--suite", action="store_true", help="run the README's matrix")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/promote.json"))
+    args = parser.parse_args()
+    runs = (
+        SUITE
+        if args.suite
+        else [{"namespaces": args.namespaces, "objects": args.objects, "workers": args.workers}]
+    )
+    results = []
+    with broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as url:
+        for config in runs:
+            results.append(
+                run_once(concurrency=args.concurrency, latency_ms=args.latency_ms, redis_url=url, **config)
+            )
+            print(json.dumps(asdict(results[-1])), flush=True)
+    header = (
+        "ns",
+        "obj/ns",
+        "workers",
+        "promoted",
+        "seconds",
+        "obj/s",
+        "limit obj/s",
+        "ratio",
+        "redis MiB",
+        "tasks/ns",
+        "worker RSS MiB",
+    )
+    print(" | ".join(header))
+    for r in results:
+        print(
+            " | ".join(
+                str(v)
+                for v in (
+                    r.namespaces,
+                    r.objects_per_namespace,
+                    r.workers,
+                    r.objects_promoted,
+                    r.promote_seconds,
+                    r.promote_objects_per_s,
+                    r.raw_creates_per_s,
+                    r.ratio_to_limit,
+                    r.redis_peak_mib,
+                    r.tasks_per_namespace,
+                    r.worker_peak_rss_mib,
+                )
+            )
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()
