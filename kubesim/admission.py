@@ -422,6 +422,8 @@ class ServiceAllocator:
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
         request.obj["status"] = {"loadBalancer": {}}
+        if request.dry_run:
+            return
         if spec["type"] != "ExternalName":
             spec["clusterIP"] = self._allocate_ip(request, spec.get("clusterIP"), owner, name)
             spec["clusterIPs"] = [spec["clusterIP"]]

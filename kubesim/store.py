@@ -55,6 +55,8 @@ class AdmissionRequest:
     store: Store
     raw_data: bytes | None = None
     """ControllerRevision `data` exactly as it will be stored (the apiserver keeps the bytes sent)."""
+    dry_run: bool = False
+    """Nothing may be allocated or recorded for a dry run."""
 
 
 Admission = Callable[[AdmissionRequest], None]
@@ -175,9 +177,16 @@ class Store:
 
     # ----------------------------------------------------------------- writing
     def _admit(
-        self, operation: str, rt: ResourceType, obj: Obj, old: Obj | None, sub: str | None, raw: bytes | None
+        self,
+        operation: str,
+        rt: ResourceType,
+        obj: Obj,
+        old: Obj | None,
+        sub: str | None,
+        raw: bytes | None,
+        dry_run: bool = False,
     ) -> None:
-        request = AdmissionRequest(operation, rt, obj, old, sub, self, raw)
+        request = AdmissionRequest(operation, rt, obj, old, sub, self, raw, dry_run)
         for plugin in self.admission:
             plugin(request)
 
@@ -234,14 +243,16 @@ class Store:
             obj.pop("status", None)
         if rt.plural == "controllerrevisions" and raw_data is None:
             raw_data = go_json(obj.get("data"))
-        self._admit("CREATE", rt, obj, None, None, raw_data)
         if not name:
             raise errors.invalid(
                 rt, "", [("metadata.name", "Required value: name or generateName is required")]
             )
+        # Refusals that allocate nothing come first: kube-apiserver releases an allocated cluster IP when
+        # the create fails later, which this store models by never allocating for a refused create.
         self._check_namespace(rt, namespace, name)
         if self.get(rt, namespace, name) is not None:
             raise errors.already_exists(rt, name)
+        self._admit("CREATE", rt, obj, None, None, raw_data, dry_run)
         if dry_run:
             return obj
         rv = self._next_rv()

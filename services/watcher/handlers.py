@@ -54,7 +54,8 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     kubernetes.config.load_kube_config(
         config_file=runtime().settings.kubeconfig, client_configuration=configuration
     )
-    token = (configuration.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
+    header = configuration.auth_settings().get("BearerToken", {}).get("value", "")
+    token = header.removeprefix("Bearer ").strip()
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
