@@ -154,6 +154,8 @@ def run_once(
             "KPROMOTE_KEY_PREFIX": prefix,
             "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
             "KPROMOTE_KUBECONFIG": str(workdir / "control-plane.kubeconfig"),
+            "KPROMOTE_METRICS_PORT": "0",
+            "KPROMOTE_WATCHER_METRICS_PORT": "0",
         }
         processes = [
             _spawn(

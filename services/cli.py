@@ -7,7 +7,6 @@ anything about a migration.
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,8 @@ import typer
 
 from kubesim.serve import serve_cluster, serve_pair
 from services import demo
+from services.console.common import Format, StatusFormat
+from shared import logs
 
 app = typer.Typer(
     name="kpromote",
@@ -90,6 +91,22 @@ def worker(
     run([q.strip() for q in queues.split(",") if q.strip()], concurrency, kubeconfig)
 
 
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port of the web UI and API.")] = 5555,
+    basic_auth: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--basic-auth", help="user:password, repeatable (or FLOWER_BASIC_AUTH, off the command line)."
+        ),
+    ] = None,
+) -> None:
+    """Run Flower on our Celery app: live tasks by step and namespace, workers, queue lengths."""
+    from services.flower import run
+
+    run(port, basic_auth or [])
+
+
 @app.command("demo")
 def demo_command(
     namespaces: Annotated[int, typer.Option(help="How many application namespaces to seed.")] = 2,
@@ -100,6 +117,164 @@ def demo_command(
     raise typer.Exit(demo.run(namespaces=namespaces, workdir=workdir, wait=wait))
 
 
+ControlPlane = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig", help="Control-plane kubeconfig (default: KPROMOTE_KUBECONFIG, then ~/.kube/config)."
+    ),
+]
+PolicyFile = Annotated[Path, typer.Option("--filename", "-f", help="The PromotePolicy YAML file.")]
+Wait = Annotated[
+    bool, typer.Option("--wait", help="Follow the progress until the end and exit with its outcome.")
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", help="With --wait: stop waiting after this many seconds (exit 1).", min=1),
+]
+
+
+@app.command()
+def plan(
+    policy_file: PolicyFile,
+    kubeconfig: ControlPlane = None,
+    output: Annotated[Format, typer.Option("--output", "-o", help="table or json.")] = Format.TABLE,
+) -> None:
+    """Show what a policy would do, changing nothing in either cluster and writing no file.
+
+    The precheck, then per namespace: objects backed up by kind, cluster-scoped dependencies that come
+    along, what detach would do, what stays in the member or is skipped and why, and conflicts.
+
+    Exit codes:
+    0  the plan is clean
+    1  an API server failed or could not be reached
+    2  bad policy file, kubeconfig or environment
+    3  the precheck failed
+    4  objects of the plan already exist in the control plane with different content
+    """
+    from services.console import plan as command
+
+    raise typer.Exit(command.run(policy_file, kubeconfig, output))
+
+
+@app.command()
+def apply(
+    policy_file: PolicyFile, wait: Wait = False, kubeconfig: ControlPlane = None, timeout: Timeout = None
+) -> None:
+    """Create the PromotePolicy of a file (or report the existing one), optionally following it.
+
+    With --wait: a live table on a terminal, one line per change otherwise.
+
+    Exit codes:
+    0  created or already there (with --wait: Completed)
+    1  with --wait: PartiallyFailed, Failed or FailedPrecheck; an API failure; the timeout
+    2  bad policy file, kubeconfig or environment; a policy of that name with another spec
+    130  interrupted while waiting (the promote goes on)
+    """
+    from services.console import apply as command
+
+    raise typer.Exit(command.run(policy_file, wait, kubeconfig, timeout))
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="The PromotePolicy to roll back.")],
+    wait: Wait = False,
+    kubeconfig: ControlPlane = None,
+    timeout: Timeout = None,
+) -> None:
+    """Request the rollback of a policy (spec.rollback: "true"), optionally following it.
+
+    Allowed once the policy is Completed, PartiallyFailed, Failed or FailedRollback.
+
+    Exit codes:
+    0  requested (with --wait: RolledBack)
+    1  with --wait: FailedRollback; an API failure; the timeout
+    2  no such policy, a phase that allows no rollback, a bad kubeconfig or environment
+    130  interrupted while waiting (the rollback goes on)
+    """
+    from services.console import rollback as command
+
+    raise typer.Exit(command.run(name, wait, kubeconfig, timeout))
+
+
+@app.command()
+def status(
+    name: Annotated[str, typer.Argument(help="The PromotePolicy to show.")],
+    output: Annotated[
+        StatusFormat, typer.Option("--output", "-o", help="table, json or yaml.")
+    ] = StatusFormat.TABLE,
+    kubeconfig: ControlPlane = None,
+) -> None:
+    """Show a policy's phase, progress, namespaces and what was left behind.
+
+    Per namespace: phase, step, counts, message and backup location; then every skipped object and why.
+
+    Exit codes:
+    0  shown
+    1  an API failure
+    2  no such policy, a bad kubeconfig or environment
+    """
+    from services.console import status as command
+
+    raise typer.Exit(command.run(name, output, kubeconfig))
+
+
+backups = typer.Typer(
+    name="backups", help="Inspect the durable backups (no cluster needed).", no_args_is_help=True
+)
+app.add_typer(backups)
+
+
+@backups.command("list")
+def backups_list(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Backup directory (default: KPROMOTE_BACKUP_DIR).")
+    ] = None,
+    output: Annotated[Format, typer.Option("--output", "-o", help="table or json.")] = Format.TABLE,
+) -> None:
+    """List backups by policy, namespace and run: items, size, and whether each is sealed.
+
+    Exit codes:
+    0  listed
+    2  no such directory
+    """
+    from services.console import backups as command
+
+    raise typer.Exit(command.list_backups(directory, output))
+
+
+@backups.command("verify")
+def backups_verify(
+    path: Annotated[Path, typer.Argument(help="A run directory or its backup.tar.gz.")],
+) -> None:
+    """Re-read an archive and check every entry against its checksum and the manifest.
+
+    Exit codes:
+    0  the archive verifies
+    1  it does not (each problem is listed)
+    2  no archive there
+    """
+    from services.console import backups as command
+
+    raise typer.Exit(command.verify(path))
+
+
+@backups.command("show")
+def backups_show(
+    path: Annotated[Path, typer.Argument(help="A run directory or its backup.tar.gz.")],
+) -> None:
+    """List the objects of an archive as it is read, then the counts by kind.
+
+    Exit codes:
+    0  shown
+    1  the archive is damaged
+    2  no archive there
+    """
+    from services.console import backups as command
+
+    raise typer.Exit(command.show(path))
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("cli")
     app()

@@ -101,6 +101,8 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
             "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
             "KPROMOTE_KUBECONFIG": str(paths.control_plane),
             "KPROMOTE_KEY_PREFIX": f"demo-{os.getpid()}:",
+            "KPROMOTE_METRICS_PORT": "0",
+            "KPROMOTE_WATCHER_METRICS_PORT": "0",
         }
         processes = [
             _spawn(

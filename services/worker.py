@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import socket
 
+from shared import logs, metrics
 from shared.celery_app import QUEUES
+from shared.settings import settings
 
 
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
@@ -18,7 +20,12 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
         raise SystemExit(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(QUEUES)}")
     if kubeconfig:
         os.environ["KPROMOTE_KUBECONFIG"] = kubeconfig
+        settings.cache_clear()  # read again: importing the Celery app read it before the flag was known
     from shared.celery_app import app
+
+    logs.configure("worker")
+    metrics.instrument_worker()
+    metrics.serve(settings().metrics_port)
 
     name = f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(

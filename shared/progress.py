@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from shared import metrics
 from shared.items import ItemRef
 from shared.models import ItemCounts, NamespacePhase, NamespaceStatus, SkippedItem
 
@@ -46,14 +47,16 @@ class Progress:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def _write(self, namespace: str, key: str, mapping: Mapping[str, str]) -> None:
-        """Every write also stamps the namespace's `updated` time: the watchdog's sign of life."""
+    def _write(self, namespace: str, key: str, mapping: Mapping[str, str]) -> int:
+        """Every write also stamps the namespace's `updated` time: the watchdog's sign of life.
+
+        Returns how many of the fields are new (HSET's answer): what a redelivered task did not add."""
         pipe = self.client.pipeline()
         pipe.hset(key, mapping=dict(mapping))
         pipe.expire(key, KEY_TTL)
         pipe.hset(self._key("ns", namespace), "updated", str(time.time()))
         pipe.expire(self._key("ns", namespace), KEY_TTL)
-        pipe.execute()
+        return int(pipe.execute()[0])
 
     def set(self, namespace: str, **fields: str) -> None:
         self._write(namespace, self._key("ns", namespace), fields)
@@ -61,6 +64,14 @@ class Progress:
     def last_update(self, namespace: str) -> float | None:
         value = self.client.hget(self._key("ns", namespace), "updated")
         return float(value) if value else None
+
+    def touch(self, namespace: str) -> None:
+        """Stamp `updated` now unless something already did: starts the stall clock of a namespace with
+        no sign of life yet (its first task not run, or its record lost with a Redis restart)."""
+        pipe = self.client.pipeline()
+        pipe.hsetnx(self._key("ns", namespace), "updated", str(time.time()))
+        pipe.expire(self._key("ns", namespace), KEY_TTL)
+        pipe.execute()
 
     def error(self, namespace: str) -> str | None:
         value = self.client.hget(self._key("ns", namespace), "error")
@@ -76,7 +87,8 @@ class Progress:
         self.set(namespace, **fields)
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
-        self._write(namespace, self._key("count", namespace, kind), {unit: str(value)})
+        if self._write(namespace, self._key("count", namespace, kind), {unit: str(value)}):
+            metrics.count_objects(kind, unit, value)
 
     def skip(self, namespace: str, items: Iterable[tuple[ItemRef, str]]) -> None:
         entries = {

@@ -125,3 +125,11 @@ _ALLOCATED: dict[str, Callable[[Obj], None]] = {
     "PersistentVolume": _volume_claim_uid,
     "ClusterRole": _aggregated_rules,
 }
+
+
+def conflicts(existing: Mapping[str, Any], body: Mapping[str, Any], policy: str) -> bool:
+    """Whether an object already in the control plane blocks the one `policy` would create: not when this
+    policy made it (a re-run) and not when it is the same once each cluster's own fields are ignored."""
+    if ((existing.get("metadata") or {}).get("annotations") or {}).get(PROMOTED_BY) == policy:
+        return False
+    return normalized(existing) != normalized(body)

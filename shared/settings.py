@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     backup_dir: Path = Path("var/backups")
     """Durable backups (a PVC mount in a real deployment): `<dir>/<policy>/<namespace>/<run>/`."""
     kubeconfig: str | None = None
-    """Control-plane kubeconfig; unset means in-cluster configuration."""
+    """Control-plane kubeconfig; unset means ~/.kube/config (in a pod, deploy/ mounts one that uses the
+    pod's ServiceAccount token)."""
     member_kubeconfigs: dict[str, str] = Field(default_factory=dict)
     """Cluster name -> local kubeconfig path, for use outside Kosmos (JSON in the environment)."""
     protected_namespaces: list[str] = Field(default_factory=lambda: list(PROTECTED_NAMESPACES))
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     max_resumes: int = 3
     visibility_timeout: int = 3600
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
+    metrics_port: int = 9808
+    """Port of a worker's Prometheus `/metrics`; 0 disables it."""
+    watcher_metrics_port: int = 9809
+    """Port of the watcher's Prometheus `/metrics`; 0 disables it."""
 
 
 @lru_cache(maxsize=1)

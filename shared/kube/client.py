@@ -23,6 +23,7 @@ import urllib3
 import yaml
 from kubernetes import client, config
 
+from shared import metrics
 from shared.kube.discovery import ApiResource, Discovery
 from shared.kube.errors import KubeError, NotFound, Unreachable, error_from_response
 
@@ -387,6 +388,7 @@ class Kube:
             )
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise _Transient(error) from error
+        metrics.API_REQUESTS.labels(self.name, method, str(response.status)).inc()
         if 200 <= response.status < 300:
             return orjson.loads(response.data) if response.data else {}
         error = error_from_response(response.status, response.reason or "", response.data, target=target)
@@ -412,6 +414,7 @@ class Kube:
             delay = self.retry.backoff(attempt)
         with self._retries_lock:
             self._retries += 1
+        metrics.API_RETRIES.labels(self.name).inc()
         log.info("retry %d/%d of %s in %.2fs: %s", attempt, self.retry.attempts, what, delay, transient)
         time.sleep(delay)
 

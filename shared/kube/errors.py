@@ -24,6 +24,11 @@ class KubeError(Exception):
         """What was addressed, e.g. `deployments.apps shop/web on member1`."""
         super().__init__(f"{target}: {message}" if target else message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its fields: Celery hands a failed task's exception on only if it pickles, and
+        otherwise wraps it, so a status would name `UnpickleableExceptionWrapper` instead of the error."""
+        return _restore, (type(self), self.status, self.reason, self.message, self.target)
+
 
 class NotFound(KubeError):
     """404: the object (or its whole type) does not exist."""
@@ -50,6 +55,12 @@ class Unreachable(KubeError):
 
     def __init__(self, message: str, *, target: str = "") -> None:
         super().__init__(0, "Unreachable", message, target=target)
+
+
+def _restore(cls: type[KubeError], status: int, reason: str, message: str, target: str) -> KubeError:
+    error = cls.__new__(cls)
+    KubeError.__init__(error, status, reason, message, target=target)
+    return error
 
 
 _BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 422: Invalid, 403: Forbidden}

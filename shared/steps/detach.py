@@ -44,7 +44,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     decided = decisions.load(backup)
     progress.phase(run.namespace, NamespacePhase.DETACHING, "retain volumes")
     retained = _retain_volumes(member, backup.items(PV))
-    progress.count(run.namespace, "detached", "persistentvolumes", retained)
+    progress.count(run.namespace, "detached", "retain persistentvolumes", retained)
     skipped: list[tuple[ItemRef, str]] = []
     progress.set(run.namespace, step="delete owners (orphan)")
     deleted_uids: set[str] = set()

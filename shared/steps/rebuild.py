@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Context, Move
 from shared.kube import AlreadyExists, ApiResource, Kube
-from shared.markers import PROMOTED_BY
 from shared.models import NamespacePhase
 from shared.ordering import rebuild_tiers
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
-from shared.sanitize import normalized
+from shared.sanitize import conflicts
 from shared.steps import decisions
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
@@ -113,9 +112,7 @@ def _create_or_accept(
         return None
     except AlreadyExists:
         existing = kube.get(resource, namespace, metadata["name"])
-    if existing is None or (existing["metadata"].get("annotations") or {}).get(PROMOTED_BY) == policy:
-        return None
-    if normalized(existing) == normalized(body):
+    if existing is None or not conflicts(existing, body, policy):
         return None
     ref = ItemRef(resource.group_resource, namespace, metadata["name"])
     return ref, "exists in the control plane with different content; left untouched (conflict)"

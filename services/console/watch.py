@@ -1,0 +1,152 @@
+"""`--wait` for apply and rollback: follow a policy's status until it settles.
+
+On a terminal, a rich Live table redrawn in place; anywhere else (CI logs, pipes), one plain line per
+change, because a redrawn table is unreadable in a log and a line per poll would drown the changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from services.console.common import FAILED, INTERRUPTED, OK, ConsoleError, get_policy, phase_of
+from shared.kube import Kube
+
+POLL_INTERVAL = 0.5
+"""The watcher writes status at most once a second; polling twice as often shows every write."""
+WATCHER_HINT_AFTER = 30.0
+"""The watcher answers a new policy or a rollback request within seconds; silence this long means it is
+most likely not running, which a person waiting should be told rather than left to guess."""
+
+Finished = Callable[[Mapping[str, Any]], bool]
+
+
+def progress_table(name: str, status: Mapping[str, Any]) -> Table:
+    table = Table(
+        title=f"PromotePolicy {escape(name)}: {status.get('phase') or 'Pending'} "
+        f"({status.get('namespacesDone', 0)}/{status.get('namespacesTotal', '?')} namespaces done)",
+        title_justify="left",
+    )
+    for column in ("namespace", "phase", "step", "backed up", "detached", "rebuilt", "skipped"):
+        table.add_column(
+            column, justify="right" if column in ("backed up", "detached", "rebuilt", "skipped") else "left"
+        )
+    for namespace in status.get("namespaces") or []:
+        counts = namespace.get("counts") or {}
+        table.add_row(
+            escape(namespace["name"]),
+            namespace.get("phase") or "Pending",
+            escape(namespace.get("step") or ""),
+            str(counts.get("backedUp", 0)),
+            str(counts.get("detached", 0)),
+            str(counts.get("rebuilt", 0)),
+            str(counts.get("skipped", 0)),
+        )
+    return table
+
+
+def status_lines(name: str, status: Mapping[str, Any]) -> dict[str, str]:
+    """The plain-text view of a status, one line per policy and per namespace, keyed by what they describe."""
+    phase = status.get("phase") or "Pending"
+    line = f"{name}: {phase}"
+    if status.get("namespacesTotal"):
+        line += f", {status.get('namespacesDone', 0)}/{status['namespacesTotal']} namespaces done"
+    lines = {"": line}
+    for namespace in status.get("namespaces") or []:
+        counts = namespace.get("counts") or {}
+        text = f"{name}/{namespace['name']}: {namespace.get('phase') or 'Pending'}"
+        if namespace.get("step"):
+            text += f" - {namespace['step']}"
+        text += (
+            f" (backed up {counts.get('backedUp', 0)}, detached {counts.get('detached', 0)}, "
+            f"rebuilt {counts.get('rebuilt', 0)}, skipped {counts.get('skipped', 0)})"
+        )
+        if namespace.get("message"):
+            text += f": {namespace['message']}"
+        lines[namespace["name"]] = text
+    return lines
+
+
+def changed_lines(name: str, previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> list[str]:
+    """The lines of `status` that differ from those of `previous`: what a log reader needs to see."""
+    before = status_lines(name, previous) if previous is not None else {}
+    return [line for key, line in status_lines(name, status).items() if before.get(key) != line]
+
+
+def unanswered(policy: Mapping[str, Any]) -> bool:
+    """Whether the watcher has not acted on the policy yet: no status at all, or a rollback request that it
+    has not taken (it clears `spec.rollback` when it starts the rollback)."""
+    return (
+        not (policy.get("status") or {}).get("phase") or (policy.get("spec") or {}).get("rollback") == "true"
+    )
+
+
+def follow(
+    kube: Kube, name: str, finished: Finished, *, console: Console, timeout: float | None, what: str
+) -> dict[str, Any]:
+    """Poll the policy until `finished(policy)`, showing its progress; the final policy object.
+
+    Stopping early (Ctrl-C, the timeout) stops only the waiting: the cluster goes on, which the error
+    says, with the command to pick the progress up again."""
+    deadline = time.monotonic() + timeout if timeout else None
+    resume = f"{what} goes on in the cluster: follow it with kpromote status {name}"
+    previous: Mapping[str, Any] | None = None
+    started, hinted = time.monotonic(), False
+    live = (
+        Live(progress_table(name, {}), console=console, refresh_per_second=4) if console.is_terminal else None
+    )
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            policy = get_policy(kube, name)
+            status = policy.get("status") or {}
+            if live is not None:
+                live.update(progress_table(name, status))
+            else:
+                for line in changed_lines(name, previous, status):
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            previous = status
+            if finished(policy):
+                return policy
+            if not hinted and unanswered(policy) and time.monotonic() - started > WATCHER_HINT_AFTER:
+                hinted = True
+                typer.echo(
+                    f"note: the watcher has not answered in {WATCHER_HINT_AFTER:.0f}s; is kpromote watcher "
+                    "running against this control plane?",
+                    err=True,
+                )
+            if deadline is not None and time.monotonic() > deadline:
+                raise ConsoleError(f"still {phase_of(policy)} after {timeout:.0f}s; the {resume}", FAILED)
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        raise ConsoleError(f"stopped waiting; the {resume}", INTERRUPTED) from None
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def report(console: Console, policy: Mapping[str, Any], *, success: str, done: str, hint: str) -> int:
+    """The end of a promote or rollback in words: 0 when the policy reached `success` (then `done` is
+    said), else 1 with the precheck errors and every namespace that did not reach it, and `hint`."""
+    name, phase = policy["metadata"]["name"], phase_of(policy)
+    status = policy.get("status") or {}
+    if phase == success:
+        console.print(f"PromotePolicy {escape(name)} {phase}: {done}")
+        return OK
+    console.print(f"PromotePolicy {escape(name)} ended {phase}: {escape(status.get('message') or '')}")
+    for error in status.get("precheckErrors") or []:
+        console.print(f"  precheck: {escape(error)}")
+    for namespace in status.get("namespaces") or []:
+        if namespace.get("phase") != success:
+            message = escape(namespace.get("message") or "")
+            console.print(f"  {escape(namespace['name'])}: {namespace.get('phase')}: {message}")
+    console.print(f"Details: kpromote status {escape(name)}{hint}")
+    return FAILED

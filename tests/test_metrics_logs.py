@@ -1,0 +1,316 @@
+"""Structured logs and Prometheus metrics, in process: what each log line carries, that Secret data never
+reaches a log, that task messages carry references only, and that every counter counts what it says once."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+import json
+import logging
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from kubesim import SimulatedCluster
+from kubesim.testing import SimAdmin
+from shared import logs, metrics
+from shared.celery_app import app as promote_app
+from shared.kube import Kube, RetryPolicy
+from shared.pipeline import backup_canvas, on_failure, rebuild_canvas
+from shared.progress import NamespaceRun, Progress
+from shared.steps.rebuild import Batch
+from tests.pipeline.conftest import free_port
+
+PASSWORD = base64.b64encode(b"s3cr3t-shop-1").decode()
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "web-secret", "namespace": "shop-1"},
+    "type": "Opaque",
+    "data": {"password": PASSWORD},
+}
+TASKS = Celery("metrics-logs-test", set_as_current=False)
+"""Tasks run eagerly (`apply`): Celery pushes them on its task stack and sends the task signals, as a
+worker does. Not shared, so that they stay out of the project's app, which has tasks of the same names."""
+
+
+@TASKS.task(name="kosmos_promote.rebuild.batch", shared=False)
+def batch(
+    policy: str, namespace: str, run_id: str, tier: int, group_resource: str, offset: int, limit: int
+) -> int:
+    logging.getLogger("shared.steps.rebuild").info("creating %d %s", limit, group_resource)
+    if group_resource == "fails":
+        raise RuntimeError("the control plane refused")
+    return limit
+
+
+@TASKS.task(name="kosmos_promote.rollback.compensate", shared=False)
+def compensate(failed_task_id: str, policy: str, namespace: str, run_id: str) -> list[str]:
+    logging.getLogger("shared.steps.rollback").info("rolling back")
+    return ["pods web-0 is missing"] if failed_task_id == "leaves-differences" else []
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure("worker", stream)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# ----------------------------------------------------------------------------------------------- logs
+def test_a_task_log_line_is_one_json_object_with_the_task_references(captured: io.StringIO) -> None:
+    batch.apply(args=("promote-shop", "shop-1", "run-7", 2, "pods", 50, 50))
+    logging.getLogger("services.worker").info("between tasks")
+
+    [in_task] = [line for line in lines(captured) if line["message"] == "creating 50 pods"]
+    assert in_task == {
+        "time": in_task["time"],
+        "level": "INFO",
+        "logger": "shared.steps.rebuild",
+        "message": "creating 50 pods",
+        "component": "worker",
+        "policy": "promote-shop",
+        "namespace": "shop-1",
+        "run": "run-7",
+        "step": "rebuild.batch",
+    }
+    assert in_task["time"].endswith("+00:00")
+    [outside] = [line for line in lines(captured) if line["message"] == "between tasks"]
+    assert not {"policy", "namespace", "run", "step"} & outside.keys()
+
+
+def test_the_compensation_is_attributed_to_its_namespace_not_to_the_failed_task_id(
+    captured: io.StringIO,
+) -> None:
+    compensate.apply(args=("0b8e-failed-task", "promote-shop", "shop-2", "run-7"))
+    [line] = [line for line in lines(captured) if line["message"] == "rolling back"]
+    assert (line["policy"], line["namespace"], line["run"], line["step"]) == (
+        "promote-shop",
+        "shop-2",
+        "run-7",
+        "rollback.compensate",
+    )
+
+
+def test_a_terminal_gets_readable_text_with_the_context() -> None:
+    stream = Terminal()
+    handler = logs.configure("worker", stream)
+    try:
+        batch.apply(args=("promote-shop", "shop-1", "run-7", 0, "services", 0, 50))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    [text] = [line for line in stream.getvalue().splitlines() if "creating 50 services" in line]
+    assert " INFO shared.steps.rebuild: creating 50 services [" in text
+    assert text.endswith("[policy=promote-shop namespace=shop-1 run=run-7 step=rebuild.batch]")
+
+
+def test_configure_replaces_its_own_handler_and_leaves_others(captured: io.StringIO) -> None:
+    root = logging.getLogger()
+    others = [h for h in root.handlers if h not in logs._installed]
+    second = io.StringIO()
+    handler = logs.configure("watcher", second)
+    try:
+        logging.getLogger("kopf").info("watching")
+        assert [h for h in root.handlers if h not in logs._installed] == others
+        assert captured.getvalue() == ""
+        assert lines(second)[0]["component"] == "watcher"
+    finally:
+        root.removeHandler(handler)
+
+
+def test_secret_data_in_a_logged_body_is_masked_as_json_as_a_dict_and_in_a_traceback(
+    captured: io.StringIO,
+) -> None:
+    log = logging.getLogger("shared.steps.backup")
+    log.info("collected %s", SECRET)
+    log.warning("refused: %s", json.dumps({**SECRET, "stringData": {"token": "plain-text-token"}}))
+    try:
+        raise ValueError(f"cannot create {json.dumps(SECRET)}")
+    except ValueError:
+        log.exception("rebuild failed")
+    config_map = {"kind": "ConfigMap", "metadata": {"name": "web-config"}, "data": {"color": "blue"}}
+    log.info("collected %s", config_map)
+
+    text = captured.getvalue()
+    assert PASSWORD not in text and "plain-text-token" not in text, text
+    as_dict, as_json, failed, kept = lines(captured)
+    assert "'data': {'password': '***'}" in as_dict["message"]
+    assert '"data": {"password": "***"}' in as_json["message"]
+    assert '"stringData": {"token": "***"}' in as_json["message"]
+    assert '\\"password\\": \\"***\\"' in json.dumps(failed["exception"])
+    assert "'color': 'blue'" in kept["message"], "only Secrets are masked"
+
+
+def test_redact_masks_every_secret_in_a_list_and_nothing_else() -> None:
+    other = {
+        "kind": "Secret",
+        "metadata": {"name": "tls"},
+        "data": {"tls.crt": "Q0VSVA==", "tls.key": "S0VZ"},
+    }
+    text = json.dumps({"items": [SECRET, other], "kind": "List", "metadata": {"name": "data"}})
+    redacted = logs.redact(text)
+    assert "Q0VSVA==" not in redacted and "S0VZ" not in redacted and PASSWORD not in redacted
+    assert json.loads(redacted)["items"][1]["data"] == {"tls.crt": "***", "tls.key": "***"}
+    assert json.loads(redacted)["metadata"] == {"name": "data"}
+
+
+def test_task_messages_carry_references_only() -> None:
+    """What goes through Redis (and shows in Flower, and in every task log line) is policy, namespace,
+    run id and small scalars: never an object, so never a Secret."""
+    run = NamespaceRun("promote-shop", "shop-1", "run-7")
+    canvases = [
+        backup_canvas(promote_app, run, ["namespaces", "secrets", "pods"]),
+        rebuild_canvas(
+            promote_app, run, [("core", [Batch(0, "secrets", 0, 50), Batch(0, "configmaps", 0, 50)])]
+        ),
+        on_failure(promote_app, run),
+    ]
+    messages = [sig for canvas in canvases for sig in _signatures(json.loads(json.dumps(canvas)))]
+    names = {name for name, _ in messages}
+    assert {
+        "kosmos_promote.backup.collect",
+        "kosmos_promote.backup.seal",
+        "kosmos_promote.detach.run",
+        "kosmos_promote.rebuild.batch",
+        "kosmos_promote.rebuild.verify",
+        "kosmos_promote.rollback.compensate",
+    } <= names
+    for name, args in messages:
+        assert args[:3] == ["promote-shop", "shop-1", "run-7"], name
+        assert all(isinstance(a, str | int) for a in args), (name, args)
+
+
+def test_every_task_takes_references_and_scalars_only() -> None:
+    """The same, for tasks that are not in a canvas above: only `seal` takes more, its chord's results
+    (per collected type: name, count, references of related cluster objects)."""
+    promote_app.loader.import_default_modules()
+    tasks = {name: task for name, task in promote_app.tasks.items() if name.startswith("kosmos_promote.")}
+    assert len(tasks) >= 10
+    for name, task in tasks.items():
+        for parameter in inspect.signature(task.run).parameters.values():
+            if (name, parameter.name) == ("kosmos_promote.backup.seal", "collected"):
+                continue
+            assert parameter.annotation in ("str", "int"), (name, parameter)
+
+
+def _signatures(node: Any) -> Iterator[tuple[str, list[Any]]]:
+    if isinstance(node, dict):
+        if str(node.get("task", "")).startswith("kosmos_promote."):
+            yield node["task"], list(node.get("args") or ())
+        for value in node.values():
+            yield from _signatures(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _signatures(value)
+
+
+# -------------------------------------------------------------------------------------------- metrics
+def test_objects_are_counted_once_per_unit_whatever_the_redeliveries(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    progress = Progress(client, f"metrics-{uuid.uuid4().hex[:8]}", "run-1")
+    rebuilt = ("kpromote_objects_total", {"step": "rebuild", "resource": "widgets.example.com"})
+    related = ("kpromote_objects_total", {"step": "backup", "resource": "storageclasses.storage.k8s.io"})
+    before = sample(rebuilt[0], **rebuilt[1]), sample(related[0], **related[1])
+
+    progress.count("shop-1", "rebuilt", "widgets.example.com[0]", 50)
+    progress.count("shop-1", "rebuilt", "widgets.example.com[0]", 50)  # the same batch, redelivered
+    progress.count("shop-1", "rebuilt", "widgets.example.com[50]", 7)
+    progress.count("shop-1", "backedUp", "related storageclasses.storage.k8s.io", 2)
+    progress.count("shop-1", "backedUp", "related storageclasses.storage.k8s.io", 2)
+
+    after = sample(rebuilt[0], **rebuilt[1]), sample(related[0], **related[1])
+    assert (after[0] - before[0], after[1] - before[1]) == (57, 2)
+    assert progress.read("shop-1").counts.rebuilt == 57
+
+
+def test_task_signals_time_steps_and_count_failures_and_compensation_outcomes() -> None:
+    metrics.instrument_worker()
+    before = {
+        "durations": sample("kpromote_step_duration_seconds_count", step="rebuild.batch"),
+        "failures": sample("kpromote_failures_total", step="rebuild.batch"),
+        "rolled_back": sample("kpromote_compensations_total", outcome="rolled_back"),
+        "failed_rollback": sample("kpromote_compensations_total", outcome="failed_rollback"),
+    }
+
+    batch.apply(args=("p", "ns", "run", 0, "pods", 0, 5))
+    batch.apply(args=("p", "ns", "run", 0, "fails", 0, 5))
+    compensate.apply(args=("", "p", "ns", "run"))
+    compensate.apply(args=("leaves-differences", "p", "ns", "run"))
+
+    after = {
+        "durations": sample("kpromote_step_duration_seconds_count", step="rebuild.batch"),
+        "failures": sample("kpromote_failures_total", step="rebuild.batch"),
+        "rolled_back": sample("kpromote_compensations_total", outcome="rolled_back"),
+        "failed_rollback": sample("kpromote_compensations_total", outcome="failed_rollback"),
+    }
+    assert {key: after[key] - before[key] for key in before} == {
+        "durations": 2,
+        "failures": 1,
+        "rolled_back": 1,
+        "failed_rollback": 1,
+    }
+
+
+def test_namespaces_by_phase_follow_the_policy_status_events() -> None:
+    def phases() -> dict[str, float]:
+        return {p: sample("kpromote_namespaces", phase=p) for p in ("Pending", "Rebuilding", "Completed")}
+
+    base = phases()
+    metrics.observe_policy(type=None, name="gauge-a", status={"namespaces": [{"name": "a"}, {"name": "b"}]})
+    metrics.observe_policy(
+        type="MODIFIED",
+        name="gauge-a",
+        status={"namespaces": [{"name": "a", "phase": "Completed"}, {"name": "b", "phase": "Rebuilding"}]},
+    )
+    metrics.observe_policy(type="ADDED", name="gauge-b", status={})
+    assert {p: v - base[p] for p, v in phases().items()} == {"Pending": 0, "Rebuilding": 1, "Completed": 1}
+    metrics.observe_policy(type="DELETED", name="gauge-a", status={})
+    assert phases() == base
+
+
+def test_api_requests_and_retries_are_counted_by_cluster(cluster: SimulatedCluster, admin: SimAdmin) -> None:
+    with Kube.from_kubeconfig(cluster.kubeconfig(), retry=RetryPolicy(attempts=3, base_delay=0.01)) as kube:
+        configmaps = kube.discovery.resolve("configmaps")
+        ok = sample("kpromote_api_requests_total", cluster=kube.name, verb="GET", code="200")
+        failed = sample("kpromote_api_requests_total", cluster=kube.name, verb="GET", code="500")
+        retries = sample("kpromote_api_retries_total", cluster=kube.name)
+        admin.add_fault(verb="get", resource="configmaps", status=500, nth=1)
+        kube.get(configmaps, "default", "kube-root-ca.crt")
+        assert sample("kpromote_api_requests_total", cluster=kube.name, verb="GET", code="200") == ok + 1
+        assert sample("kpromote_api_requests_total", cluster=kube.name, verb="GET", code="500") == failed + 1
+        assert sample("kpromote_api_retries_total", cluster=kube.name) == retries + 1
+        assert kube.retries == 1
+
+
+def test_the_exporter_serves_the_metrics_over_http() -> None:
+    port = free_port()
+    metrics.serve(port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "# TYPE kpromote_objects_total counter" in text
+    assert "# TYPE kpromote_step_duration_seconds histogram" in text
