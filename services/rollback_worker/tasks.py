@@ -43,9 +43,14 @@ def _undo(task: Task, run: NamespaceRun, why: str, done_message: str) -> list[st
     backup = rt.backup(run)
     state.write(backup.root, state.ROLLING_BACK, reason=why)
     progress.phase(run.namespace, NamespacePhase.COMPENSATING, "rolling back", why)
-    report = rollback.rollback(rt, run)
-    if report.differences:
-        left = "; ".join(report.differences[:10])
+    try:
+        differences = rollback.rollback(rt, run).differences
+    except Exception as error:  # retried, then reported like a difference: never stuck in Compensating
+        differences = [
+            f"the rollback stopped at {type(error).__name__}: {error}; the steps after it were not done"
+        ]
+    if differences:
+        left = "; ".join(differences[:10])
         if task.request.retries < MAX_RETRIES:
             raise task.retry(
                 countdown=RETRY_DELAY * (task.request.retries + 1),
@@ -58,7 +63,7 @@ def _undo(task: Task, run: NamespaceRun, why: str, done_message: str) -> list[st
             f"rollback could not restore everything after {MAX_RETRIES + 1} attempts; "
             f"left to fix by hand: {left}",
         )
-        return report.differences
+        return differences
     state.write(backup.root, state.ROLLED_BACK, reason=why)
     progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message)
     return []

@@ -128,12 +128,10 @@ def policy_phase(namespaces: list[NamespaceStatus], rolling_back: bool) -> Polic
     phases = {ns.phase for ns in namespaces}
     if not phases <= TERMINAL:
         return PolicyPhase.ROLLING_BACK if rolling_back else PolicyPhase.RUNNING
+    if NamespacePhase.FAILED_ROLLBACK in phases:  # a compensation's too: a person is needed either way
+        return PolicyPhase.FAILED_ROLLBACK
     if rolling_back:
-        return (
-            PolicyPhase.FAILED_ROLLBACK
-            if NamespacePhase.FAILED_ROLLBACK in phases
-            else PolicyPhase.ROLLED_BACK
-        )
+        return PolicyPhase.ROLLED_BACK
     if phases == {NamespacePhase.COMPLETED}:
         return PolicyPhase.COMPLETED
     if NamespacePhase.COMPLETED in phases:
@@ -185,8 +183,13 @@ def _watchdog(progress: Progress, run: NamespaceRun, phase: NamespacePhase, roll
     """Resume a namespace whose progress stopped moving; redelivery and idempotent steps make a resumed
     run converge. After too many resumes, compensate instead (or, mid-rollback, resume the rollback)."""
     config = runtime().settings
+    if phase in TERMINAL:
+        return
     updated = progress.last_update(run.namespace)
-    if phase in TERMINAL or (updated is not None and time.time() - updated < config.stall_timeout):
+    if updated is None:  # no record is no proof of a stall: count a whole stall timeout from now
+        progress.touch(run.namespace)
+        return
+    if time.time() - updated < config.stall_timeout:
         return
     resumes = progress.bump_resumes(run.namespace)
     log.warning(

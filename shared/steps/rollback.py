@@ -12,7 +12,8 @@ again after a crash (or twice at once) with the same result. Order is what keeps
    the running pods; every other member object gets its backed-up metadata back;
 3. control-plane markers come off (and control-plane PVs go to Retain) before anything there is deleted;
 4. control-plane objects that carry our `promote.kosmos.io/policy` annotation are deleted, pods with
-   grace period 0; anything that existed before the migration has no such annotation and is left alone;
+   grace period 0; anything that existed before the migration has no such annotation and is left alone,
+   and a cluster-scoped object another namespace of the run still uses is left to that namespace;
 5. last, the member PVs get their original reclaim policy back, once nothing can propagate a delete.
 """
 
@@ -30,7 +31,7 @@ from shared.markers import PROMOTED_BY
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.sanitize import strip_for_rebuild
-from shared.steps import decisions
+from shared.steps import decisions, state
 
 RECREATE_ORDER = ("replicasets.apps", "statefulsets.apps", "cronjobs.batch", "deployments.apps")
 """Bottom-up: a Deployment created before its ReplicaSets makes its own and loses the history (§8)."""
@@ -59,8 +60,9 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
     _revert_member_objects(member, backup, decided, context, {}, report, only=("pods",))
     owner_uids = _recreate_owners(member, backup, decided, report)
     _revert_member_objects(member, backup, decided, context, owner_uids, report, only=None)
+    shared = _used_by_siblings(runtime, run)
     _clear_control_plane(
-        runtime.control_plane, backup, run, context, report, runtime.settings.adoption_timeout
+        runtime.control_plane, backup, run, context, report, runtime.settings.adoption_timeout, shared
     )
     _restore_reclaim_policies(member, backup, report)
     deadline = time.monotonic() + runtime.settings.adoption_timeout
@@ -149,6 +151,25 @@ def _ours(obj: Obj | None, policy: str) -> bool:
     return obj is not None and (obj["metadata"].get("annotations") or {}).get(PROMOTED_BY) == policy
 
 
+def _used_by_siblings(runtime: Runtime, run: NamespaceRun) -> set[tuple[str, str]]:
+    """Cluster-scoped objects (a PriorityClass, a StorageClass, a CRD) that another namespace of the same
+    run backed up and is not rolling back: the promote created them once for every namespace needing
+    them, so they carry the same policy annotation, and that namespace still uses them. A sibling that is
+    rolling back too sees this one rolling back, so the last of them deletes what they shared."""
+    used: set[tuple[str, str]] = set()
+    for root in (runtime.settings.backup_dir / run.policy).glob(f"*/{run.run_id}"):
+        sibling = BackupDir(root)
+        manifest = sibling.manifest()
+        if root.parent.name == run.namespace or manifest is None or state.rolling_back(root):
+            continue
+        for group_resource in manifest.counts:
+            resource = _resource(runtime.control_plane, group_resource)
+            if resource is None or resource.namespaced or group_resource == "namespaces":
+                continue
+            used.update((group_resource, obj["metadata"]["name"]) for obj in sibling.items(group_resource))
+    return used
+
+
 def _clear_control_plane(
     control_plane: Kube,
     backup: BackupDir,
@@ -156,6 +177,7 @@ def _clear_control_plane(
     context: Context,
     report: RollbackReport,
     timeout: float,
+    shared: set[tuple[str, str]],
 ) -> None:
     manifest = backup.manifest()
     assert manifest is not None
@@ -166,6 +188,8 @@ def _clear_control_plane(
             continue
         for obj in backup.items(group_resource):
             metadata = obj["metadata"]
+            if (group_resource, metadata["name"]) in shared:
+                continue
             namespace = metadata.get("namespace", "") if resource.namespaced else ""
             live = control_plane.get(resource, namespace, metadata["name"])
             if _ours(live, run.policy):

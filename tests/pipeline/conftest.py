@@ -7,7 +7,10 @@ session; tests isolate themselves by policy and namespace names.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,13 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
+from celery import Celery
 from kubernetes import client
 
 from kubesim import SimulatedCluster, SimulatorThread
 from kubesim.kosmos import KosmosLink
 from kubesim.seed import seed_cluster_scoped
 from kubesim.serve import start_pair
-from kubesim.testing import api_client, wait_until
+from kubesim.testing import MERGE_PATCH, api_client, wait_until
 from shared.celery_app import create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +47,8 @@ class Installation:
     env: dict[str, str]
     workdir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """Log name (`worker-1`, `watcher`) -> the port of that process's Prometheus `/metrics`."""
 
     @property
     def policies(self) -> client.CustomObjectsApi:
@@ -56,6 +62,16 @@ class Installation:
             "spec": {"clusterName": "member1", **spec},
         }
         self.policies.create_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", body)
+
+    def request_rollback(self, name: str) -> None:
+        self.policies.patch_cluster_custom_object(
+            "kosmos.io",
+            "v1alpha1",
+            "promotepolicies",
+            name,
+            {"spec": {"rollback": "true"}},
+            _content_type=MERGE_PATCH,
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         obj = self.policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", name)
@@ -76,6 +92,40 @@ class Installation:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-6000:]}" for p in sorted(self.workdir.glob("*.log")))
 
+    def celery(self) -> Celery:
+        """A Celery app on this installation's broker, to ping or inspect its workers (close it after)."""
+        return create_app(self.env["KPROMOTE_BROKER_URL"], self.env["KPROMOTE_KEY_PREFIX"])
+
+    def add_worker(self, wait: bool = True) -> subprocess.Popen[bytes]:
+        """One more worker process consuming every queue (a replacement, say); `wait` until it answers."""
+        log = self.workdir / f"worker-{len(list(self.workdir.glob('worker-*.log'))) + 1}.log"
+        self.metrics_ports[log.stem] = port = free_port()
+        env = {**self.env, "KPROMOTE_METRICS_PORT": str(port)}
+        process = _spawn(["worker", "-Q", WORKER_QUEUES, "-c", "8"], env, log)
+        self.processes.append(process)
+        if wait:
+            _wait_for_workers(self, expected=len(self.workers))
+        return process
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.processes if "worker" in p.args]
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL, as when a node is lost: no shutdown, no acknowledgement, no message restored. A process
+        that has already exited is only forgotten."""
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        self.processes.remove(process)
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the OS's pick), for a process about to bind it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
@@ -84,52 +134,69 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-@pytest.fixture(scope="session")
-def installation(
-    simulator: SimulatorThread, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+WORKER_QUEUES = "backup,detach,rebuild,rollback"
+
+
+@contextlib.contextmanager
+def start_installation(
+    simulator: SimulatorThread,
+    broker_url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 2,
 ) -> Iterator[Installation]:
-    workdir = tmp_path_factory.mktemp("installation")
+    """A fresh simulated Kosmos pair with the watcher and `workers` worker processes on `broker_url`;
+    `extra_env` overrides settings (e.g. a short stall timeout). Stops everything on exit."""
     control_plane, member, link = simulator.run(start_pair("member1"))
     cp_kubeconfig = control_plane.write_kubeconfig(workdir / "control-plane.kubeconfig")
     env = {
         **os.environ,
-        "KPROMOTE_BROKER_URL": redis_url,
+        "KPROMOTE_BROKER_URL": broker_url,
         "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
         "KPROMOTE_KUBECONFIG": str(cp_kubeconfig),
         "KPROMOTE_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "KPROMOTE_ADOPTION_TIMEOUT": "20",
+        "KPROMOTE_METRICS_PORT": "0",  # several processes on one host: no fixed /metrics port
+        "KPROMOTE_WATCHER_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
-    with api_client(control_plane.url) as cp_api, api_client(member.url) as member_api:
-        client.ApiextensionsV1Api(cp_api).create_custom_resource_definition(
-            yaml.safe_load(POLICY_CRD.read_text())
-        )
-        seed_cluster_scoped(member_api)
-        wait_until(lambda: _served(cp_api), what="the PromotePolicy CRD to be served")
-        installation = Installation(control_plane, member, link, cp_api, member_api, env, workdir)
-        installation.processes = [
-            _spawn(
-                ["worker", "-Q", "backup,detach,rebuild,rollback", "-c", "8"], env, workdir / "worker-1.log"
-            ),
-            _spawn(
-                ["worker", "-Q", "backup,detach,rebuild,rollback", "-c", "8"], env, workdir / "worker-2.log"
-            ),
-            _spawn(["watcher"], env, workdir / "watcher.log"),
-        ]
-        _wait_for_workers(env, expected=2, installation=installation)
-        try:
-            yield installation
-        finally:
-            for process in installation.processes:
-                process.terminate()
-            for process in installation.processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-    simulator.run(link.stop())
-    simulator.run(member.stop())
-    simulator.run(control_plane.stop())
+    try:
+        with api_client(control_plane.url) as cp_api, api_client(member.url) as member_api:
+            client.ApiextensionsV1Api(cp_api).create_custom_resource_definition(
+                yaml.safe_load(POLICY_CRD.read_text())
+            )
+            seed_cluster_scoped(member_api)
+            wait_until(lambda: _served(cp_api), what="the PromotePolicy CRD to be served")
+            installation = Installation(control_plane, member, link, cp_api, member_api, env, workdir)
+            try:
+                installation.metrics_ports["watcher"] = port = free_port()
+                watcher_env = {**env, "KPROMOTE_WATCHER_METRICS_PORT": str(port)}
+                installation.processes.append(_spawn(["watcher"], watcher_env, workdir / "watcher.log"))
+                for _ in range(workers):
+                    installation.add_worker(wait=False)
+                _wait_for_workers(installation, expected=workers)
+                yield installation
+            finally:
+                for process in installation.processes:
+                    process.terminate()
+                for process in installation.processes:
+                    try:
+                        process.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+    finally:
+        simulator.run(link.stop())
+        simulator.run(member.stop())
+        simulator.run(control_plane.stop())
+
+
+@pytest.fixture(scope="session")
+def installation(
+    simulator: SimulatorThread, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installation]:
+    with start_installation(simulator, redis_url, tmp_path_factory.mktemp("installation")) as installation:
+        yield installation
 
 
 def _served(api: client.ApiClient) -> bool:
@@ -140,10 +207,13 @@ def _served(api: client.ApiClient) -> bool:
     return any(r.name == "promotepolicies" for r in resources)
 
 
-def _wait_for_workers(env: dict[str, str], expected: int, installation: Installation) -> None:
-    app = create_app(env["KPROMOTE_BROKER_URL"], env["KPROMOTE_KEY_PREFIX"])
+def _wait_for_workers(installation: Installation, expected: int) -> None:
+    app = installation.celery()
     deadline = time.monotonic() + 60
-    while len(app.control.ping(timeout=0.5) or []) < expected:
-        if time.monotonic() > deadline or any(p.poll() is not None for p in installation.processes):
-            raise AssertionError(f"workers did not come up\n{installation.logs()}")
-    app.close()
+    try:
+        while len(app.control.ping(timeout=0.5) or []) < expected:
+            exited = any(p.poll() is not None for p in installation.processes)
+            if time.monotonic() > deadline or exited:
+                raise AssertionError(f"workers did not come up\n{installation.logs()}")
+    finally:
+        app.close()
