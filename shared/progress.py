@@ -11,13 +11,13 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import redis
 
 from shared import metrics
 from shared.items import ItemRef
 from shared.models import ItemCounts, NamespacePhase, NamespaceStatus, SkippedItem
+from shared.models.times import now_rfc3339
 
 COUNT_KINDS = ("backedUp", "detached", "rebuilt", "skipped")
 KEY_TTL = 14 * 24 * 3600
@@ -33,10 +33,6 @@ class NamespaceRun:
 
     def as_args(self) -> tuple[str, str, str]:
         return (self.policy, self.namespace, self.run_id)
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Progress:
@@ -83,7 +79,7 @@ class Progress:
     def phase(self, namespace: str, phase: NamespacePhase, step: str, message: str = "") -> None:
         fields = {"phase": phase.value, "step": step, "message": message}
         if phase in (NamespacePhase.COMPLETED, NamespacePhase.FAILED, NamespacePhase.ROLLED_BACK):
-            fields["completionTime"] = now()
+            fields["completionTime"] = now_rfc3339()
         self.set(namespace, **fields)
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:

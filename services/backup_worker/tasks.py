@@ -8,8 +8,8 @@ from celery import Task
 
 from shared.celery_app import app, task_name
 from shared.models import NamespacePhase
+from shared.models.times import now_rfc3339
 from shared.pipeline import backup_canvas
-from shared.progress import now
 from shared.runtime import forward_run, runtime
 from shared.steps import backup
 
@@ -18,7 +18,7 @@ from shared.steps import backup
 def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
     run = forward_run(policy, namespace, run_id)
     runtime().progress(run).set(
-        namespace, phase=NamespacePhase.BACKING_UP.value, step="discover types", startTime=now()
+        namespace, phase=NamespacePhase.BACKING_UP.value, step="discover types", startTime=now_rfc3339()
     )
     types = backup.types_to_collect(runtime(), run)
     return self.replace(backup_canvas(app, run, types))

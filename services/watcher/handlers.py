@@ -19,9 +19,10 @@ import kubernetes
 from shared.celery_app import app
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.policy import GROUP, PLURAL, VERSION
+from shared.models.times import now_rfc3339
 from shared.pipeline import rollback_namespace, start_namespace
 from shared.precheck import precheck
-from shared.progress import NamespaceRun, Progress, now
+from shared.progress import NamespaceRun, Progress
 from shared.runtime import runtime
 
 STATUS_INTERVAL = 1.0
@@ -108,7 +109,7 @@ def start(
         {
             "phase": PolicyPhase.RUNNING.value,
             "runId": run_id,
-            "startTime": now(),
+            "startTime": now_rfc3339(),
             "precheckErrors": [],
             "namespacesTotal": len(result.namespaces),
             "namespacesDone": 0,
@@ -223,7 +224,7 @@ def report(name: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.
     done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
     update: dict[str, Any] = {"namespaces": rendered, "namespacesDone": done, "phase": phase.value}
     if phase not in (PolicyPhase.RUNNING, PolicyPhase.ROLLING_BACK):
-        update["completionTime"] = now()
+        update["completionTime"] = now_rfc3339()
         update["message"] = _summary(phase, namespaces)
     if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
         patch.status.update(update)

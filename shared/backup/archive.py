@@ -38,14 +38,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Final
+from typing import IO, Any, Final
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from shared.items import GroupResource, ItemRef
+from shared.models.times import Rfc3339Time
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,6 @@ class BackupError(Exception):
 
 class _SealedMeanwhile(Exception):
     """The backup was sealed while a part was being written: the part is discarded."""
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _rfc3339(value: datetime) -> str:
-    """Whole seconds and 'Z', like metav1.Time, so the manifest reads like the objects it lists."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-Rfc3339Time = Annotated[
-    datetime, AfterValidator(_as_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")
-]
 
 
 _CONFIG: Final = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

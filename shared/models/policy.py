@@ -10,12 +10,13 @@ a status that is actually written: per-namespace progress instead of one `failur
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from shared.models.times import Rfc3339Time
 
 GROUP: Final = "kosmos.io"
 VERSION: Final = "v1alpha1"
@@ -23,19 +24,6 @@ KIND: Final = "PromotePolicy"
 PLURAL: Final = "promotepolicies"
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Treat naive times as UTC: Kubernetes times are UTC, and local time would shift on every host."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _rfc3339(value: datetime) -> str:
-    """Write times like metav1.Time (whole seconds, 'Z'), so ours read the same as built-in objects'."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-Rfc3339Time = Annotated[
-    datetime, AfterValidator(_as_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")
-]
 Count = Annotated[int, Field(ge=0)]
 
 
