@@ -15,10 +15,11 @@ from typing import Any
 
 import kopf
 import kubernetes
+from pydantic import ValidationError
 
 from shared.celery_app import app
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
-from shared.models.policy import GROUP, PLURAL, VERSION
+from shared.models.policy import GROUP, PLURAL, VERSION, spec_problems
 from shared.models.times import now_rfc3339
 from shared.pipeline import rollback_namespace, start_namespace
 from shared.precheck import precheck
@@ -81,12 +82,12 @@ def start(
         return
     try:
         parsed = PromotePolicySpec.model_validate(dict(spec))
-    except ValueError as exc:
+    except ValidationError as exc:
         patch.status.update(
             {
                 "phase": PolicyPhase.FAILED_PRECHECK.value,
-                "precheckErrors": [str(exc)],
-                "message": "the spec is invalid",
+                "precheckErrors": spec_problems(exc),
+                "message": "the spec is invalid; nothing was changed",
             }
         )
         return

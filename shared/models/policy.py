@@ -9,11 +9,12 @@ namespace), has a status subresource (so users cannot overwrite progress with `k
 a status that is actually written: per-namespace progress instead of one `failureReason`.
 """
 
+import difflib
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from shared.models.times import Rfc3339Time
@@ -161,3 +162,17 @@ class PromotePolicy(_ApiModel):
         """Unset optionals are left out rather than sent as null, which a merge patch would read as
         "delete this field"."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def spec_problems(error: ValidationError) -> list[str]:
+    """One line per problem, naming the field as the user wrote it, with a suggestion for a misspelt one."""
+    known = [field.alias or name for name, field in PromotePolicySpec.model_fields.items()]
+    problems = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        line = f"spec.{location}: {problem['msg']}"
+        if problem["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
+            line = f"spec.{location}: unknown field" + (f' (did you mean "{close[0]}"?)' if close else "")
+        problems.append(line)
+    return problems

@@ -25,6 +25,7 @@ from shared.models import (
     PromotePolicySpec,
     PromotePolicyStatus,
 )
+from shared.models.policy import spec_problems
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY_CRD = REPO / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
@@ -311,3 +312,13 @@ def test_crd_is_cluster_scoped_with_status_subresource_and_printer_columns() -> 
         ("Total", ".status.namespacesTotal", "integer"),
         ("Age", ".metadata.creationTimestamp", "date"),
     ]
+
+
+def test_spec_problems_name_each_field_and_suggest_the_misspelt_one() -> None:
+    with pytest.raises(ValidationError) as caught:
+        PromotePolicySpec.model_validate({"clusterName": "", "includeNamespaces": ["a"], "rollbak": "true"})
+    problems = spec_problems(caught.value)
+    assert 'spec.includeNamespaces: unknown field (did you mean "includedNamespaces"?)' in problems
+    assert 'spec.rollbak: unknown field (did you mean "rollback"?)' in problems
+    assert any(p.startswith("spec.clusterName: ") for p in problems)
+    assert len(problems) == 3
