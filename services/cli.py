@@ -111,7 +111,9 @@ def flower(
 def demo_command(
     namespaces: Annotated[int, typer.Option(help="How many application namespaces to seed.")] = 2,
     workdir: Annotated[Path, typer.Option(help="Folder for kubeconfigs and backups.")] = Path("var/demo"),
-    wait: Annotated[bool, typer.Option(help="Keep the clusters up until Ctrl-C.")] = True,
+    wait: Annotated[
+        bool, typer.Option(help="Afterwards, keep the clusters up until Ctrl-C to explore them.")
+    ] = False,
 ) -> None:
     """Run the main job on the embedded default: simulated clusters, seeded applications, embedded Redis."""
     raise typer.Exit(demo.run(namespaces=namespaces, workdir=workdir, wait=wait))
