@@ -1,6 +1,6 @@
 """How the steps of one namespace are sequenced on Celery: chords where work fans out and back in.
 
-    backup.start ─▶ chord(collect type₁ … typeₙ) ─▶ seal ─▶ detach ─▶ rebuild.start
+    backup.start ─▶ chord(collect types₁…₆ … ) ─▶ seal ─▶ detach ─▶ rebuild.start
     rebuild.start ─▶ chord(tier₀ batches) ─▶ tier_done ─▶ … chord(tierₖ batches) ─▶ tier_done ─▶ verify
 
 The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of each phase is
@@ -17,6 +17,10 @@ from celery.canvas import Signature
 from shared.celery_app import task_name
 from shared.progress import NamespaceRun
 from shared.steps.rebuild import Batch
+
+TYPES_PER_COLLECT = 6
+"""Types listed by one collect task (in parallel threads): most types of a namespace are empty, and a task's
+fixed cost (a message, a result, progress writes) is several times that of one list request."""
 
 
 def _sig(app: Celery, queue: str, step: str, *args: object, immutable: bool = True) -> Signature:
@@ -44,7 +48,8 @@ def start_namespace(app: Celery, run: NamespaceRun) -> None:
 
 
 def backup_canvas(app: Celery, run: NamespaceRun, types: list[str]) -> Signature:
-    collects = group(_sig(app, "backup", "collect", *run.as_args(), gr) for gr in types)
+    chunks = [types[i : i + TYPES_PER_COLLECT] for i in range(0, len(types), TYPES_PER_COLLECT)]
+    collects = group(_sig(app, "backup", "collect", *run.as_args(), chunk) for chunk in chunks)
     seal = _sig(app, "backup", "seal", *run.as_args(), immutable=False)
     canvas = chain(
         chord(collects, seal),

@@ -7,6 +7,7 @@ after a crash sees the world as it is now rather than as a message once describe
 from __future__ import annotations
 
 import threading
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from shared.settings import Settings, settings
 from shared.steps.state import halt_if_rolling_back
 
 POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
+POLICY_TTL = 5.0
 
 
 class Runtime:
     def __init__(self, config: Settings | None = None) -> None:
         self.settings = config or settings()
         self._members: dict[str, Kube] = {}
+        self._policies: dict[str, tuple[float, PromotePolicy]] = {}
         self._lock = threading.Lock()
 
     @cached_property
@@ -48,11 +51,18 @@ class Runtime:
         return redis.Redis.from_url(self.settings.broker_url)
 
     def policy(self, name: str) -> PromotePolicy:
+        """Read at most every POLICY_TTL seconds: every task needs the spec (cluster, type filters), which
+        a run never changes, and one GET per task was a visible share of a small namespace's time."""
+        cached = self._policies.get(name)
+        if cached is not None and time.monotonic() - cached[0] < POLICY_TTL:
+            return cached[1]
         resource = self.control_plane.discovery.resolve(POLICY_RESOURCE)
         obj = self.control_plane.get(resource, "", name)
         if obj is None:
             raise LookupError(f'PromotePolicy "{name}" no longer exists')
-        return PromotePolicy.from_api(obj)
+        policy = PromotePolicy.from_api(obj)
+        self._policies[name] = (time.monotonic(), policy)
+        return policy
 
     def progress(self, run: NamespaceRun) -> Progress:
         return Progress(self.redis, run.policy, run.run_id)

@@ -1,4 +1,4 @@
-"""Backup tasks (queue `backup`): start a namespace, collect one type, seal the archive."""
+"""Backup tasks (queue `backup`): start a namespace, collect a few types, seal the archive."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
 
 
 @app.task(name=task_name("backup", "collect"))
-def collect(policy: str, namespace: str, run_id: str, group_resource: str) -> dict[str, Any]:
-    return backup.collect(runtime(), forward_run(policy, namespace, run_id), group_resource)
+def collect(policy: str, namespace: str, run_id: str, group_resources: list[str]) -> list[dict[str, Any]]:
+    return backup.collect(runtime(), forward_run(policy, namespace, run_id), group_resources)
 
 
 @app.task(name=task_name("backup", "seal"))
-def seal(collected: list[dict[str, Any]], policy: str, namespace: str, run_id: str) -> dict[str, Any]:
+def seal(collected: list[list[dict[str, Any]]], policy: str, namespace: str, run_id: str) -> dict[str, Any]:
     return backup.seal(runtime(), forward_run(policy, namespace, run_id), collected)
