@@ -16,29 +16,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubesim.testing import MERGE_PATCH, mark_pod_running, wait_until
+from kubesim.testing import MERGE_PATCH, crd_body, mark_pod_running, wait_until
 
-WIDGET_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+WIDGET_CRD = crd_body("example.com", "widgets", "Widget", short_names=["wd"])
 PRIORITY_CLASS = "app-critical"
 STORAGE_CLASS = "manual"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -24,6 +24,34 @@ def api_client(url: str) -> client.ApiClient:
     configuration.host = url
     configuration.api_key = {"authorization": "Bearer kubesim"}
     return client.ApiClient(configuration)
+
+
+def crd_body(group: str, plural: str, kind: str, *, short_names: Sequence[str] = ()) -> dict[str, Any]:
+    """A namespaced, schemaless CustomResourceDefinition with a status subresource, for seeds and tests."""
+    names: dict[str, Any] = {"plural": plural, "singular": kind.lower(), "kind": kind}
+    if short_names:
+        names["shortNames"] = list(short_names)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": names,
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
 
 
 def wait_until(

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from kubesim.testing import SimAdmin, wait_until
+from kubesim.testing import SimAdmin, crd_body, wait_until
 
 MERGE = "application/merge-patch+json"
 SMP = "application/strategic-merge-patch+json"
@@ -414,27 +414,7 @@ def test_delete_precondition_on_uid(core: client.CoreV1Api) -> None:
 
 
 # ------------------------------------------------------------------- CRDs
-WIDGETS = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gizmos.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo", "shortNames": ["gz"]},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+WIDGETS = crd_body("example.com", "gizmos", "Gizmo", short_names=["gz"])
 
 
 def test_crd_is_served_with_discovery_and_status_subresource(api: client.ApiClient) -> None:

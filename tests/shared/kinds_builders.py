@@ -11,24 +11,10 @@ import json
 import uuid
 from typing import Any
 
+from kubesim.admission import DEFAULT_TOLERATIONS
 from shared.items import Obj
 
 NAMESPACE = "app"
-
-DEFAULT_TOLERATIONS = [
-    {
-        "key": "node.kubernetes.io/not-ready",
-        "operator": "Exists",
-        "effect": "NoExecute",
-        "tolerationSeconds": 300,
-    },
-    {
-        "key": "node.kubernetes.io/unreachable",
-        "operator": "Exists",
-        "effect": "NoExecute",
-        "tolerationSeconds": 300,
-    },
-]
 
 
 def owner(kind: str, name: str, uid: str | None = None, *, controller: bool = True) -> Obj:

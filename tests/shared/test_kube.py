@@ -17,7 +17,7 @@ import yaml
 
 from kubesim import SimulatedCluster, SimulatorThread
 from kubesim.serve import start_pair
-from kubesim.testing import SimAdmin, wait_until
+from kubesim.testing import SimAdmin, crd_body, wait_until
 from shared.kube import (
     KOSMOS_CLUSTERS,
     AlreadyExists,
@@ -36,27 +36,7 @@ from shared.kube import (
 )
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
-GIZMOS_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gizmos.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo", "shortNames": ["gz"]},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+GIZMOS_CRD = crd_body("example.com", "gizmos", "Gizmo", short_names=["gz"])
 
 
 @pytest.fixture
