@@ -193,38 +193,32 @@ def _resumes(installation: Installation, policy: str, namespace: str) -> int:
     return (installation.workdir / "watcher.log").read_text().count(f"namespace {namespace} of {policy} made")
 
 
-def test_a_worker_killed_in_detach_is_replaced_and_the_namespace_is_resumed(crashable: Installation) -> None:
-    seeded = _seed(crashable, ["kill-detach-1", "kill-detach-2"])
-    member = SimAdmin(crashable.member.url)
-    fault = _hang(member, "delete", "deployments.apps", "kill-detach-1")
+@pytest.mark.parametrize(
+    ("step", "side", "verb", "resource", "phase", "task"),
+    [
+        ("detach", "member", "delete", "deployments.apps", "Detaching", "kosmos_promote.detach.run"),
+        ("rebuild", "control_plane", "create", "pods", "Rebuilding", "kosmos_promote.rebuild.batch"),
+    ],
+    ids=["in-detach", "in-rebuild"],
+)
+def test_a_worker_killed_mid_step_is_replaced_and_the_namespace_is_resumed(
+    crashable: Installation, step: str, side: str, verb: str, resource: str, phase: str, task: str
+) -> None:
+    policy, held = f"kill-{step}", f"kill-{step}-1"
+    seeded = _seed(crashable, [held, f"kill-{step}-2"])
+    cluster = SimAdmin(getattr(crashable, side).url)
+    fault = _hang(cluster, verb, resource, held)
     try:
-        crashable.apply("kill-detach", includedNamespaces=sorted(seeded))
-        _wait_hanging(member, fault)
-        _wait_phase(crashable, "kill-detach", "kill-detach-1", "Detaching")
-        crashable.kill(_worker_running(crashable, "kosmos_promote.detach.run", "kill-detach-1"))
+        crashable.apply(policy, includedNamespaces=sorted(seeded))
+        _wait_hanging(cluster, fault)
+        _wait_phase(crashable, policy, held, phase)
+        crashable.kill(_worker_running(crashable, task, held))
         crashable.add_worker()
-        status = crashable.wait_done("kill-detach", timeout=150)
+        status = crashable.wait_done(policy, timeout=150)
     finally:
-        member.clear_faults()
+        cluster.clear_faults()
     _assert_settled(crashable, status, seeded)
-    assert _resumes(crashable, "kill-detach", "kill-detach-1") >= 1
-
-
-def test_a_worker_killed_in_rebuild_is_replaced_and_the_namespace_is_resumed(crashable: Installation) -> None:
-    seeded = _seed(crashable, ["kill-rebuild-1", "kill-rebuild-2"])
-    control_plane = SimAdmin(crashable.control_plane.url)
-    fault = _hang(control_plane, "create", "pods", "kill-rebuild-1")
-    try:
-        crashable.apply("kill-rebuild", includedNamespaces=sorted(seeded))
-        _wait_hanging(control_plane, fault)
-        _wait_phase(crashable, "kill-rebuild", "kill-rebuild-1", "Rebuilding")
-        crashable.kill(_worker_running(crashable, "kosmos_promote.rebuild.batch", "kill-rebuild-1"))
-        crashable.add_worker()
-        status = crashable.wait_done("kill-rebuild", timeout=150)
-    finally:
-        control_plane.clear_faults()
-    _assert_settled(crashable, status, seeded)
-    assert _resumes(crashable, "kill-rebuild", "kill-rebuild-1") >= 1
+    assert _resumes(crashable, policy, held) >= 1
 
 
 def test_a_redis_restart_mid_run_loses_every_message_and_the_watchdog_resumes(
