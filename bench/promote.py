@@ -7,7 +7,12 @@ Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per
   official client's connection pool at the workers' total concurrency;
 * **promote throughput**: objects rebuilt per second from `apply` to `Completed`, and its ratio to the limit
   (every promoted object costs at least two writes, so 0.5 is the ceiling);
-* Redis peak memory, Celery tasks per namespace, and each worker's peak RSS.
+* Redis peak memory, Celery tasks per namespace, each worker's peak RSS, and the CPU seconds each process
+  (simulators, workers, watcher, Redis) spent during the promote: on a small machine they share the cores,
+  so this says where the time went.
+
+With `--profile DIR`, py-spy samples every worker during the promote and the hottest functions are
+printed (the raw stacks stay in DIR for flame graphs).
 
     python bench/promote.py --namespaces 20 --objects 20 --workers 2          # one run
     python bench/promote.py --suite                                           # the README's table
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +63,7 @@ class Result:
     redis_peak_mib: float
     tasks_per_namespace: float
     worker_peak_rss_mib: list[float]
+    cpu_seconds: dict[str, float]
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -117,6 +124,70 @@ def _served(kube: Kube, group_resource: str) -> Any:
     return kube.discovery.by_group_resource(group_resource)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _start_profilers(pids: list[int], directory: Path) -> list[subprocess.Popen[bytes]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--nonblocking",
+                "-o",
+                str(directory / f"worker-{index}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for index, pid in enumerate(pids)
+    ]
+
+
+def _stop_profilers(profilers: list[subprocess.Popen[bytes]], directory: Path) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        profiler.wait(timeout=60)
+    print_hottest(sorted(directory.glob("worker-*.txt")))
+
+
+def print_hottest(files: list[Path], top: int = 25) -> None:
+    """Functions by share of CPU samples: where the frame is on the stack (total) and on top (self)."""
+    total: dict[str, int] = {}
+    own: dict[str, int] = {}
+    samples = 0
+    for file in files:
+        for line in file.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            samples += int(count)
+            for frame in set(frames):
+                total[frame] = total.get(frame, 0) + int(count)
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+    print(f"\n{samples} CPU samples from {len(files)} worker(s); total% = on the stack, self% = on top")
+    for frame, count in sorted(total.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * count / samples:6.1f}% {100 * own.get(frame, 0) / samples:6.1f}%  {frame}")
+    print("self only:")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * count / samples:6.1f}%  {frame}")
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -125,7 +196,14 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def run_once(
-    namespaces: int, objects: int, workers: int, concurrency: int, latency_ms: float, redis_url: str
+    namespaces: int,
+    objects: int,
+    workers: int,
+    concurrency: int,
+    latency_ms: float,
+    redis_url: str,
+    profile: Path | None = None,
+    keep: bool = False,
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="kpromote-bench-"))
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
@@ -171,6 +249,14 @@ def run_once(
         redis_client = redis.Redis.from_url(redis_url)
         redis_client.config_resetstat()
         policies = wait_until(lambda: _served(control_plane, "promotepolicies.kosmos.io"), what="the CRD")
+        roles = {
+            "simulators": [sims.pid],
+            "workers": [p.pid for p in processes[:workers]],
+            "watcher": [processes[-1].pid],
+        }
+        cpu_before = {role: sum(map(_cpu_seconds, pids)) for role, pids in roles.items()}
+        cpu_before["redis"] = _redis_cpu_seconds(redis_client)
+        profilers = _start_profilers(roles["workers"], profile) if profile else []
         started = time.perf_counter()
         control_plane.create(
             policies,
@@ -188,6 +274,10 @@ def run_once(
 
         status = wait_until(finished, timeout=3600, interval=0.2, what="the promote")
         elapsed = time.perf_counter() - started
+        cpu = {role: sum(map(_cpu_seconds, pids)) - cpu_before[role] for role, pids in roles.items()}
+        cpu["redis"] = _redis_cpu_seconds(redis_client) - cpu_before["redis"]
+        if profile:
+            _stop_profilers(profilers, profile)
         promoted = sum(ns["counts"]["rebuilt"] for ns in status["namespaces"])
         stats = app.control.inspect(timeout=2).stats() or {}
         tasks = sum(sum(worker.get("total", {}).values()) for worker in stats.values())
@@ -209,6 +299,7 @@ def run_once(
             round(info["used_memory_peak"] / 2**20, 1),
             round(tasks / namespaces, 1),
             [round(r, 1) for r in rss],
+            {role: round(seconds, 2) for role, seconds in cpu.items()},
         )
     finally:
         for process in [*processes, sims]:
@@ -218,7 +309,10 @@ def run_once(
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"logs and backups kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 SUITE = [
@@ -238,6 +332,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--suite", action="store_true", help="run the README's matrix")
+    parser.add_argument("--keep", action="store_true", help="keep each run's logs and backups")
+    parser.add_argument("--profile", type=Path, help="sample the workers with py-spy, raw stacks to this dir")
     parser.add_argument("--json", type=Path, default=Path("bench/results/promote.json"))
     args = parser.parse_args()
     runs = (
@@ -249,7 +345,14 @@ def main() -> None:
     with broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as url:
         for config in runs:
             results.append(
-                run_once(concurrency=args.concurrency, latency_ms=args.latency_ms, redis_url=url, **config)
+                run_once(
+                    concurrency=args.concurrency,
+                    latency_ms=args.latency_ms,
+                    redis_url=url,
+                    profile=args.profile,
+                    keep=args.keep,
+                    **config,
+                )
             )
             print(json.dumps(asdict(results[-1])), flush=True)
     header = (
@@ -264,6 +367,7 @@ def main() -> None:
         "redis MiB",
         "tasks/ns",
         "worker RSS MiB",
+        "CPU s (sim/workers/watcher/redis)",
     )
     print(" | ".join(header))
     for r in results:
@@ -282,6 +386,7 @@ def main() -> None:
                     r.redis_peak_mib,
                     r.tasks_per_namespace,
                     r.worker_peak_rss_mib,
+                    "/".join(str(v) for v in r.cpu_seconds.values()),
                 )
             )
         )

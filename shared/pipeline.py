@@ -1,7 +1,7 @@
 """How the steps of one namespace are sequenced on Celery: chords where work fans out and back in.
 
     backup.start ─▶ chord(collect types₁…₆ … ) ─▶ seal ─▶ detach ─▶ rebuild.start
-    rebuild.start ─▶ chord(tier₀ batches) ─▶ tier_done ─▶ … chord(tierₖ batches) ─▶ tier_done ─▶ verify
+    rebuild.start ─▶ tiers(small tiers…) ─▶ chord(batches of a large tier) ─▶ tier_done ─▶ … ─▶ verify
 
 The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of each phase is
 only known when it starts (which types the member serves, how many objects each tier holds), so
@@ -16,7 +16,7 @@ from celery.canvas import Signature
 
 from shared.celery_app import task_name
 from shared.progress import NamespaceRun
-from shared.steps.rebuild import Batch
+from shared.steps.rebuild import TierPlan, stages
 
 TYPES_PER_COLLECT = 6
 """Types listed by one collect task (in parallel threads): most types of a namespace are empty, and a task's
@@ -60,14 +60,17 @@ def backup_canvas(app: Celery, run: NamespaceRun, types: list[str]) -> Signature
     return canvas
 
 
-def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[tuple[str, list[Batch]]]) -> Signature:
+def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[TierPlan]) -> Signature:
     steps: list[Signature] = []
-    for name, batches in tiers:
-        header = group(
-            _sig(app, "rebuild", "batch", *run.as_args(), b.tier, b.group_resource, b.offset, b.limit)
-            for b in batches
-        )
-        steps.append(chord(header, _sig(app, "rebuild", "tier_done", *run.as_args(), name)))
+    for stage in stages(tiers):
+        if stage[0].fans_out:
+            header = group(
+                _sig(app, "rebuild", "batch", *run.as_args(), b.tier, b.group_resource, b.offset, b.limit)
+                for b in stage[0].batches
+            )
+            steps.append(chord(header, _sig(app, "rebuild", "tier_done", *run.as_args(), stage[0].name)))
+        else:
+            steps.append(_sig(app, "rebuild", "tiers", *run.as_args(), [tier.name for tier in stage]))
     steps.append(_sig(app, "rebuild", "verify", *run.as_args()))
     canvas = chain(*steps)
     canvas.link_error(on_failure(app, run))

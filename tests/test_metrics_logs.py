@@ -24,7 +24,7 @@ from shared.celery_app import app as promote_app
 from shared.kube import Kube, RetryPolicy
 from shared.pipeline import backup_canvas, on_failure, rebuild_canvas
 from shared.progress import NamespaceRun, Progress
-from shared.steps.rebuild import Batch
+from shared.steps.rebuild import Batch, TierPlan
 from tests.pipeline.conftest import free_port
 
 PASSWORD = base64.b64encode(b"s3cr3t-shop-1").decode()
@@ -186,7 +186,12 @@ def test_task_messages_carry_references_only() -> None:
     canvases = [
         backup_canvas(promote_app, run, ["namespaces", "secrets", "pods"]),
         rebuild_canvas(
-            promote_app, run, [("core", [Batch(0, "secrets", 0, 50), Batch(0, "configmaps", 0, 50)])]
+            promote_app,
+            run,
+            [
+                TierPlan("config", [Batch(0, "secrets", 0, 50), Batch(0, "configmaps", 0, 50)]),
+                TierPlan("pods", [Batch(1, "pods", 0, 50)]),
+            ],
         ),
         on_failure(promote_app, run),
     ]
@@ -197,6 +202,8 @@ def test_task_messages_carry_references_only() -> None:
         "kosmos_promote.backup.seal",
         "kosmos_promote.detach.run",
         "kosmos_promote.rebuild.batch",
+        "kosmos_promote.rebuild.tier_done",
+        "kosmos_promote.rebuild.tiers",
         "kosmos_promote.rebuild.verify",
         "kosmos_promote.rollback.compensate",
     } <= names

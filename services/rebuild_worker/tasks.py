@@ -1,4 +1,5 @@
-"""Rebuild tasks (queue `rebuild`): plan the tiers, create batches in parallel, verify adoption."""
+"""Rebuild tasks (queue `rebuild`): plan the tiers, create small tiers in one task and the batches of a
+large one in parallel tasks, verify adoption."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from shared.steps import rebuild, verify
 def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
     run = forward_run(policy, namespace, run_id)
     return self.replace(rebuild_canvas(app, run, rebuild.plan(runtime(), run)))
+
+
+@app.task(name=task_name("rebuild", "tiers"))
+def tiers(policy: str, namespace: str, run_id: str, names: list[str]) -> int:
+    return rebuild.run_tiers(runtime(), forward_run(policy, namespace, run_id), names)
 
 
 @app.task(name=task_name("rebuild", "batch"))

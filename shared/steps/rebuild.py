@@ -3,6 +3,10 @@
 The plan is derived from the sealed backup alone (types and counts), so any worker can compute it and a
 re-run computes the same one. A batch creates its objects concurrently; an object that already exists is
 fine when it is ours (a re-run) or identical, and a conflict otherwise: it is reported and left untouched.
+
+A tier of several batches fans out over tasks; consecutive tiers of one batch each run together in one
+task (`run_tiers`), since a task hop costs more than a small tier's creates (bench/promote.py: a
+namespace's rebuild was a chain of a dozen tasks of a few milliseconds each).
 """
 
 from __future__ import annotations
@@ -34,7 +38,17 @@ class Batch:
     limit: int
 
 
-def plan(runtime: Runtime, run: NamespaceRun) -> list[tuple[str, list[Batch]]]:
+@dataclass(frozen=True)
+class TierPlan:
+    name: str
+    batches: list[Batch]
+
+    @property
+    def fans_out(self) -> bool:
+        return len(self.batches) > 1
+
+
+def plan(runtime: Runtime, run: NamespaceRun) -> list[TierPlan]:
     """Tiers in rebuild order, each with its batches (a reference to a slice of one type's items)."""
     backup = runtime.backup(run)
     manifest = backup.manifest()
@@ -49,8 +63,31 @@ def plan(runtime: Runtime, run: NamespaceRun) -> list[tuple[str, list[Batch]]]:
             for part in range(math.ceil(manifest.counts[gr] / size))
         ]
         if batches:
-            tiers.append((tier.name, batches))
+            tiers.append(TierPlan(tier.name, batches))
     return tiers
+
+
+def stages(tiers: list[TierPlan]) -> list[list[TierPlan]]:
+    """The tasks of a rebuild, in order: a tier that fans out is a stage of its own; consecutive tiers of
+    one batch each share a stage."""
+    grouped: list[list[TierPlan]] = []
+    for tier in tiers:
+        if grouped and not tier.fans_out and not grouped[-1][-1].fans_out:
+            grouped[-1].append(tier)
+        else:
+            grouped.append([tier])
+    return grouped
+
+
+def run_tiers(runtime: Runtime, run: NamespaceRun, names: list[str]) -> int:
+    """Rebuild whole tiers in order inside one task, each followed by its `tier_done` wait."""
+    planned = {tier.name: tier for tier in plan(runtime, run)}
+    created = 0
+    for name in names:
+        for batch in planned[name].batches:
+            created += rebuild_batch(runtime, run, batch)
+        tier_done(runtime, run, name)
+    return created
 
 
 def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:

@@ -156,6 +156,9 @@ def start_installation(
         "KPROMOTE_KUBECONFIG": str(cp_kubeconfig),
         "KPROMOTE_KEY_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         "KPROMOTE_ADOPTION_TIMEOUT": "20",
+        # Tiny rebuild batches: a tier of one object runs in a `rebuild.tiers` task with its small
+        # neighbours, a tier of several fans out as `rebuild.batch` tasks, so every run exercises both.
+        "KPROMOTE_REBUILD_BATCH_SIZE": "1",
         "KPROMOTE_METRICS_PORT": "0",  # several processes on one host: no fixed /metrics port
         "KPROMOTE_WATCHER_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",

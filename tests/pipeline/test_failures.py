@@ -36,7 +36,8 @@ HEALTHY = "fail-none"
 class Case:
     id: str
     step: str
-    """The failing task, as the namespace's message names it."""
+    """The failing task, as the namespace's message names it: with the installation's rebuild batches of
+    one object, a tier holding one object is created by `rebuild.tiers`, a larger one by `rebuild.batch`."""
     cluster: str
     """"member" or "control-plane": which simulated API server refuses."""
     verb: str
@@ -63,9 +64,9 @@ CASES = (
     Case("rebuild-serviceaccounts", "rebuild.batch", "control-plane", "create", "serviceaccounts", full=True),
     Case("rebuild-configmaps", "rebuild.batch", "control-plane", "create", "configmaps"),
     Case("rebuild-pods", "rebuild.batch", "control-plane", "create", "pods"),
-    Case("rebuild-replicasets", "rebuild.batch", "control-plane", "create", "replicasets.apps"),
+    Case("rebuild-replicasets", "rebuild.tiers", "control-plane", "create", "replicasets.apps"),
     Case("rebuild-statefulsets", "rebuild.batch", "control-plane", "create", "statefulsets.apps", full=True),
-    Case("rebuild-services", "rebuild.batch", "control-plane", "create", "services"),
+    Case("rebuild-services", "rebuild.tiers", "control-plane", "create", "services"),
     Case("verify", "rebuild.verify", "control-plane", "list", "pods"),
 )
 
