@@ -1,15 +1,19 @@
 """Promote throughput against the API's own limit, with the real services, in one run.
 
-Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency), Redis
-(configured, local, or embedded), the watcher and N worker processes, seeds the member, and measures:
+Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency), a
+private Redis for the run (so its memory and command counts are the run's own; `--redis URL` to use
+another), the watcher and N worker processes, seeds the member, and measures:
 
-* the **limit**: raw creates/s of the same kind of objects into the same control plane, with the
-  official client's connection pool at the workers' total concurrency;
-* **promote throughput**: objects rebuilt per second from `apply` to `Completed`, and its ratio to the limit
-  (every promoted object costs at least two writes, so 0.5 is the ceiling);
-* Redis peak memory, Celery tasks per namespace, each worker's peak RSS, and the CPU seconds each process
-  (simulators, workers, watcher, Redis) spent during the promote: on a small machine they share the cores,
-  so this says where the time went.
+* the **limit**: raw creates/s of 2,000 ConfigMaps into the same control plane, with the official client's
+  connection pool at the workers' total concurrency;
+* **promote throughput**: objects rebuilt per second from `apply` to `Completed` in the policy's status,
+  and its ratio to the limit (every promoted object costs at least two writes, so 0.5 is the ceiling);
+* the **pipeline time**: from `apply` to the last namespace's final progress write by a worker, i.e.
+  without the watcher's once-a-second status refresh;
+* Redis peak memory, Celery tasks and task messages per namespace (messages = LPUSHes on the broker,
+  including chord bodies and replaced canvases), each worker's peak RSS, and the CPU seconds each process
+  (simulators, workers, watcher, Redis) spent during the promote: on a small machine they share the
+  cores, so this says where the time went.
 
 With `--profile DIR`, py-spy samples every worker during the promote and the hottest functions are
 printed (the raw stacks stay in DIR for flame graphs).
@@ -23,6 +27,7 @@ Prints a table and writes JSON (bench/results/promote.json). Not a test: nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -42,8 +47,9 @@ import yaml
 
 from kubesim.testing import wait_until
 from shared.celery_app import create_app
-from shared.embedded_redis import broker_url
+from shared.embedded_redis import EmbeddedRedis
 from shared.kube import Kube
+from shared.progress import Progress
 
 CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
 
@@ -57,11 +63,13 @@ class Result:
     latency_ms: float
     objects_promoted: int
     promote_seconds: float
+    pipeline_seconds: float
     promote_objects_per_s: float
     raw_creates_per_s: float
     ratio_to_limit: float
     redis_peak_mib: float
     tasks_per_namespace: float
+    messages_per_namespace: float
     worker_peak_rss_mib: list[float]
     cpu_seconds: dict[str, float]
 
@@ -101,6 +109,9 @@ def _seed(member: Kube, namespace: str, objects: int) -> None:
         {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
         subresource="status",
     )
+
+
+LIMIT_OBJECTS = 2000
 
 
 def _raw_create_rate(control_plane: Kube, total: int, threads: int) -> float:
@@ -149,6 +160,7 @@ def _start_profilers(pids: list[int], directory: Path) -> list[subprocess.Popen[
                 "--rate",
                 "200",
                 "--nonblocking",
+                "--gil",
                 "-o",
                 str(directory / f"worker-{index}.txt"),
             ],
@@ -225,7 +237,7 @@ def run_once(
         names = [f"bench-{i:04d}" for i in range(namespaces)]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda ns: _seed(member, ns, objects), names))
-        raw_rate = _raw_create_rate(control_plane, min(namespaces * objects, 4000), threads)
+        raw_rate = _raw_create_rate(control_plane, LIMIT_OBJECTS, threads)
         env = {
             **os.environ,
             "KPROMOTE_BROKER_URL": redis_url,
@@ -257,7 +269,7 @@ def run_once(
         cpu_before = {role: sum(map(_cpu_seconds, pids)) for role, pids in roles.items()}
         cpu_before["redis"] = _redis_cpu_seconds(redis_client)
         profilers = _start_profilers(roles["workers"], profile) if profile else []
-        started = time.perf_counter()
+        started, applied_at = time.perf_counter(), time.time()
         control_plane.create(
             policies,
             {
@@ -274,6 +286,10 @@ def run_once(
 
         status = wait_until(finished, timeout=3600, interval=0.2, what="the promote")
         elapsed = time.perf_counter() - started
+        progress = Progress(redis_client, "bench", status["runId"])
+        last_write = max(progress.last_update(name) or 0.0 for name in names)
+        pipeline = last_write - applied_at
+        commands = redis_client.info("commandstats")
         cpu = {role: sum(map(_cpu_seconds, pids)) - cpu_before[role] for role, pids in roles.items()}
         cpu["redis"] = _redis_cpu_seconds(redis_client) - cpu_before["redis"]
         if profile:
@@ -293,11 +309,13 @@ def run_once(
             latency_ms,
             promoted,
             round(elapsed, 2),
+            round(pipeline, 2),
             round(promoted / elapsed, 1),
             round(raw_rate, 1),
             round(promoted / elapsed / raw_rate, 3),
             round(info["used_memory_peak"] / 2**20, 1),
             round(tasks / namespaces, 1),
+            round(commands.get("cmdstat_lpush", {}).get("calls", 0) / namespaces, 1),
             [round(r, 1) for r in rss],
             {role: round(seconds, 2) for role, seconds in cpu.items()},
         )
@@ -332,6 +350,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--suite", action="store_true", help="run the README's matrix")
+    parser.add_argument("--redis", help="a Redis URL to use instead of a private one per run")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and backups")
     parser.add_argument("--profile", type=Path, help="sample the workers with py-spy, raw stacks to this dir")
     parser.add_argument("--json", type=Path, default=Path("bench/results/promote.json"))
@@ -342,8 +361,9 @@ def main() -> None:
         else [{"namespaces": args.namespaces, "objects": args.objects, "workers": args.workers}]
     )
     results = []
-    with broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as url:
-        for config in runs:
+    for config in runs:
+        with contextlib.ExitStack() as stack:
+            url = args.redis or stack.enter_context(EmbeddedRedis()).url
             results.append(
                 run_once(
                     concurrency=args.concurrency,
@@ -354,18 +374,20 @@ def main() -> None:
                     **config,
                 )
             )
-            print(json.dumps(asdict(results[-1])), flush=True)
+        print(json.dumps(asdict(results[-1])), flush=True)
     header = (
         "ns",
         "obj/ns",
         "workers",
         "promoted",
         "seconds",
+        "pipeline s",
         "obj/s",
         "limit obj/s",
         "ratio",
         "redis MiB",
         "tasks/ns",
+        "msgs/ns",
         "worker RSS MiB",
         "CPU s (sim/workers/watcher/redis)",
     )
@@ -380,11 +402,13 @@ def main() -> None:
                     r.workers,
                     r.objects_promoted,
                     r.promote_seconds,
+                    r.pipeline_seconds,
                     r.promote_objects_per_s,
                     r.raw_creates_per_s,
                     r.ratio_to_limit,
                     r.redis_peak_mib,
                     r.tasks_per_namespace,
+                    r.messages_per_namespace,
                     r.worker_peak_rss_mib,
                     "/".join(str(v) for v in r.cpu_seconds.values()),
                 )

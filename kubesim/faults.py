@@ -24,6 +24,7 @@ class RequestInfo:
     subresource: str = ""
     namespace: str = ""
     name: str = ""
+    user_agent: str = ""
 
     @property
     def group_resource(self) -> str:
@@ -134,6 +135,7 @@ class Faults:
                 "subresource": info.subresource,
                 "namespace": info.namespace,
                 "name": info.name,
+                "user_agent": info.user_agent,
                 "code": code,
                 "fault": fault.id if fault else None,
             }

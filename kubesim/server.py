@@ -134,8 +134,9 @@ class ApiServer:
         """Verb and target of a request, for the log and fault matching (not for dispatch)."""
         parsed = self.parse_resource_path(path)
         method = request.method
+        agent = request.headers.get("User-Agent", "")
         if parsed is None:
-            return RequestInfo(verb=method.lower(), resource=path)
+            return RequestInfo(verb=method.lower(), resource=path, user_agent=agent)
         rt, namespace, name, sub = parsed
         if method == "GET":
             verb = "watch" if request.query.get("watch") in ("1", "true") else ("get" if name else "list")
@@ -146,7 +147,7 @@ class ApiServer:
                 "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection",
             }.get(method, method.lower())
-        return RequestInfo(verb, rt.group, rt.plural, sub, namespace, name)
+        return RequestInfo(verb, rt.group, rt.plural, sub, namespace, name, agent)
 
     def parse_resource_path(self, path: str) -> tuple[ResourceType, str, str, str] | None:
         parts = [p for p in path.split("/") if p]

@@ -83,7 +83,9 @@ class Progress:
         self.set(namespace, **fields)
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
-        if self._write(namespace, self._key("count", namespace, kind), {unit: str(value)}):
+        """Record `value` objects for one unit of work. A zero adds nothing to the sum, so it is not
+        written: most types of a namespace are empty, and each write is a round trip."""
+        if value and self._write(namespace, self._key("count", namespace, kind), {unit: str(value)}):
             metrics.count_objects(kind, unit, value)
 
     def skip(self, namespace: str, items: Iterable[tuple[ItemRef, str]]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
-
 from shared.celery_app import app, task_name
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
@@ -14,14 +12,14 @@ from shared.runtime import forward_run, runtime
 from shared.steps import backup
 
 
-@app.task(name=task_name("backup", "start"), bind=True)
-def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
+@app.task(name=task_name("backup", "start"))
+def start(policy: str, namespace: str, run_id: str) -> None:
     run = forward_run(policy, namespace, run_id)
     runtime().progress(run).set(
         namespace, phase=NamespacePhase.BACKING_UP.value, step="discover types", startTime=now_rfc3339()
     )
     types = backup.types_to_collect(runtime(), run)
-    return self.replace(backup_canvas(app, run, types))
+    backup_canvas(app, run, types).apply_async()
 
 
 @app.task(name=task_name("backup", "collect"))

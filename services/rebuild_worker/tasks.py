@@ -3,10 +3,6 @@ large one in parallel tasks, verify adoption."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from celery import Task
-
 from shared.celery_app import app, task_name
 from shared.models import NamespacePhase
 from shared.pipeline import rebuild_canvas
@@ -14,10 +10,10 @@ from shared.runtime import forward_run, runtime
 from shared.steps import rebuild, verify
 
 
-@app.task(name=task_name("rebuild", "start"), bind=True)
-def start(self: Task, policy: str, namespace: str, run_id: str) -> Any:
+@app.task(name=task_name("rebuild", "start"))
+def start(policy: str, namespace: str, run_id: str) -> None:
     run = forward_run(policy, namespace, run_id)
-    return self.replace(rebuild_canvas(app, run, rebuild.plan(runtime(), run)))
+    rebuild_canvas(app, run, rebuild.plan(runtime(), run)).apply_async()
 
 
 @app.task(name=task_name("rebuild", "tiers"))

@@ -215,6 +215,7 @@ class BackupDir:
             raise BackupError(f"nothing to seal: {self.root} has no parts")
         self._make_dirs()
         written = max(self._merge_part(group_resource) for group_resource in group_resources)
+        _fsync_directory(self.root / "items")
         created_at = datetime.fromtimestamp(int(written), UTC)
         manifest = self._write_archive(group_resources, created_at, dict(sorted(labels.items())))
         self._write_manifest(manifest)
@@ -305,6 +306,8 @@ class BackupDir:
             return None
         for group_resource, expected in report.manifest.counts.items():
             lines, index = self._items_paths(group_resource)
+            if expected == 0:
+                continue
             if not lines.exists() or not index.exists() or index.stat().st_size != expected * _OFFSET.size:
                 log.warning("re-sealing %s: items of %s are missing or incomplete", self.root, group_resource)
                 return None
@@ -314,15 +317,18 @@ class BackupDir:
 
     def _merge_part(self, group_resource: str) -> float:
         """Sort and deduplicate one part into `items/<gr>.jsonl` plus its offset index; return the part's
-        mtime.
+        mtime. An empty part (most types of a namespace) gets no items files.
 
         Holds only the keys and where their lines start, never the objects. Of duplicates (a LIST
         restarted after an expired continue token repeats objects) the last line wins, being the latest
-        read."""
+        read. The items directory is synced once by `seal`, after every part is merged."""
         lines_path, index_path = self._items_paths(group_resource)
         positions: dict[tuple[str, str], int] = {}
         with self._part_path(group_resource).open("rb", buffering=_BUFFER) as part:
-            mtime = os.fstat(part.fileno()).st_mtime
+            stat_result = os.fstat(part.fileno())
+            mtime = stat_result.st_mtime
+            if stat_result.st_size == 0:
+                return mtime
             line_start = 0
             for number, line in enumerate(part, start=1):
                 where = f"line {number} of part {group_resource}"
@@ -333,7 +339,10 @@ class BackupDir:
                 line_start += len(line)
             order = sorted(positions.items())
             del positions
-            with _atomic_file(lines_path) as out, _atomic_file(index_path) as index:
+            with (
+                _atomic_file(lines_path, sync_directory=False) as out,
+                _atomic_file(index_path, sync_directory=False) as index,
+            ):
                 written = 0
                 for _, line_start in order:
                     part.seek(line_start)
@@ -360,6 +369,8 @@ class BackupDir:
                 for group_resource in group_resources:
                     lines, index = self._items_paths(group_resource)
                     counts[group_resource] = 0
+                    if not lines.exists():
+                        continue
                     for obj in _read_items(lines, index, 0, None):
                         namespace, name = _key(obj, f"an item of {group_resource}")
                         data = orjson.dumps(obj, option=orjson.OPT_INDENT_2)
@@ -592,12 +603,14 @@ def _check_group_resource(value: str) -> None:
 
 
 @contextmanager
-def _atomic_file(final: Path) -> Iterator[IO[bytes]]:
+def _atomic_file(final: Path, *, sync_directory: bool = True) -> Iterator[IO[bytes]]:
     """A 0600 file that appears at `final` complete and durable, or not at all.
 
     Written under a random name in the same directory (so concurrent writers never share a file), then
     fsynced, renamed over `final` and the directory fsynced, so a crash leaves the old file or the new
-    one. The temporary is removed on error."""
+    one. The temporary is removed on error. `sync_directory=False` leaves the rename's durability to the
+    caller, who syncs the directory once after several files. An empty file is not synced at all: lost
+    in a power cut, it reads as what it held, nothing (only parts of empty types are empty)."""
     temporary = final.with_name(f"{final.name}.{secrets.token_hex(8)}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -605,12 +618,15 @@ def _atomic_file(final: Path) -> Iterator[IO[bytes]]:
         with open(descriptor, "wb", buffering=_BUFFER) as out:
             yield out
             out.flush()
-            os.fsync(out.fileno())
+            empty = out.tell() == 0
+            if not empty:
+                os.fsync(out.fileno())
         os.replace(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(final.parent)
+    if sync_directory and not empty:
+        _fsync_directory(final.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

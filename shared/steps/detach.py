@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Context, DetachKind, Move
@@ -25,6 +26,7 @@ from shared.steps import decisions
 
 PV = GroupResource("persistentvolumes")
 DEPENDENT_TYPES = ("pods", "replicasets.apps", "controllerrevisions.apps", "jobs.batch")
+T = TypeVar("T")
 
 
 def backed_up(runtime: Runtime, run: NamespaceRun, group_resource: str) -> Iterable[Obj]:
@@ -51,17 +53,20 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     for group_resource in DETACH_OWNER_ORDER:
         if group_resource not in present:
             continue
-        count = 0
+        owners = []
         for obj in backup.items(group_resource):
             decision = decided[obj["metadata"]["uid"]]
             if decision.move is not Move.PROMOTE:
                 skipped.append((_ref(group_resource, obj), decision.reason))
-                continue
-            if RULES.for_(group_resource).detach(obj, context).kind is DetachKind.ORPHAN_DELETE:
-                _orphan_delete(member, group_resource, obj)
-                deleted_uids.add(obj["metadata"]["uid"])
-                count += 1
-        progress.count(run.namespace, "detached", group_resource, count)
+            elif RULES.for_(group_resource).detach(obj, context).kind is DetachKind.ORPHAN_DELETE:
+                owners.append(obj)
+        _parallel(
+            lambda obj, gr=group_resource: _orphan_delete(member, gr, obj),
+            owners,
+            runtime.settings.api_concurrency,
+        )
+        deleted_uids.update(obj["metadata"]["uid"] for obj in owners)
+        progress.count(run.namespace, "detached", group_resource, len(owners))
     progress.set(run.namespace, step="wait for the garbage collector")
     _wait_released(member, run.namespace, deleted_uids, runtime.settings.detach_timeout)
     progress.set(run.namespace, step="set Kosmos markers")
@@ -101,18 +106,24 @@ def _retain_volumes(member: Kube, volumes: Iterable[Obj]) -> int:
     return count
 
 
-def _orphan_delete(member: Kube, group_resource: str, obj: Obj) -> None:
+def _orphan_delete(member: Kube, group_resource: str, obj: Obj) -> int:
     resource = member.discovery.by_group_resource(group_resource)
     metadata = obj["metadata"]
     if resource is None:
-        return
+        return 0
     live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
     if live is None or live["metadata"].get("uid") != metadata["uid"]:
-        return
+        return 0
     if live["metadata"].get("deletionTimestamp"):
-        return
-    member.delete(
-        resource, metadata.get("namespace", ""), metadata["name"], propagation="Orphan", uid=metadata["uid"]
+        return 0
+    return int(
+        member.delete(
+            resource,
+            metadata.get("namespace", ""),
+            metadata["name"],
+            propagation="Orphan",
+            uid=metadata["uid"],
+        )
     )
 
 
@@ -134,15 +145,18 @@ def _wait_released(member: Kube, namespace: str, owner_uids: set[str], timeout: 
 
 
 def _still_owned(member: Kube, namespace: str, owner_uids: set[str]) -> list[str]:
-    holding = []
-    for group_resource in DEPENDENT_TYPES:
+    def holding(group_resource: str) -> list[str]:
         resource = member.discovery.by_group_resource(group_resource)
         if resource is None:
-            continue
-        for obj in member.list(resource, namespace):
-            if any(ref.get("uid") in owner_uids for ref in obj["metadata"].get("ownerReferences") or []):
-                holding.append(f"{group_resource}/{obj['metadata']['name']}")
-    return holding
+            return []
+        return [
+            f"{group_resource}/{obj['metadata']['name']}"
+            for obj in member.list(resource, namespace)
+            if any(ref.get("uid") in owner_uids for ref in obj["metadata"].get("ownerReferences") or [])
+        ]
+
+    with ThreadPoolExecutor(max_workers=len(DEPENDENT_TYPES)) as pool:
+        return [name for names in pool.map(holding, DEPENDENT_TYPES) for name in names]
 
 
 def _patch_all(member: Kube, group_resource: str, steps: list[tuple[Obj, dict]], concurrency: int) -> int:
@@ -162,8 +176,8 @@ def _patch_all(member: Kube, group_resource: str, steps: list[tuple[Obj, dict]],
     return _parallel(apply, steps, concurrency)
 
 
-def _parallel(
-    function: Callable[[tuple[Obj, dict]], int], items: list[tuple[Obj, dict]], workers: int
-) -> int:
+def _parallel(function: Callable[[T], int], items: list[T], workers: int) -> int:
+    if not items:
+        return 0
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
         return sum(pool.map(function, items))

@@ -148,6 +148,16 @@ def test_seal_is_idempotent_and_deterministic(backup: BackupDir) -> None:
     assert backup.manifest_path.read_bytes() == outer
 
 
+def test_an_empty_type_is_counted_but_has_no_items_files(backup: BackupDir) -> None:
+    """Most types of a namespace are empty: the manifest records that they were listed (count 0), and no
+    files are written (or synced) for them."""
+    manifest = sealed(backup)
+    assert manifest.counts["deployments.apps"] == 0
+    assert not any(path.name.startswith("deployments.apps") for path in (backup.root / "items").iterdir())
+    assert list(backup.items("deployments.apps")) == [] and backup.count("deployments.apps") == 0
+    assert backup.seal(LABELS) == manifest
+
+
 def test_seal_rewrites_a_lost_outer_manifest_without_rebuilding(backup: BackupDir) -> None:
     first = sealed(backup)
     outer = backup.manifest_path.read_bytes()
