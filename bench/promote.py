@@ -45,10 +45,11 @@ from typing import Any
 import redis
 import yaml
 
-from kubesim.testing import wait_until
+from kubesim.testing import SimAdmin, busiest_window, most_in_flight, wait_until
 from shared.celery_app import create_app
 from shared.embedded_redis import EmbeddedRedis
 from shared.kube import Kube
+from shared.kube.client import USER_AGENT
 from shared.progress import Progress
 
 CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
@@ -72,6 +73,9 @@ class Result:
     messages_per_namespace: float
     worker_peak_rss_mib: list[float]
     cpu_seconds: dict[str, float]
+    api: dict[str, dict[str, float]]
+    """Per cluster, the workers' requests as the simulated server logged them: per namespace, the busiest
+    second, the most in flight at once (to check `--qps` and `--max-in-flight`)."""
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -200,6 +204,21 @@ def print_hottest(files: list[Path], top: int = 25) -> None:
         print(f"{100 * count / samples:6.1f}%  {frame}")
 
 
+def _api_figures(admin: SimAdmin, namespaces: int) -> dict[str, float]:
+    """The promote's own requests: the workers' and the watcher's API client, not this script's polling
+    of the policy (kopf's watch and status patches have another User-Agent)."""
+    log = [
+        entry
+        for entry in admin.requests()
+        if entry["user_agent"] == USER_AGENT and entry["resource"] != "promotepolicies"
+    ]
+    return {
+        "requests_per_namespace": round(len(log) / namespaces, 1),
+        "busiest_second": busiest_window(log, 1.0),
+        "most_in_flight": most_in_flight(log),
+    }
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -216,6 +235,8 @@ def run_once(
     redis_url: str,
     profile: Path | None = None,
     keep: bool = False,
+    qps: float = 0.0,
+    max_in_flight: int = 0,
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="kpromote-bench-"))
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
@@ -246,6 +267,8 @@ def run_once(
             "KPROMOTE_KUBECONFIG": str(workdir / "control-plane.kubeconfig"),
             "KPROMOTE_METRICS_PORT": "0",
             "KPROMOTE_WATCHER_METRICS_PORT": "0",
+            "KPROMOTE_API_QPS": str(qps),
+            "KPROMOTE_API_MAX_IN_FLIGHT": str(max_in_flight),
         }
         processes = [
             _spawn(
@@ -268,6 +291,9 @@ def run_once(
         }
         cpu_before = {role: sum(map(_cpu_seconds, pids)) for role, pids in roles.items()}
         cpu_before["redis"] = _redis_cpu_seconds(redis_client)
+        admins = {"control-plane": SimAdmin(control_plane.url), "member": SimAdmin(member.url)}
+        for admin in admins.values():
+            admin.clear_requests()
         profilers = _start_profilers(roles["workers"], profile) if profile else []
         started, applied_at = time.perf_counter(), time.time()
         control_plane.create(
@@ -292,6 +318,7 @@ def run_once(
         commands = redis_client.info("commandstats")
         cpu = {role: sum(map(_cpu_seconds, pids)) - cpu_before[role] for role, pids in roles.items()}
         cpu["redis"] = _redis_cpu_seconds(redis_client) - cpu_before["redis"]
+        api = {cluster: _api_figures(admin, namespaces) for cluster, admin in admins.items()}
         if profile:
             _stop_profilers(profilers, profile)
         promoted = sum(ns["counts"]["rebuilt"] for ns in status["namespaces"])
@@ -318,6 +345,7 @@ def run_once(
             round(commands.get("cmdstat_lpush", {}).get("calls", 0) / namespaces, 1),
             [round(r, 1) for r in rss],
             {role: round(seconds, 2) for role, seconds in cpu.items()},
+            api,
         )
     finally:
         for process in [*processes, sims]:
@@ -350,6 +378,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--suite", action="store_true", help="run the README's matrix")
+    parser.add_argument("--qps", type=float, default=0.0, help="KPROMOTE_API_QPS for the workers")
+    parser.add_argument("--max-in-flight", type=int, default=0, help="KPROMOTE_API_MAX_IN_FLIGHT")
     parser.add_argument("--redis", help="a Redis URL to use instead of a private one per run")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and backups")
     parser.add_argument("--profile", type=Path, help="sample the workers with py-spy, raw stacks to this dir")
@@ -371,6 +401,8 @@ def main() -> None:
                     redis_url=url,
                     profile=args.profile,
                     keep=args.keep,
+                    qps=args.qps,
+                    max_in_flight=args.max_in_flight,
                     **config,
                 )
             )
@@ -390,6 +422,9 @@ def main() -> None:
         "msgs/ns",
         "worker RSS MiB",
         "CPU s (sim/workers/watcher/redis)",
+        "API req/ns cp/member",
+        "busiest s cp/member",
+        "in flight cp/member",
     )
     print(" | ".join(header))
     for r in results:
@@ -411,6 +446,9 @@ def main() -> None:
                     r.messages_per_namespace,
                     r.worker_peak_rss_mib,
                     "/".join(str(v) for v in r.cpu_seconds.values()),
+                    "/".join(str(v["requests_per_namespace"]) for v in r.api.values()),
+                    "/".join(str(v["busiest_second"]) for v in r.api.values()),
+                    "/".join(str(v["most_in_flight"]) for v in r.api.values()),
                 )
             )
         )

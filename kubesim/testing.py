@@ -131,3 +131,24 @@ class SimAdmin:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_sim/stats")
+
+
+def busiest_window(requests: Sequence[dict[str, Any]], seconds: float = 1.0) -> int:
+    """The most requests of a request log (`SimAdmin.requests()`) that arrived within any `seconds`."""
+    arrivals = sorted(entry["start"] for entry in requests)
+    most, first = 0, 0
+    for last, arrived in enumerate(arrivals):
+        while arrivals[first] <= arrived - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def most_in_flight(requests: Sequence[dict[str, Any]]) -> int:
+    """The most requests of a request log that the server was handling at the same moment."""
+    events = sorted([(e["start"], 1) for e in requests] + [(e["end"], -1) for e in requests])
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most

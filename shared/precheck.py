@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.kube import Kube, KubeError
+from shared.kube import ClusterLimits, Kube, KubeError
 from shared.kube.connect import MemberUnavailable, connect_member
 from shared.markers import virtual_node
 from shared.models import PromotePolicySpec
@@ -30,7 +30,10 @@ def precheck(
     spec: PromotePolicySpec,
     protected: list[str],
     local_kubeconfigs: dict[str, str] | None = None,
+    member_limits: ClusterLimits | None = None,
 ) -> PrecheckResult:
+    """Read-only checks; the member is connected afresh (its Cluster object may have changed since a
+    worker cached a connection), under the installation's limits when the watcher passes them."""
     result = PrecheckResult()
     cluster = spec.cluster_name
     nodes = control_plane.discovery.resolve("nodes")
@@ -40,11 +43,22 @@ def precheck(
             f'cluster "{cluster}" joined to Kosmos in "ALL" leaf mode?'
         )
     try:
-        member = connect_member(control_plane, cluster, local_kubeconfigs)
-        member.version()
+        member = connect_member(control_plane, cluster, local_kubeconfigs, limits=member_limits)
     except (MemberUnavailable, KubeError, OSError) as exc:
         result.errors.append(f'cannot reach member cluster "{cluster}": {exc}')
         return result
+    with member:
+        try:
+            member.version()
+        except (KubeError, OSError) as exc:
+            result.errors.append(f'cannot reach member cluster "{cluster}": {exc}')
+            return result
+        return _check_member(control_plane, member, spec, protected, result)
+
+
+def _check_member(
+    control_plane: Kube, member: Kube, spec: PromotePolicySpec, protected: list[str], result: PrecheckResult
+) -> PrecheckResult:
     namespaces = [ns["metadata"]["name"] for ns in member.list(member.discovery.resolve("namespaces"))]
     chosen, errors = select_namespaces(spec, namespaces, protected)
     result.errors += errors

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from shared.backup import BackupDir, backup_root
-from shared.kube import Kube
+from shared.kube import ClusterLimits, Kube
 from shared.kube.connect import connect_member
 from shared.models import PromotePolicy
 from shared.models.policy import GROUP, PLURAL
@@ -24,6 +24,7 @@ from shared.steps.state import halt_if_rolling_back
 
 POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
 POLICY_TTL = 5.0
+CONTROL_PLANE = "control-plane"
 
 
 class Runtime:
@@ -36,15 +37,40 @@ class Runtime:
     @cached_property
     def control_plane(self) -> Kube:
         source = self.settings.kubeconfig or str(Path.home() / ".kube" / "config")
-        return Kube.from_kubeconfig(source, name="control-plane", pool_size=self.settings.api_concurrency * 2)
+        return Kube.from_kubeconfig(
+            source,
+            name=CONTROL_PLANE,
+            pool_size=self.settings.api_concurrency * 2,
+            limits=self._limits(CONTROL_PLANE),
+        )
 
     def member(self, cluster: str) -> Kube:
         with self._lock:
             if cluster not in self._members:
                 self._members[cluster] = connect_member(
-                    self.control_plane, cluster, self.settings.member_kubeconfigs
+                    self.control_plane,
+                    cluster,
+                    self.settings.member_kubeconfigs,
+                    pool_size=self.settings.api_concurrency * 2,
+                    limits=self.member_limits(cluster),
                 )
             return self._members[cluster]
+
+    def member_limits(self, cluster: str) -> ClusterLimits:
+        """Keyed `member:<name>`, so that no member can share the control plane's limits."""
+        return self._limits(f"member:{cluster}")
+
+    def _limits(self, key: str) -> ClusterLimits:
+        """The installation-wide request limits of one cluster (inactive unless configured)."""
+        config = self.settings
+        return ClusterLimits(
+            self.redis,
+            key,
+            qps=config.api_qps,
+            burst=config.api_burst,
+            max_in_flight=config.api_max_in_flight,
+            key_prefix=config.key_prefix,
+        )
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     """Objects per rebuild task: a tier of N objects becomes ceil(N / size) parallel tasks."""
     api_concurrency: int = 16
     """Parallel API calls inside one task (creates of a batch, marker patches)."""
+    api_qps: float = 0.0
+    """Requests a second to each cluster's API server, summed over every worker process (kept in Redis,
+    so it holds however many workers run); 0 means no limit of ours."""
+    api_burst: int = 10
+    """Requests that may go at once before `api_qps` spaces them."""
+    api_max_in_flight: int = 0
+    """Requests waiting for an answer at once from each cluster's API server, over every worker process;
+    0 means no limit of ours."""
     adoption_timeout: float = 60.0
     """How long verify waits for the control plane's controllers to adopt what was rebuilt."""
     detach_timeout: float = 60.0

@@ -93,7 +93,11 @@ def start(
         return
     rt = runtime()
     result = precheck(
-        rt.control_plane, parsed, rt.settings.protected_namespaces, rt.settings.member_kubeconfigs
+        rt.control_plane,
+        parsed,
+        rt.settings.protected_namespaces,
+        rt.settings.member_kubeconfigs,
+        member_limits=rt.member_limits(parsed.cluster_name),
     )
     if not result.ok:
         patch.status.update(

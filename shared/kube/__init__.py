@@ -1,6 +1,6 @@
 """Kubernetes API access for the whole product: nothing else in kosmos-promote talks to a cluster."""
 
-from shared.kube.client import Kube, PatchType, Propagation, RateLimiter, RetryPolicy, resource_path
+from shared.kube.client import Kube, PatchType, Propagation, RetryPolicy, resource_path
 from shared.kube.connect import KOSMOS_CLUSTERS, MemberUnavailable, connect_member, member_kubeconfig
 from shared.kube.discovery import AmbiguousResource, ApiResource, Discovery, UnknownResource
 from shared.kube.errors import (
@@ -12,12 +12,14 @@ from shared.kube.errors import (
     NotFound,
     Unreachable,
 )
+from shared.kube.limits import ClusterLimits
 
 __all__ = [
     "KOSMOS_CLUSTERS",
     "AlreadyExists",
     "AmbiguousResource",
     "ApiResource",
+    "ClusterLimits",
     "Conflict",
     "Discovery",
     "Forbidden",
@@ -28,7 +30,6 @@ __all__ = [
     "NotFound",
     "PatchType",
     "Propagation",
-    "RateLimiter",
     "RetryPolicy",
     "UnknownResource",
     "Unreachable",

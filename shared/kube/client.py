@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from kubernetes import client, config
 from shared import metrics
 from shared.kube.discovery import ApiResource, Discovery
 from shared.kube.errors import KubeError, NotFound, Unreachable, error_from_response
+from shared.kube.limits import ClusterLimits
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +58,6 @@ class RetryPolicy:
         """Delay after failed attempt number `attempt` (1-based): half fixed, half random."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
-
-
-class RateLimiter:
-    """A token bucket shared by the threads of one Kube: `qps` requests a second after `burst` at once.
-
-    Kept as a "theoretical arrival time" so each caller reserves its slot under the lock and sleeps
-    outside it; waiting threads therefore do not serialise on the lock.
-    """
-
-    def __init__(self, qps: float, burst: int = 1) -> None:
-        if qps <= 0 or burst < 1:
-            raise ValueError(f"qps must be > 0 and burst >= 1, got qps={qps} burst={burst}")
-        self._interval = 1.0 / qps
-        self._burst = burst
-        self._lock = threading.Lock()
-        self._arrival = time.monotonic()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._arrival = max(self._arrival, now) + self._interval
-            wait = self._arrival - now - self._burst * self._interval
-        if wait > 0:
-            time.sleep(wait)
 
 
 class _Transient(Exception):
@@ -129,8 +107,7 @@ class Kube:
         name: str,
         retry: RetryPolicy | None = None,
         request_timeout: float = 30.0,
-        qps: float | None = None,
-        burst: int = 1,
+        limits: ClusterLimits | None = None,
     ) -> None:
         self.name = name
         self.url: str = api.configuration.host.rstrip("/")
@@ -141,7 +118,7 @@ class Kube:
         self._pool.connection_pool_kw["block"] = True
         self._timeout = urllib3.Timeout(total=request_timeout)
         self._request_timeout = request_timeout
-        self._limiter = RateLimiter(qps, burst) if qps else None
+        self._limits = limits if limits is not None and limits.active else None
         self._retries = 0
         self._retries_lock = threading.Lock()
         self._discovery = Discovery(self)
@@ -154,10 +131,9 @@ class Kube:
         name: str | None = None,
         context: str | None = None,
         pool_size: int = 32,
-        qps: float | None = None,
-        burst: int = 1,
         retry: RetryPolicy | None = None,
         request_timeout: float = 30.0,
+        limits: ClusterLimits | None = None,
     ) -> Kube:
         """A Kube for a kubeconfig file path or parsed kubeconfig; `name` defaults to its cluster's name.
 
@@ -181,8 +157,7 @@ class Kube:
             name=name or _cluster_name(document, context) or configuration.host,
             retry=retry,
             request_timeout=request_timeout,
-            qps=qps,
-            burst=burst,
+            limits=limits,
         )
 
     def __repr__(self) -> str:
@@ -373,19 +348,18 @@ class Kube:
     def _attempt(
         self, method: str, url: str, body: bytes | None, content_type: str, target: str
     ) -> dict[str, Any]:
-        if self._limiter is not None:
-            self._limiter.acquire()
         try:
-            response = self._pool.request(
-                method,
-                url,
-                body=body,
-                headers=self._headers(content_type if body is not None else None),
-                timeout=self._timeout,
-                pool_timeout=self._request_timeout,
-                retries=False,
-                preload_content=True,
-            )
+            with self._limits.slot() if self._limits is not None else nullcontext():
+                response = self._pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers=self._headers(content_type if body is not None else None),
+                    timeout=self._timeout,
+                    pool_timeout=self._request_timeout,
+                    retries=False,
+                    preload_content=True,
+                )
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise _Transient(error) from error
         metrics.API_REQUESTS.labels(self.name, method, str(response.status)).inc()

@@ -18,6 +18,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from shared.kube.client import Kube
 from shared.kube.discovery import ApiResource
+from shared.kube.limits import ClusterLimits
 
 KOSMOS_CLUSTERS = ApiResource(
     group="kosmos.io",
@@ -55,15 +56,15 @@ def connect_member(
     local_kubeconfigs: Mapping[str, str] | None = None,
     *,
     pool_size: int = 32,
-    qps: float | None = None,
+    limits: ClusterLimits | None = None,
 ) -> Kube:
     """A Kube for the member: from a local kubeconfig path given for its name, else from Kosmos."""
     local = (local_kubeconfigs or {}).get(cluster_name)
     if local:
-        return Kube.from_kubeconfig(local, name=cluster_name, pool_size=pool_size, qps=qps)
+        return Kube.from_kubeconfig(local, name=cluster_name, pool_size=pool_size, limits=limits)
     document = member_kubeconfig(control_plane, cluster_name)
     try:
-        return Kube.from_kubeconfig(document, name=cluster_name, pool_size=pool_size, qps=qps)
+        return Kube.from_kubeconfig(document, name=cluster_name, pool_size=pool_size, limits=limits)
     except ConfigException as error:
         raise MemberUnavailable(
             f'Kosmos cluster "{cluster_name}": spec.kubeconfig is not a usable kubeconfig: {error}'

@@ -318,14 +318,6 @@ def test_an_unreachable_server_raises_unreachable() -> None:
 
 
 # ------------------------------------------------------ throttling and threads
-def test_qps_limit_spaces_requests(cluster: SimulatedCluster) -> None:
-    with Kube.from_kubeconfig(cluster.kubeconfig(), qps=50) as kube:
-        started = time.monotonic()
-        for _ in range(20):
-            kube.version()
-        assert time.monotonic() - started >= 0.3
-
-
 def test_concurrent_threads_share_one_kube(kube: Kube, configmaps: ApiResource) -> None:
     kube.create(configmaps, _configmap("shared", v="1"))
     failures: list[BaseException] = []
