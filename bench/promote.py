@@ -313,7 +313,7 @@ def run_once(
         status = wait_until(finished, timeout=3600, interval=0.2, what="the promote")
         elapsed = time.perf_counter() - started
         progress = Progress(redis_client, "bench", status["runId"])
-        last_write = max(progress.last_update(name) or 0.0 for name in names)
+        last_write = max(reading.updated or 0.0 for reading in progress.read(names))
         pipeline = last_write - applied_at
         commands = redis_client.info("commandstats")
         cpu = {role: sum(map(_cpu_seconds, pids)) - cpu_before[role] for role, pids in roles.items()}
@@ -362,12 +362,19 @@ def run_once(
 
 
 SUITE = [
-    {"namespaces": 1, "objects": 200, "workers": 2},
-    {"namespaces": 20, "objects": 200, "workers": 2},
+    {"namespaces": 1, "objects": 20, "workers": 2},
     {"namespaces": 20, "objects": 20, "workers": 1},
     {"namespaces": 20, "objects": 20, "workers": 2},
     {"namespaces": 20, "objects": 20, "workers": 4},
+    {"namespaces": 1, "objects": 200, "workers": 2},
+    {"namespaces": 20, "objects": 200, "workers": 1},
+    {"namespaces": 20, "objects": 200, "workers": 2},
+    {"namespaces": 20, "objects": 200, "workers": 4},
+    {"namespaces": 1, "objects": 10_000, "workers": 2},
+    {"namespaces": 1000, "objects": 20, "workers": 4},
 ]
+"""The README's table: 1 vs 20 namespaces of two sizes, 1 vs 2 vs 4 workers, one namespace of 10,000
+objects (worker memory) and 1,000 namespaces (Redis memory, messages)."""
 
 
 def main() -> None:

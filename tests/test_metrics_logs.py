@@ -257,7 +257,7 @@ def test_objects_are_counted_once_per_unit_whatever_the_redeliveries(redis_url: 
 
     after = sample(rebuilt[0], **rebuilt[1]), sample(related[0], **related[1])
     assert (after[0] - before[0], after[1] - before[1]) == (57, 2)
-    assert progress.read("shop-1").counts.rebuilt == 57
+    assert progress.read(["shop-1"])[0].status.counts.rebuilt == 57
 
 
 def test_task_signals_time_steps_and_count_failures_and_compensation_outcomes() -> None:

@@ -177,21 +177,21 @@ def _start_rollback(name: str, status: dict[str, Any], patch: kopf.Patch) -> Non
         rollback_namespace(app, NamespaceRun(name, namespace, status["runId"]))
 
 
-def _merged(progress: Progress, previous: dict[str, Any]) -> NamespaceStatus:
+def _merged(current: NamespaceStatus, previous: dict[str, Any]) -> NamespaceStatus:
     """Redis may have lost a namespace's progress (a restart): then the status already written stands."""
-    current = progress.read(previous["name"])
     if current.phase is NamespacePhase.PENDING and previous.get("phase", "Pending") != "Pending":
         return NamespaceStatus.model_validate(previous)
     return current
 
 
-def _watchdog(progress: Progress, run: NamespaceRun, phase: NamespacePhase, rolling_back: bool) -> None:
+def _watchdog(
+    progress: Progress, run: NamespaceRun, phase: NamespacePhase, updated: float | None, rolling_back: bool
+) -> None:
     """Resume a namespace whose progress stopped moving; redelivery and idempotent steps make a resumed
     run converge. After too many resumes, compensate instead (or, mid-rollback, resume the rollback)."""
     config = runtime().settings
     if phase in TERMINAL:
         return
-    updated = progress.last_update(run.namespace)
     if updated is None:  # no record is no proof of a stall: count a whole stall timeout from now
         progress.touch(run.namespace)
         return
@@ -219,11 +219,12 @@ def report(name: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.
     if (status.get("phase") != PolicyPhase.RUNNING.value and not rolling_back) or not status.get("runId"):
         return
     progress = Progress(runtime().redis, name, status["runId"])
-    namespaces = [_merged(progress, ns) for ns in status.get("namespaces", [])]
-    for namespace in namespaces:
-        _watchdog(
-            progress, NamespaceRun(name, namespace.name, status["runId"]), namespace.phase, rolling_back
-        )
+    previous = status.get("namespaces", [])
+    readings = progress.read([ns["name"] for ns in previous])
+    namespaces = [_merged(reading.status, ns) for reading, ns in zip(readings, previous, strict=True)]
+    for namespace, reading in zip(namespaces, readings, strict=True):
+        run = NamespaceRun(name, namespace.name, status["runId"])
+        _watchdog(progress, run, namespace.phase, reading.updated, rolling_back)
     rendered = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces]
     phase = policy_phase(namespaces, rolling_back)
     done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
