@@ -20,6 +20,7 @@ again after a crash (or twice at once) with the same result. Order is what keeps
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.backup import BackupDir
@@ -74,7 +75,7 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
     return report
 
 
-def _promoted(backup: BackupDir, decided: dict[str, Decision], group_resource: str) -> list[Obj]:
+def _promoted(backup: BackupDir, decided: Mapping[str, Decision], group_resource: str) -> list[Obj]:
     return [o for o in backup.items(group_resource) if decided[o["metadata"]["uid"]].move is Move.PROMOTE]
 
 
@@ -83,7 +84,7 @@ def _resource(kube: Kube, group_resource: str) -> ApiResource | None:
 
 
 def _recreate_owners(
-    member: Kube, backup: BackupDir, decided: dict[str, Decision], report: RollbackReport
+    member: Kube, backup: BackupDir, decided: Mapping[str, Decision], report: RollbackReport
 ) -> dict[str, str]:
     """Backed-up owner UID -> the UID of that owner in the member now (re-created ones get a new UID)."""
     owner_uids: dict[str, str] = {}
@@ -121,7 +122,7 @@ def _settle() -> None:
 def _revert_member_objects(
     member: Kube,
     backup: BackupDir,
-    decided: dict[str, Decision],
+    decided: Mapping[str, Decision],
     context: Context,
     owner_uids: dict[str, str],
     report: RollbackReport,
@@ -246,7 +247,7 @@ def _restore_reclaim_policies(member: Kube, backup: BackupDir, report: RollbackR
 
 
 def member_differences(
-    member: Kube, backup: BackupDir, decided: dict[str, Decision], owner_uids: dict[str, str]
+    member: Kube, backup: BackupDir, decided: Mapping[str, Decision], owner_uids: dict[str, str]
 ) -> list[str]:
     """A normalised diff of the member against the backup: labels, annotations, owners (UIDs mapped),
     pod identity and spec, PV reclaim policy. Re-created owners may differ only in UID and version."""

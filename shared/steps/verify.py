@@ -10,7 +10,7 @@ still has the UID it had before, with no deletion pending.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shared.items import Obj
@@ -33,7 +33,7 @@ class Verdict:
         return not self.problems
 
 
-def _promoted(objects: Iterable[Obj], decided: dict[str, Decision]) -> dict[str, Obj]:
+def _promoted(objects: Iterable[Obj], decided: Mapping[str, Decision]) -> dict[str, Obj]:
     return {o["metadata"]["name"]: o for o in objects if decided[o["metadata"]["uid"]].move is Move.PROMOTE}
 
 
