@@ -46,7 +46,7 @@ import redis
 import yaml
 
 from kubesim.testing import SimAdmin, busiest_window, most_in_flight, wait_until
-from shared.celery_app import create_app
+from shared.celery_app import QUEUES, create_app
 from shared.embedded_redis import EmbeddedRedis
 from shared.kube import Kube
 from shared.kube.client import USER_AGENT
@@ -71,6 +71,9 @@ class Result:
     redis_peak_mib: float
     tasks_per_namespace: float
     messages_per_namespace: float
+    tasks_left_behind: int
+    """Messages still queued or delivered but unacknowledged once the policy is Completed (a moment
+    allowed for the last acknowledgement)."""
     worker_peak_rss_mib: list[float]
     cpu_seconds: dict[str, float]
     api: dict[str, dict[str, float]]
@@ -204,6 +207,17 @@ def print_hottest(files: list[Path], top: int = 25) -> None:
         print(f"{100 * count / samples:6.1f}%  {frame}")
 
 
+def _left_behind(client: redis.Redis, prefix: str) -> int:
+    def count() -> int:
+        queued = sum(int(client.llen(f"{prefix}{queue}")) for queue in QUEUES)
+        return queued + int(client.hlen(f"{prefix}unacked"))
+
+    deadline = time.monotonic() + 5
+    while (left := count()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def _api_figures(admin: SimAdmin, namespaces: int) -> dict[str, float]:
     """The promote's own requests: the workers' and the watcher's API client, not this script's polling
     of the policy (kopf's watch and status patches have another User-Agent)."""
@@ -322,6 +336,7 @@ def run_once(
         if profile:
             _stop_profilers(profilers, profile)
         promoted = sum(ns["counts"]["rebuilt"] for ns in status["namespaces"])
+        left = _left_behind(redis_client, prefix)
         stats = app.control.inspect(timeout=2).stats() or {}
         tasks = sum(sum(worker.get("total", {}).values()) for worker in stats.values())
         info = redis_client.info("memory")
@@ -343,6 +358,7 @@ def run_once(
             round(info["used_memory_peak"] / 2**20, 1),
             round(tasks / namespaces, 1),
             round(commands.get("cmdstat_lpush", {}).get("calls", 0) / namespaces, 1),
+            left,
             [round(r, 1) for r in rss],
             {role: round(seconds, 2) for role, seconds in cpu.items()},
             api,
@@ -427,6 +443,7 @@ def main() -> None:
         "redis MiB",
         "tasks/ns",
         "msgs/ns",
+        "left",
         "worker RSS MiB",
         "CPU s (sim/workers/watcher/redis)",
         "API req/ns cp/member",
@@ -451,6 +468,7 @@ def main() -> None:
                     r.redis_peak_mib,
                     r.tasks_per_namespace,
                     r.messages_per_namespace,
+                    r.tasks_left_behind,
                     r.worker_peak_rss_mib,
                     "/".join(str(v) for v in r.cpu_seconds.values()),
                     "/".join(str(v["requests_per_namespace"]) for v in r.api.values()),
