@@ -1,14 +1,13 @@
-"""How the steps of one namespace are sequenced on Celery: chords where work fans out and back in.
+"""How the steps of one namespace are sequenced on Celery: a chain, with chords where rebuild fans out.
 
-    backup.start ─▶ chord(collect types₁…₆ … ) ─▶ seal ─▶ detach ─▶ rebuild.start
+    backup.run ─▶ detach.run ─▶ rebuild.start
     rebuild.start ─▶ tiers(small tiers…) ─▶ chord(batches of a large tier) ─▶ tier_done ─▶ … ─▶ verify
 
-The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of each phase is
-only known when it starts (which types the member serves, how many objects each tier holds), so
-`backup.start` and `rebuild.start` build their part and publish it. Not with `Task.replace`: it raises
-an exception whose traceback Celery copies frame by frame, measured at 15 % of a worker's CPU on small
-namespaces (bench/promote.py --profile). Signatures are made
-by task name, so this module needs no worker code; every task carries references only.
+The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of the rebuild is
+only known once the backup is sealed (how many objects each tier holds), so `rebuild.start` builds that
+part and publishes it. Not with `Task.replace`: it raises an exception whose traceback Celery copies frame
+by frame, measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). Signatures
+are made by task name, so this module needs no worker code; every task carries references only.
 """
 
 from __future__ import annotations
@@ -20,13 +19,9 @@ from shared.celery_app import task_name
 from shared.progress import NamespaceRun
 from shared.steps.rebuild import TierPlan, stages
 
-TYPES_PER_COLLECT = 6
-"""Types listed by one collect task (in parallel threads): most types of a namespace are empty, and a task's
-fixed cost (a message, a result, progress writes) is several times that of one list request."""
 
-
-def _sig(app: Celery, queue: str, step: str, *args: object, immutable: bool = True) -> Signature:
-    return app.signature(task_name(queue, step), args=args, immutable=immutable)
+def _sig(app: Celery, queue: str, step: str, *args: object) -> Signature:
+    return app.signature(task_name(queue, step), args=args, immutable=True)
 
 
 def on_failure(app: Celery, run: NamespaceRun) -> Signature:
@@ -44,17 +39,12 @@ def rollback_namespace(app: Celery, run: NamespaceRun, failed_task_id: str | Non
 
 
 def start_namespace(app: Celery, run: NamespaceRun) -> None:
-    signature = _sig(app, "backup", "start", *run.as_args())
-    signature.link_error(on_failure(app, run))
-    signature.apply_async()
+    namespace_canvas(app, run).apply_async()
 
 
-def backup_canvas(app: Celery, run: NamespaceRun, types: list[str]) -> Signature:
-    chunks = [types[i : i + TYPES_PER_COLLECT] for i in range(0, len(types), TYPES_PER_COLLECT)]
-    collects = group(_sig(app, "backup", "collect", *run.as_args(), chunk) for chunk in chunks)
-    seal = _sig(app, "backup", "seal", *run.as_args(), immutable=False)
+def namespace_canvas(app: Celery, run: NamespaceRun) -> Signature:
     canvas = chain(
-        chord(collects, seal),
+        _sig(app, "backup", "run", *run.as_args()),
         _sig(app, "detach", "run", *run.as_args()),
         _sig(app, "rebuild", "start", *run.as_args()),
     )

@@ -22,7 +22,7 @@ from kubesim.testing import SimAdmin
 from shared import logs, metrics
 from shared.celery_app import app as promote_app
 from shared.kube import Kube, RetryPolicy
-from shared.pipeline import backup_canvas, on_failure, rebuild_canvas
+from shared.pipeline import namespace_canvas, on_failure, rebuild_canvas
 from shared.progress import NamespaceRun, Progress
 from shared.steps.rebuild import Batch, TierPlan
 from tests.pipeline.conftest import free_port
@@ -184,7 +184,7 @@ def test_task_messages_carry_references_only() -> None:
     run id and small scalars: never an object, so never a Secret."""
     run = NamespaceRun("promote-shop", "shop-1", "run-7")
     canvases = [
-        backup_canvas(promote_app, run, ["namespaces", "secrets", "pods"]),
+        namespace_canvas(promote_app, run),
         rebuild_canvas(
             promote_app,
             run,
@@ -198,9 +198,9 @@ def test_task_messages_carry_references_only() -> None:
     messages = [sig for canvas in canvases for sig in _signatures(json.loads(json.dumps(canvas)))]
     names = {name for name, _ in messages}
     assert {
-        "kosmos_promote.backup.collect",
-        "kosmos_promote.backup.seal",
+        "kosmos_promote.backup.run",
         "kosmos_promote.detach.run",
+        "kosmos_promote.rebuild.start",
         "kosmos_promote.rebuild.batch",
         "kosmos_promote.rebuild.tier_done",
         "kosmos_promote.rebuild.tiers",
@@ -213,20 +213,17 @@ def test_task_messages_carry_references_only() -> None:
 
 
 def test_every_task_takes_references_and_scalars_only() -> None:
-    """The same, for tasks that are not in a canvas above: only `seal` takes more, its chord's results
-    (per collected type: name, count, references of related cluster objects); `collect` takes type names."""
+    """The same, for tasks that are not in a canvas above (`rebuild.tiers` takes tier names)."""
     promote_app.loader.import_default_modules()
     tasks = {name: task for name, task in promote_app.tasks.items() if name.startswith("kosmos_promote.")}
-    assert len(tasks) >= 10
+    assert len(tasks) >= 9
     for name, task in tasks.items():
         for parameter in inspect.signature(task.run).parameters.values():
-            if (name, parameter.name) == ("kosmos_promote.backup.seal", "collected"):
-                continue
             assert parameter.annotation in ("str", "int", "list[str]"), (name, parameter)
 
 
 def _reference(arg: Any) -> bool:
-    """A name, a number, or a list of names (the resource types one collect task lists)."""
+    """A name, a number, or a list of names (the tiers one `rebuild.tiers` task creates)."""
     return isinstance(arg, str | int) or (isinstance(arg, list) and all(isinstance(x, str) for x in arg))
 
 

@@ -1,12 +1,13 @@
-"""The durable backup of one namespace: parts written by collect tasks, sealed into a Velero-layout archive.
+"""The durable backup of one namespace: parts written per type, sealed into a Velero-layout archive.
 
-A backup is built by several Celery tasks on different machines that share one volume: each "collect" task
-writes the objects of one group-resource as a part, then one "seal" task merges the parts into
-`items/<gr>.jsonl` (sorted, deduplicated, indexed for random access by the rebuild batches) and into
-`backup.tar.gz` (Velero format 1.1.0, so Velero tooling and plain `tar` can read it).
+A backup is built on one shared volume by a backup task's threads, and at-least-once delivery can run that
+task twice at once on different machines: each thread writes the objects of one group-resource as a part,
+then the seal merges the parts into `items/<gr>.jsonl` (sorted, deduplicated, indexed for random access by
+the rebuild batches) and into `backup.tar.gz` (Velero format 1.1.0, so Velero tooling and plain `tar` can
+read it).
 
-Every task may run twice at the same time (at-least-once delivery), so every file is written under a
-random temporary name, fsynced and renamed into place, and sealing is deterministic: the archive's bytes
+Because two runs may overlap, every file is written under a random temporary name, fsynced and renamed
+into place, and sealing is deterministic: the archive's bytes
 depend only on the parts and the labels (gzip and tar timestamps are fixed, `createdAt` is the time the
 last part was written). Two seals racing therefore rename identical files over each other, and no
 interleaving can leave an archive next to a manifest.json that describes another archive.
@@ -168,11 +169,11 @@ class BackupDir:
 
         Objects are streamed to a temporary file, so a whole LIST is never in memory, and renamed into
         place: two concurrent runs of the same collect each leave a complete part and the last rename
-        wins. Each object needs `metadata.name`, checked here so a bad object fails the collect task that
+        wins. Each object needs `metadata.name`, checked here so a bad object fails the backup run that
         produced it rather than the seal.
 
         Once the backup is sealed, parts no longer change: the backup must show the namespace as it was
-        before promote changed anything, and a late duplicate of a collect task would list objects that
+        before promote changed anything, and a late duplicate of a backup run would list objects that
         promote may already have changed. Such a call leaves `objects` unread and returns what the first
         run returned, as a re-run should."""
         _check_group_resource(group_resource)

@@ -55,7 +55,7 @@ class Case:
 
 
 CASES = (
-    Case("backup-configmaps", "backup.collect", "member", "list", "configmaps"),
+    Case("backup-configmaps", "backup.run", "member", "list", "configmaps"),
     Case("detach-deployments", "detach.run", "member", "delete", "deployments.apps"),
     Case("detach-statefulsets", "detach.run", "member", "delete", "statefulsets.apps", full=True),
     Case("detach-services", "detach.run", "member", "patch", "services"),

@@ -96,7 +96,7 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
         for labels, value in _samples(text, "kpromote_step_duration_seconds_count")
         if value > 0
     }
-    assert {"backup.collect", "backup.seal", "detach.run", "rebuild.batch", "rebuild.verify"} <= timed
+    assert {"backup.run", "detach.run", "rebuild.batch", "rebuild.verify"} <= timed
     assert any(_samples(text, "kpromote_api_requests_total") for text in workers)
 
     # Watcher: namespaces by phase, from the status it wrote (this one at least is Completed).
@@ -122,7 +122,7 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
         ours = {k: t for k, t in tasks.items() if f"'{NAMESPACE}'" in (t.get("args") or "")}
         names = {t["name"] for t in ours.values()}
         wanted = {
-            "kosmos_promote.backup.collect",
+            "kosmos_promote.backup.run",
             "kosmos_promote.rebuild.batch",
             "kosmos_promote.rebuild.verify",
         }
@@ -130,8 +130,8 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
 
     tasks = wait_until(listed, timeout=15, what="Flower to list the promote's tasks")
     for task in tasks.values():
-        # Bare references first; the chord's results come first for `seal`.
-        assert task["args"][1:].startswith(f"'{POLICY}', '{NAMESPACE}', ") or task["name"].endswith(".seal")
+        # Bare references first.
+        assert task["args"][1:].startswith(f"'{POLICY}', '{NAMESPACE}', "), task
         assert f"'{POLICY}'" in task["args"]
 
     # Logs: JSON lines, the task ones attributed to the policy, namespace and step.
@@ -144,7 +144,7 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
     assert attributed and all(
         line["policy"] == POLICY and line["component"] == "worker" for line in attributed
     )
-    assert {"backup.collect", "rebuild.batch"} <= {line["step"] for line in attributed}
+    assert {"backup.run", "rebuild.batch"} <= {line["step"] for line in attributed}
 
     # The Secret's value, encoded or not, is in no log, no task message, no metric.
     decoded = f"s3cr3t-{NAMESPACE}"
