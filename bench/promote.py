@@ -4,8 +4,8 @@ Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per
 private Redis for the run (so its memory and command counts are the run's own; `--redis URL` to use
 another), the watcher and N worker processes, seeds the member, and measures:
 
-* the **limit**: raw creates/s of 2,000 ConfigMaps into the same control plane, with the official client's
-  connection pool at the workers' total concurrency;
+* the **limit**: raw creates/s of ConfigMaps into the same control plane, with the official client's
+  connection pool at the workers' total concurrency (the best of three rounds of 1,000);
 * **promote throughput**: objects rebuilt per second from `apply` to `Completed` in the policy's status,
   and its ratio to the limit (every promoted object costs at least two writes, so 0.5 is the ceiling);
 * the **pipeline time**: from `apply` to the last namespace's final progress write by a worker, i.e.
@@ -118,7 +118,8 @@ def _seed(member: Kube, namespace: str, objects: int) -> None:
     )
 
 
-LIMIT_OBJECTS = 2000
+LIMIT_OBJECTS, LIMIT_ROUNDS = 1000, 3
+"""The limit is the best of three rounds of 1,000 creates: one round varied by ±15 % between runs."""
 
 
 def _raw_create_rate(control_plane: Kube, total: int, threads: int) -> float:
@@ -272,7 +273,7 @@ def run_once(
         names = [f"bench-{i:04d}" for i in range(namespaces)]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda ns: _seed(member, ns, objects), names))
-        raw_rate = _raw_create_rate(control_plane, LIMIT_OBJECTS, threads)
+        raw_rate = max(_raw_create_rate(control_plane, LIMIT_OBJECTS, threads) for _ in range(LIMIT_ROUNDS))
         env = {
             **os.environ,
             "KPROMOTE_BROKER_URL": redis_url,

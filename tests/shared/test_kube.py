@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import socket
 import threading
 import time
@@ -386,3 +387,40 @@ def test_member_errors_say_what_is_wrong(pair: tuple[Kube, SimulatedCluster]) ->
         connect_member(control_plane, "no-kubeconfig")
     with pytest.raises(MemberUnavailable, match="is not a valid kubeconfig"):
         connect_member(control_plane, "not-kubeconfig")
+
+
+def test_a_rotated_token_is_sent_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials are asked of the client's configuration at most once a second (its refresh hook is
+    costly), so a token rotated by that hook reaches the server within AUTH_REFRESH."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = b'{"major": "1", "minor": "30"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = SimulatedCluster("auth").kubeconfig()
+    config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{server.server_address[1]}"
+    config["users"][0]["user"] = {"token": "first"}
+    monkeypatch.setattr("shared.kube.client.AUTH_REFRESH", 0.3)
+    try:
+        with Kube.from_kubeconfig(config) as kube:
+            kube.version()
+            configuration = kube._api.configuration  # a refresh hook that rotates the token, as exec does
+            configuration.refresh_api_key_hook = lambda c: c.api_key.update(BearerToken="Bearer second")
+            kube.version()
+            time.sleep(0.35)
+            kube.version()
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer first", "Bearer first", "Bearer second"]
