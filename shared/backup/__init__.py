@@ -1,4 +1,4 @@
-"""Durable, Velero-layout backups of one namespace, built by concurrent collect tasks and one seal."""
+"""Durable, Velero-layout backups of one namespace: parts per type, sealed into one archive."""
 
 from shared.backup.archive import (
     ARCHIVE_NAME,
@@ -13,6 +13,7 @@ from shared.backup.archive import (
     entry_path,
     iter_archive,
     verify_archive,
+    write_atomically,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "entry_path",
     "iter_archive",
     "verify_archive",
+    "write_atomically",
 ]

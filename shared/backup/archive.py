@@ -603,6 +603,13 @@ def _check_group_resource(value: str) -> None:
         raise ValueError(f"{value!r} is not a group-resource such as 'pods' or 'deployments.apps'")
 
 
+def write_atomically(final: Path, data: bytes) -> None:
+    """Small files beside a backup (decisions, run state): whole and durable, or the previous version, even
+    when two threads of one worker write the same file at once."""
+    with _atomic_file(final) as out:
+        out.write(data)
+
+
 @contextmanager
 def _atomic_file(final: Path, *, sync_directory: bool = True) -> Iterator[IO[bytes]]:
     """A 0600 file that appears at `final` complete and durable, or not at all.

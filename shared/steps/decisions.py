@@ -6,7 +6,6 @@ whole backup at once and stored beside it; every later step, on any worker, read
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +13,7 @@ from types import MappingProxyType
 
 import orjson
 
-from shared.backup import BackupDir
+from shared.backup import BackupDir, write_atomically
 from shared.items import Obj
 from shared.kinds import Decision, Move
 from shared.kinds.decisions import decide_all
@@ -33,11 +32,7 @@ def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
 def record(backup: BackupDir) -> dict[str, Decision]:
     decisions = decide_all(_all_items(backup))
     payload = {uid: {"move": d.move.value, "reason": d.reason} for uid, d in sorted(decisions.items())}
-    target = backup.root / FILE
-    partial = target.with_name(f"{FILE}.{os.getpid()}.tmp")
-    partial.write_bytes(orjson.dumps(payload))
-    partial.chmod(0o600)
-    partial.replace(target)
+    write_atomically(backup.root / FILE, orjson.dumps(payload))
     return decisions
 
 

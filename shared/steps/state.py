@@ -7,11 +7,12 @@ forward task must not rebuild what the rollback is removing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
 from celery.exceptions import Ignore
+
+from shared.backup import write_atomically
 
 FILE = "state.json"
 ROLLING_BACK = "rolling-back"
@@ -20,10 +21,7 @@ ROLLED_BACK = "rolled-back"
 
 def write(root: Path, phase: str, **details: str) -> None:
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = root / FILE
-    partial = target.with_name(f"{FILE}.{os.getpid()}.tmp")
-    partial.write_bytes(orjson.dumps({"phase": phase, **details}))
-    partial.replace(target)
+    write_atomically(root / FILE, orjson.dumps({"phase": phase, **details}))
 
 
 def read(root: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ import tarfile
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from shared.backup import (
     backup_root,
     iter_archive,
     verify_archive,
+    write_atomically,
 )
 from shared.items import GroupResource, ItemRef
 
@@ -460,3 +462,15 @@ def test_ten_thousand_objects_seal_in_bounded_memory(backup: BackupDir) -> None:
     assert write_peak < 5 * 2**20, f"write_part peaked at {write_peak / 2**20:.1f} MiB"
     # About 10 MiB measured, mostly the returned manifest; the brief's ceiling is 30 MB.
     assert seal_peak < 16 * 2**20, f"seal peaked at {seal_peak / 2**20:.1f} MiB"
+
+
+def test_small_files_written_by_many_threads_at_once_end_whole(tmp_path: Path) -> None:
+    """Two runs of one task in one worker share a process id: their writes of decisions.json or
+    state.json must not share a temporary file."""
+    target = tmp_path / "state.json"
+    payloads = [orjson.dumps({"phase": "rolling-back", "writer": str(n) * 5000}) for n in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda data: write_atomically(target, data), payloads * 4))
+    assert target.read_bytes() in payloads
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
