@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
@@ -24,6 +27,8 @@ from shared.steps.state import halt_if_rolling_back
 
 POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
 POLICY_TTL = 5.0
+T = TypeVar("T")
+R = TypeVar("R")
 CONTROL_PLANE = "control-plane"
 
 
@@ -40,7 +45,7 @@ class Runtime:
         return Kube.from_kubeconfig(
             source,
             name=CONTROL_PLANE,
-            pool_size=self.settings.api_concurrency * 2,
+            pool_size=self.settings.api_concurrency,
             limits=self._limits(CONTROL_PLANE),
         )
 
@@ -51,7 +56,7 @@ class Runtime:
                     self.control_plane,
                     cluster,
                     self.settings.member_kubeconfigs,
-                    pool_size=self.settings.api_concurrency * 2,
+                    pool_size=self.settings.api_concurrency,
                     limits=self.member_limits(cluster),
                 )
             return self._members[cluster]
@@ -71,6 +76,18 @@ class Runtime:
             max_in_flight=config.api_max_in_flight,
             key_prefix=config.key_prefix,
         )
+
+    @cached_property
+    def _api_threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.settings.api_concurrency, thread_name_prefix="api")
+
+    def fan_out(self, call: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """`call` on every item on the process's API threads, results in order.
+
+        One pool per process, made once: a fresh 16-thread pool per call cost ~3 ms of CPU, and a small
+        namespace made a dozen. Only calls that submit nothing further come here, so tasks sharing it
+        cannot deadlock; they only queue behind each other."""
+        return list(self._api_threads.map(call, items))
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     protected_namespaces: list[str] = Field(default_factory=lambda: list(PROTECTED_NAMESPACES))
     rebuild_batch_size: int = 50
     """Objects per rebuild task: a tier of N objects becomes ceil(N / size) parallel tasks."""
-    api_concurrency: int = 16
-    """Parallel API calls inside one task (creates of a batch, marker patches)."""
+    api_concurrency: int = 32
+    """API calls in flight at once from one worker process, over all its tasks: the threads that fan out
+    a task's creates, lists and patches, and each cluster's connection pool."""
     api_qps: float = 0.0
     """Requests a second to each cluster's API server, summed over every worker process (kept in Redis,
     so it holds however many workers run); 0 means no limit of ours."""

@@ -10,7 +10,6 @@ that cannot be completed fails the namespace before detach.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
@@ -78,12 +77,7 @@ def collect(runtime: Runtime, run: NamespaceRun, group_resources: Sequence[str])
     policy = runtime.policy(run.policy)
     member = runtime.member(policy.spec.cluster_name)
     catalog = MemberCatalog(member)
-    with ThreadPoolExecutor(max_workers=_threads(runtime, group_resources)) as pool:
-        return list(pool.map(lambda gr: _collect_type(runtime, run, member, catalog, gr), group_resources))
-
-
-def _threads(runtime: Runtime, work: Sequence[object]) -> int:
-    return max(1, min(runtime.settings.api_concurrency, len(work)))
+    return runtime.fan_out(lambda gr: _collect_type(runtime, run, member, catalog, gr), group_resources)
 
 
 def _collect_type(
@@ -124,14 +118,13 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
     refs = sorted(
         {ItemRef(GroupResource(gr), ns, name) for entry in collected for gr, ns, name in entry["related"]}
     )
-    with ThreadPoolExecutor(max_workers=_threads(runtime, refs)) as pool:
-        fetched = pool.map(
-            lambda ref: member.get(_resource(member, ref.group_resource), ref.namespace, ref.name), refs
-        )
-        by_type: dict[str, list[Obj]] = {}
-        for ref, obj in zip(refs, fetched, strict=True):
-            if obj is not None:
-                by_type.setdefault(ref.group_resource, []).append(obj)
+    fetched = runtime.fan_out(
+        lambda ref: member.get(_resource(member, ref.group_resource), ref.namespace, ref.name), refs
+    )
+    by_type: dict[str, list[Obj]] = {}
+    for ref, obj in zip(refs, fetched, strict=True):
+        if obj is not None:
+            by_type.setdefault(ref.group_resource, []).append(obj)
     for group_resource, objects in by_type.items():
         backup.write_part(group_resource, objects)
         progress.count(run.namespace, "backedUp", f"related {group_resource}", len(objects))

@@ -10,9 +10,7 @@ moment Kosmos treats the pods as its own. Every action is idempotent: a re-run s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Iterable
 
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Context, DetachKind, Move
@@ -26,7 +24,6 @@ from shared.steps import decisions
 
 PV = GroupResource("persistentvolumes")
 DEPENDENT_TYPES = ("pods", "replicasets.apps", "controllerrevisions.apps", "jobs.batch")
-T = TypeVar("T")
 
 
 def backed_up(runtime: Runtime, run: NamespaceRun, group_resource: str) -> Iterable[Obj]:
@@ -60,15 +57,11 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
                 skipped.append((_ref(group_resource, obj), decision.reason))
             elif RULES.for_(group_resource).detach(obj, context).kind is DetachKind.ORPHAN_DELETE:
                 owners.append(obj)
-        _parallel(
-            lambda obj, gr=group_resource: _orphan_delete(member, gr, obj),
-            owners,
-            runtime.settings.api_concurrency,
-        )
+        runtime.fan_out(lambda obj, gr=group_resource: _orphan_delete(member, gr, obj), owners)
         deleted_uids.update(obj["metadata"]["uid"] for obj in owners)
         progress.count(run.namespace, "detached", group_resource, len(owners))
     progress.set(run.namespace, step="wait for the garbage collector")
-    _wait_released(member, run.namespace, deleted_uids, runtime.settings.detach_timeout)
+    _wait_released(runtime, member, run.namespace, deleted_uids, runtime.settings.detach_timeout)
     progress.set(run.namespace, step="set Kosmos markers")
     marked = {}
     for group_resource in sorted(present, key=lambda gr: gr == "pods"):
@@ -83,7 +76,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
             step = RULES.for_(group_resource).detach(obj, context)
             if step.kind is DetachKind.MARK and step.patch:
                 steps.append((obj, step.patch))
-        marked[group_resource] = _patch_all(member, group_resource, steps, runtime.settings.api_concurrency)
+        marked[group_resource] = _patch_all(runtime, member, group_resource, steps)
         progress.count(run.namespace, "detached", group_resource, marked[group_resource])
     progress.skip(run.namespace, skipped)
     return marked
@@ -106,34 +99,30 @@ def _retain_volumes(member: Kube, volumes: Iterable[Obj]) -> int:
     return count
 
 
-def _orphan_delete(member: Kube, group_resource: str, obj: Obj) -> int:
+def _orphan_delete(member: Kube, group_resource: str, obj: Obj) -> None:
     resource = member.discovery.by_group_resource(group_resource)
     metadata = obj["metadata"]
     if resource is None:
-        return 0
+        return
     live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
     if live is None or live["metadata"].get("uid") != metadata["uid"]:
-        return 0
+        return
     if live["metadata"].get("deletionTimestamp"):
-        return 0
-    return int(
-        member.delete(
-            resource,
-            metadata.get("namespace", ""),
-            metadata["name"],
-            propagation="Orphan",
-            uid=metadata["uid"],
-        )
+        return
+    member.delete(
+        resource, metadata.get("namespace", ""), metadata["name"], propagation="Orphan", uid=metadata["uid"]
     )
 
 
-def _wait_released(member: Kube, namespace: str, owner_uids: set[str], timeout: float) -> None:
+def _wait_released(
+    runtime: Runtime, member: Kube, namespace: str, owner_uids: set[str], timeout: float
+) -> None:
     """Orphan deletion is asynchronous: the GC strips the ownerReferences (0.04-0.07 s measured)."""
     if not owner_uids:
         return
     deadline = time.monotonic() + timeout
     while True:
-        holding = _still_owned(member, namespace, owner_uids)
+        holding = _still_owned(runtime, member, namespace, owner_uids)
         if not holding:
             return
         if time.monotonic() > deadline:
@@ -144,7 +133,7 @@ def _wait_released(member: Kube, namespace: str, owner_uids: set[str], timeout: 
         time.sleep(0.05)
 
 
-def _still_owned(member: Kube, namespace: str, owner_uids: set[str]) -> list[str]:
+def _still_owned(runtime: Runtime, member: Kube, namespace: str, owner_uids: set[str]) -> list[str]:
     def holding(group_resource: str) -> list[str]:
         resource = member.discovery.by_group_resource(group_resource)
         if resource is None:
@@ -155,11 +144,10 @@ def _still_owned(member: Kube, namespace: str, owner_uids: set[str]) -> list[str
             if any(ref.get("uid") in owner_uids for ref in obj["metadata"].get("ownerReferences") or [])
         ]
 
-    with ThreadPoolExecutor(max_workers=len(DEPENDENT_TYPES)) as pool:
-        return [name for names in pool.map(holding, DEPENDENT_TYPES) for name in names]
+    return [name for names in runtime.fan_out(holding, DEPENDENT_TYPES) for name in names]
 
 
-def _patch_all(member: Kube, group_resource: str, steps: list[tuple[Obj, dict]], concurrency: int) -> int:
+def _patch_all(runtime: Runtime, member: Kube, group_resource: str, steps: list[tuple[Obj, dict]]) -> int:
     resource = member.discovery.by_group_resource(group_resource)
     if resource is None or not steps:
         return 0
@@ -173,11 +161,4 @@ def _patch_all(member: Kube, group_resource: str, steps: list[tuple[Obj, dict]],
             return 0
         return 1
 
-    return _parallel(apply, steps, concurrency)
-
-
-def _parallel(function: Callable[[T], int], items: list[T], workers: int) -> int:
-    if not items:
-        return 0
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
-        return sum(pool.map(function, items))
+    return sum(runtime.fan_out(apply, steps))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from shared.items import GroupResource, ItemRef, Obj
@@ -120,9 +119,7 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
     def create(body: Obj) -> tuple[ItemRef, str] | None:
         return _create_or_accept(control_plane, resource, body, run.policy)
 
-    workers = max(1, min(runtime.settings.api_concurrency, len(bodies)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        conflicts = [c for c in pool.map(create, bodies) if c is not None]
+    conflicts = [c for c in runtime.fan_out(create, bodies) if c is not None]
     progress.skip(run.namespace, skipped + conflicts)
     unit = f"{batch.group_resource}[{batch.offset}]"
     progress.count(run.namespace, "rebuilt", unit, len(bodies) - len(conflicts))
