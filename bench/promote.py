@@ -72,6 +72,8 @@ class Result:
     tasks_per_namespace: float
     messages_per_namespace: float
     tasks_left_behind: int
+    status_kib: float
+    """Size of the policy's final status as JSON: etcd refuses objects over 1.5 MiB."""
     """Messages still queued or delivered but unacknowledged once the policy is Completed (a moment
     allowed for the last acknowledgement)."""
     worker_peak_rss_mib: list[float]
@@ -363,6 +365,7 @@ def run_once(
             round(tasks / namespaces, 1),
             round(commands.get("cmdstat_lpush", {}).get("calls", 0) / namespaces, 1),
             left,
+            round(len(json.dumps(status)) / 1024, 1),
             [round(r, 1) for r in rss],
             {role: round(seconds, 2) for role, seconds in cpu.items()},
             api,
@@ -448,6 +451,7 @@ def main() -> None:
         "tasks/ns",
         "msgs/ns",
         "left",
+        "status KiB",
         "worker RSS MiB",
         "CPU s (sim/workers/watcher/redis)",
         "API req/ns cp/member",
@@ -473,6 +477,7 @@ def main() -> None:
                     r.tasks_per_namespace,
                     r.messages_per_namespace,
                     r.tasks_left_behind,
+                    r.status_kib,
                     r.worker_peak_rss_mib,
                     "/".join(str(v) for v in r.cpu_seconds.values()),
                     "/".join(str(v["requests_per_namespace"]) for v in r.api.values()),

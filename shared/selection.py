@@ -16,6 +16,9 @@ from shared.models import PromotePolicySpec
 from shared.ordering import DEFAULT_EXCLUDED
 
 WILDCARD = "*"
+MAX_NAMESPACES = 1000
+"""Per policy: its status lists every namespace (~0.7 KiB each, bench/promote.py), and Kubernetes refuses
+an object over 1.5 MiB, so a larger migration is split over several policies."""
 
 
 @dataclass
@@ -99,6 +102,12 @@ def select_namespaces(
             if ns != WILDCARD and ns not in candidates
         ]
     chosen = [ns for ns in candidates if ns not in excluded]
+    if len(chosen) > MAX_NAMESPACES:
+        errors.append(
+            f"the policy selects {len(chosen)} namespaces, more than the {MAX_NAMESPACES} one policy can "
+            f"report in its status (an object must stay under 1.5 MiB): split includedNamespaces over "
+            f"several policies"
+        )
     errors += [
         f'namespace "{ns}" is protected and cannot be promoted' for ns in chosen if ns in protected_set
     ]

@@ -42,6 +42,7 @@ def test_a_small_promote_benchmark_completes_and_counts_what_it_promoted(tmp_pat
     assert result["objects_promoted"] == 2 * (10 + 1)  # each namespace's objects and the namespace itself
     assert result["tasks_per_namespace"] == result["messages_per_namespace"] > 0
     assert result["tasks_left_behind"] == 0
+    assert result["status_kib"] > 0
     assert result["ratio_to_limit"] > 0 and 0 < result["pipeline_seconds"] <= result["promote_seconds"]
     for cluster in ("control-plane", "member"):
         assert result["api"][cluster]["requests_per_namespace"] >= 10
