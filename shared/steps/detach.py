@@ -10,10 +10,11 @@ moment Kosmos treats the pods as its own. Every action is idempotent: a re-run s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+from shared.backup import BackupDir
 from shared.items import GroupResource, ItemRef, Obj
-from shared.kinds import RULES, Context, DetachKind, Move
+from shared.kinds import RULES, Context, Decision, DetachKind, DetachStep, Move
 from shared.kinds.storage import retain_patch
 from shared.kube import Kube, NotFound
 from shared.models import NamespacePhase
@@ -50,13 +51,11 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     for group_resource in DETACH_OWNER_ORDER:
         if group_resource not in present:
             continue
-        owners = []
-        for obj in backup.items(group_resource):
-            decision = decided[obj["metadata"]["uid"]]
-            if decision.move is not Move.PROMOTE:
-                skipped.append((_ref(group_resource, obj), decision.reason))
-            elif RULES.for_(group_resource).detach(obj, context).kind is DetachKind.ORPHAN_DELETE:
-                owners.append(obj)
+        owners = [
+            obj
+            for obj, step in _promoted_steps(backup, group_resource, decided, context, skipped)
+            if step.kind is DetachKind.ORPHAN_DELETE
+        ]
         runtime.fan_out(lambda obj, gr=group_resource: _orphan_delete(member, gr, obj), owners)
         deleted_uids.update(obj["metadata"]["uid"] for obj in owners)
         progress.count(run.namespace, "detached", group_resource, len(owners))
@@ -67,19 +66,35 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     for group_resource in sorted(present, key=lambda gr: gr == "pods"):
         if group_resource in DETACH_OWNER_ORDER:
             continue
-        steps = []
-        for obj in backup.items(group_resource):
-            decision = decided[obj["metadata"]["uid"]]
-            if decision.move is not Move.PROMOTE:
-                skipped.append((_ref(group_resource, obj), decision.reason))
-                continue
-            step = RULES.for_(group_resource).detach(obj, context)
-            if step.kind is DetachKind.MARK and step.patch:
-                steps.append((obj, step.patch))
-        marked[group_resource] = _patch_all(runtime, member, group_resource, steps)
+        patches = [
+            (obj, step.patch)
+            for obj, step in _promoted_steps(backup, group_resource, decided, context, skipped)
+            if step.kind is DetachKind.MARK and step.patch
+        ]
+        marked[group_resource] = _patch_all(runtime, member, group_resource, patches)
         progress.count(run.namespace, "detached", group_resource, marked[group_resource])
     progress.skip(run.namespace, skipped)
     return marked
+
+
+def _promoted_steps(
+    backup: BackupDir,
+    group_resource: str,
+    decided: Mapping[str, Decision],
+    context: Context,
+    skipped: list[tuple[ItemRef, str]],
+) -> list[tuple[Obj, DetachStep]]:
+    """The detach step of each backed-up object of one type that is promoted; the others are added to
+    `skipped` with their reason."""
+    rule = RULES.for_(group_resource)
+    steps = []
+    for obj in backup.items(group_resource):
+        decision = decided[obj["metadata"]["uid"]]
+        if decision.move is Move.PROMOTE:
+            steps.append((obj, rule.detach(obj, context)))
+        else:
+            skipped.append((_ref(group_resource, obj), decision.reason))
+    return steps
 
 
 def _ref(group_resource: str, obj: Obj) -> ItemRef:
