@@ -97,24 +97,22 @@ class ClusterLimits:
     def slot(self) -> Iterator[None]:
         """Hold one request's right to be sent: an in-flight slot (if limited), then its rate slot."""
         if self._local is None:
-            with self._rate_slot():
-                yield
+            self._wait_for_rate()
+            yield
             return
         with self._local:
             holder = self._take_in_flight()
             try:
-                with self._rate_slot():
-                    yield
+                self._wait_for_rate()
+                yield
             finally:
                 self._release(holder)
 
-    @contextmanager
-    def _rate_slot(self) -> Iterator[None]:
+    def _wait_for_rate(self) -> None:
         if self.qps:
             wait_ms = float(self._reserve(keys=[self._rate_key], args=[1000.0 / self.qps, self.burst]))
             if wait_ms > 0:
                 time.sleep(wait_ms / 1000)
-        yield
 
     def _take_in_flight(self) -> str:
         holder = secrets.token_hex(8)
