@@ -30,6 +30,11 @@ class ItemRef:
     """Empty for cluster-scoped objects."""
     name: str
 
+    @classmethod
+    def of(cls, group_resource: str, obj: Obj) -> ItemRef:
+        metadata = obj["metadata"]
+        return cls(GroupResource(group_resource), metadata.get("namespace", ""), metadata["name"])
+
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.group_resource} {where}{self.name}"

@@ -93,13 +93,8 @@ def _promoted_steps(
         if decision.move is Move.PROMOTE:
             steps.append((obj, rule.detach(obj, context)))
         else:
-            skipped.append((_ref(group_resource, obj), decision.reason))
+            skipped.append((ItemRef.of(group_resource, obj), decision.reason))
     return steps
-
-
-def _ref(group_resource: str, obj: Obj) -> ItemRef:
-    metadata = obj["metadata"]
-    return ItemRef(GroupResource(group_resource), metadata.get("namespace", ""), metadata["name"])
 
 
 def _retain_volumes(member: Kube, volumes: Iterable[Obj]) -> int:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.items import GroupResource, ItemRef, Obj
+from shared.items import ItemRef, Obj
 from shared.kinds import RULES, Context, Move
 from shared.kube import AlreadyExists, ApiResource, Kube
 from shared.models import NamespacePhase
@@ -106,15 +106,7 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
         if decision.move is Move.PROMOTE:
             bodies.append(rule.rebuild(obj, context))
         else:
-            metadata = obj["metadata"]
-            skipped.append(
-                (
-                    ItemRef(
-                        GroupResource(batch.group_resource), metadata.get("namespace", ""), metadata["name"]
-                    ),
-                    decision.reason,
-                )
-            )
+            skipped.append((ItemRef.of(batch.group_resource, obj), decision.reason))
 
     def create(body: Obj) -> tuple[ItemRef, str] | None:
         return _create_or_accept(control_plane, resource, body, run.policy)
