@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_resumes: int = 3
     visibility_timeout: int = 3600
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
+    namespace: str = "kosmos-promote"
+    """The control-plane namespace kosmos-promote is installed in: each namespace's claim (a Lease that
+    says which run owns it) lives there, so ownership survives a Redis loss."""
+    rollback_retry_budget: float = 600.0
+    """Seconds a rollback or compensation keeps retrying, with exponential backoff, before it gives up
+    as FailedRollback: long enough to ride out an API server restart."""
     metrics_port: int = 9808
     """Port of a worker's Prometheus `/metrics`; 0 disables it."""
     watcher_metrics_port: int = 9809
