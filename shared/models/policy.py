@@ -48,6 +48,11 @@ class PromotePolicySpec(_ApiModel):
     included_namespace_scoped_resources: list[str] = Field(default_factory=list)
     excluded_namespace_scoped_resources: list[str] = Field(default_factory=list)
     rollback: str | None = None
+    allow_wildcard_roles: bool = False
+    """Promote a namespace even though one of its ServiceAccounts is bound, by a ClusterRoleBinding, to
+    a ClusterRole granting every verb on every resource (cluster-admin or alike). Off, the precheck refuses
+    such a namespace: promote would copy that binding into the control plane, i.e. make the account
+    cluster-admin there too."""
 
     @field_validator(
         "included_namespaces",
@@ -136,6 +141,7 @@ class PromotePolicyStatus(_ApiModel):
     run_id: str | None = None
     message: str | None = None
     precheck_errors: list[str] = Field(default_factory=list)
+    precheck_warnings: list[str] = Field(default_factory=list)
     namespaces: list[NamespaceStatus] = Field(default_factory=list)
     namespaces_done: Count = 0
     namespaces_total: Count = 0

@@ -112,7 +112,12 @@ def test_round_trip_keeps_the_users_object() -> None:
     raw = yaml.safe_load(SEED_ROLLBACK)
     dumped = PromotePolicy.from_api(raw).to_api()
 
-    assert dumped["spec"] == {**raw["spec"], "excludedNamespaces": [], "includedNamespaceScopedResources": []}
+    assert dumped["spec"] == {
+        **raw["spec"],
+        "excludedNamespaces": [],
+        "includedNamespaceScopedResources": [],
+        "allowWildcardRoles": False,
+    }
     assert dumped["metadata"] == raw["metadata"]
     assert "status" not in dumped
 
