@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.ordering import PROTECTED_NAMESPACES
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     """Port of a worker's Prometheus `/metrics`; 0 disables it."""
     watcher_metrics_port: int = 9809
     """Port of the watcher's Prometheus `/metrics`; 0 disables it."""
+    backup_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    """HMAC-SHA256 key that signs each backup's manifest at seal and is checked before a backup is trusted
+    (shared/backup/archive.py): without it, whoever can write the backup volume can edit a backup and
+    re-hash its manifest. When set, unsigned backups are refused. A secret: never logged."""
 
 
 @lru_cache(maxsize=1)
