@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.kube import ClusterLimits, Kube, KubeError
+from shared.kinds.rbac import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, wildcard_bindings
+from shared.kube import ApiResource, ClusterLimits, Kube, KubeError
 from shared.kube.connect import MemberUnavailable, connect_member
 from shared.markers import virtual_node
 from shared.models import PromotePolicySpec
@@ -19,6 +20,8 @@ from shared.selection import select_namespaces, select_types
 class PrecheckResult:
     namespaces: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Let through, but worth a person's attention (status.precheckWarnings)."""
 
     @property
     def ok(self) -> bool:
@@ -70,7 +73,34 @@ def _check_member(
                 f'namespace "{namespace}" already exists in the control plane; promote moves '
                 f"a namespace that only the member has"
             )
-    _, type_errors = select_types(spec, member.discovery)
+    selected, type_errors = select_types(spec, member.discovery)
     result.errors += type_errors
+    _check_wildcard_roles(member, spec, chosen, selected, result)
     result.namespaces = chosen
     return result
+
+
+def _check_wildcard_roles(
+    member: Kube,
+    spec: PromotePolicySpec,
+    namespaces: list[str],
+    types: list[ApiResource],
+    result: PrecheckResult,
+) -> None:
+    """A ServiceAccount bound cluster-wide to an all-powerful ClusterRole would be just as powerful in the
+    control plane once backup copies its bindings: refused unless spec.allowWildcardRoles, then a warning."""
+    if not namespaces or not any(t.group_resource == "serviceaccounts" for t in types):
+        return  # no ServiceAccount is promoted, so no binding is copied
+    try:
+        bindings = member.list(member.discovery.resolve(CLUSTER_ROLE_BINDINGS))
+        roles = member.discovery.resolve(CLUSTER_ROLES)
+        accounts = member.discovery.resolve("serviceaccounts")
+        found = wildcard_bindings(set(namespaces), bindings, lambda name: member.get(roles, "", name))
+        found = [f for f in found if member.get(accounts, f.namespace, f.account) is not None]
+    except (KubeError, OSError) as exc:
+        result.errors.append(f"cannot read the member's ClusterRoleBindings and ClusterRoles: {exc}")
+        return
+    if spec.allow_wildcard_roles:
+        result.warnings += [f.warning() for f in found]
+    else:
+        result.errors += [f.problem() for f in found]

@@ -8,7 +8,8 @@ touched in the member.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds.bases import ClusterOwnedRule
@@ -100,3 +101,81 @@ class ClusterRbacRule(KindRule):
         if (obj["metadata"].get("labels") or {}).get(key) == value:
             return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)
         return PROMOTE
+
+
+WILDCARD = "*"
+ALLOW_WILDCARD_ROLES = "spec.allowWildcardRoles"
+
+
+def grants_everything(role: Obj | None) -> bool:
+    """Whether a (Cluster)Role has a rule granting every verb (`*`) on every resource (`*`), whatever its
+    API groups: `cluster-admin`, or a hand-made copy of it. Subresources and resource names cannot narrow
+    a `*` resource; aggregated roles are judged by the rules their controller filled in."""
+    return any(
+        WILDCARD in (rule.get("verbs") or []) and WILDCARD in (rule.get("resources") or [])
+        for rule in (role or {}).get("rules") or []
+    )
+
+
+@dataclass(frozen=True)
+class WildcardBinding:
+    """A ClusterRoleBinding that makes a ServiceAccount of a promoted namespace all-powerful. Backup copies
+    the bindings of each ServiceAccount (`ServiceAccountRule.related`), so promoting the namespace would
+    give the account the same power over the whole control plane."""
+
+    namespace: str
+    account: str
+    binding: str
+    role: str
+
+    def _what(self) -> str:
+        return (
+            f'namespace "{self.namespace}": ClusterRoleBinding "{self.binding}" binds ServiceAccount '
+            f'"{self.namespace}/{self.account}" to ClusterRole "{self.role}", which grants every verb on '
+            f"every resource"
+        )
+
+    def problem(self) -> str:
+        return (
+            f"{self._what()}; promote would copy that binding into the control plane and make the account "
+            f"all-powerful there too. Set {ALLOW_WILDCARD_ROLES}: true to promote it anyway, or narrow "
+            f"the binding in the member first"
+        )
+
+    def warning(self) -> str:
+        return (
+            f"{self._what()}; {ALLOW_WILDCARD_ROLES} is true, so the binding is copied into the control plane"
+        )
+
+
+def wildcard_bindings(
+    namespaces: Collection[str],
+    cluster_role_bindings: Iterable[Obj],
+    cluster_role: Callable[[str], Obj | None],
+) -> list[WildcardBinding]:
+    """Every (binding, ServiceAccount subject in one of `namespaces`) whose ClusterRole grants everything,
+    in binding-name order. `cluster_role` reads a ClusterRole by name (None if it does not exist), and is
+    asked once per role."""
+    found = []
+    verdicts: dict[str, bool] = {}
+    for binding in sorted(cluster_role_bindings, key=lambda b: b["metadata"]["name"]):
+        role = binding.get("roleRef") or {}
+        if role.get("kind") != "ClusterRole" or not role.get("name"):
+            continue
+        subjects = [
+            subject
+            for subject in binding.get("subjects") or []
+            if subject.get("kind") == "ServiceAccount" and subject.get("namespace") in namespaces
+        ]
+        if not subjects:
+            continue
+        if role["name"] not in verdicts:
+            verdicts[role["name"]] = grants_everything(cluster_role(role["name"]))
+        if verdicts[role["name"]]:
+            found += [
+                WildcardBinding(
+                    subject["namespace"], subject.get("name", ""), binding["metadata"]["name"], role["name"]
+                )
+                for subject in subjects
+            ]
+    return found
