@@ -16,6 +16,11 @@ Memory does not depend on the objects' size: parts are streamed to disk, sealing
 holding only `(namespace, name) -> line offset`, and the archive is written and read one item at a time.
 What grows with the number of objects is the manifest (about 0.4 KB per item), which the API returns
 whole, and during verification a digest per entry.
+
+Steps read the items files, not the archive, so `manifest.json` also records the sha256 and size of every
+file a step reads (`files`: the items files, their indexes, and the decisions added after the seal by
+`write_derived`), and is signed when `KPROMOTE_BACKUP_SIGNING_KEY` is set (`integrity.py`).
+`require_intact` checks all of it before a step trusts the backup.
 """
 
 from __future__ import annotations
@@ -36,18 +41,29 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from shared.backup.integrity import (
+    FileDigest,
+    VersionCache,
+    digest_file,
+    key_fingerprint,
+    sign,
+    signature_problem,
+    split_signature,
+    version_of,
+)
 from shared.items import GroupResource, ItemRef
 from shared.models.times import Rfc3339Time
+from shared.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +72,10 @@ ARCHIVE_NAME: Final = "backup.tar.gz"
 MANIFEST_NAME: Final = "manifest.json"
 VERSION_ENTRY: Final = "metadata/version"
 MANIFEST_ENTRY: Final = "metadata/manifest.json"
+DECISIONS_NAME: Final = "decisions.json"
+DERIVED_FILES: Final = frozenset({DECISIONS_NAME})
+"""Files that steps derive from the sealed items after the seal and read back beside the archive: each is
+added to the manifest by `BackupDir.write_derived`, and one that is present but not covered is refused."""
 
 _VERSION_BYTES: Final = f"{FORMAT_VERSION}\n".encode()
 """What Velero writes to metadata/version (`fmt.Sprintf("%s\\n", BackupFormatVersion)`)."""
@@ -72,6 +92,17 @@ BadGzipFile (an OSError)."""
 
 class BackupError(Exception):
     """The backup directory is not in the state the call needs."""
+
+
+class BackupTampered(BackupError):
+    """A sealed backup no longer matches its manifest, or its manifest is not signed as required: nothing
+    may be done from it. `problems` names each changed, missing or uncovered file."""
+
+    def __init__(self, root: Path, problems: list[str]) -> None:
+        self.root = root
+        self.problems = problems
+        listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        super().__init__(f"backup {root} does not verify, refusing to use it: {listed}")
 
 
 class _SealedMeanwhile(Exception):
@@ -119,16 +150,38 @@ class Manifest(BaseModel):
     """Objects per group-resource, including collected group-resources that had none."""
     total_items: int = Field(default=0, ge=0)
     sha256: str | None = None
+    files: dict[str, FileDigest] = Field(default_factory=dict)
+    """Like `sha256`, only in `manifest.json`: each file beside the archive that steps read, by path in
+    the run directory (`items/<gr>.jsonl`, `items/<gr>.idx`, `decisions.json`)."""
+
+
+class _Coverage(BaseModel):
+    """What `require_intact` needs of `manifest.json`: parsing only these fields skips building the
+    per-item objects, most of a large manifest."""
+
+    model_config = ConfigDict(**_CONFIG, frozen=True)
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    sha256: str | None = None
+    files: dict[str, FileDigest] = Field(default_factory=dict)
+
+
+_COVERAGE: Final[VersionCache[_Coverage]] = VersionCache(256)
+"""Manifests already found signed and well-formed, per file version and signing key."""
+_ITEMS_FILE: Final = re.compile(r"items/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)\.(jsonl|idx)")
 
 
 @dataclass(frozen=True)
 class VerifyReport:
     """The outcome of re-reading an archive. `manifest` is the embedded manifest with `sha256` set to the
-    digest just computed, or None when the archive has none (or it does not parse)."""
+    digest just computed and `files` taken from `manifest.json` when that describes this archive, or None
+    when the archive has none (or it does not parse)."""
 
     problems: list[str]
     sha256: str
     manifest: Manifest | None
+    signed: bool = False
+    """Whether `manifest.json`'s signature was checked against the configured key and matched."""
 
     @property
     def ok(self) -> bool:
@@ -155,6 +208,10 @@ class BackupDir:
     directory is created (mode 0700: it holds Secrets) by the first write."""
 
     root: Path
+    signing_key: SecretStr | None = field(
+        default_factory=lambda: settings().backup_signing_key, repr=False, compare=False
+    )
+    """Signs the manifest at seal and is required of it by `require_intact` (KPROMOTE_BACKUP_SIGNING_KEY)."""
 
     @property
     def archive_path(self) -> Path:
@@ -201,10 +258,11 @@ class BackupDir:
         return sorted(path.name.removesuffix(".jsonl") for path in directory.glob("*.jsonl"))
 
     def seal(self, labels: Mapping[str, str]) -> Manifest:
-        """Merge the parts into `items/` and `backup.tar.gz`, write `manifest.json`, return the manifest.
+        """Merge the parts into `items/` and `backup.tar.gz`, write `manifest.json` (with the digest of each
+        items file, signed when a key is set), return the manifest.
 
-        Idempotent: an existing archive that verifies (and whose items files are in place) is returned
-        as is. Anything less is rebuilt from the parts, which gives the same bytes as before provided
+        Idempotent: an existing seal that is intact (`integrity_problems`) and whose archive verifies is
+        returned as is. Anything less is rebuilt from the parts, which gives the same bytes as before provided
         `labels` are the same on every run: they must not hold a timestamp (`createdAt` records when the
         objects were read). Otherwise two seals racing could leave an archive next to the manifest.json of
         the other; the next seal would notice and rebuild, but a reader in between would see a mismatch."""
@@ -219,8 +277,91 @@ class BackupDir:
         _fsync_directory(self.root / "items")
         created_at = datetime.fromtimestamp(int(written), UTC)
         manifest = self._write_archive(group_resources, created_at, dict(sorted(labels.items())))
+        manifest = manifest.model_copy(update={"files": self._items_digests(group_resources)})
         self._write_manifest(manifest)
         return manifest
+
+    def require_intact(self) -> None:
+        """Raise `BackupTampered`, naming each changed, missing or uncovered file, unless every file a step
+        reads still matches the sealed manifest and the manifest is signed as the key requires.
+
+        Call it before acting on a backup (each rollback, each rebuild batch): it hashes the items files
+        (streamed) and the archive, but only once per file version and process, so a repeated call
+        costs a stat per file. What it vouches for is the files at the time of the call."""
+        problems = self.integrity_problems()
+        if problems:
+            raise BackupTampered(self.root, problems)
+
+    def integrity_problems(self, *, cached: bool = True) -> list[str]:
+        """Everything that makes the sealed files untrustworthy, one sentence each naming the file; empty
+        when intact. `cached=False` re-reads every file (for `kpromote backups verify`)."""
+        if not self.manifest_path.exists() and not self.archive_path.exists():
+            raise BackupError(f"{self.root} is not sealed")
+        coverage, problems = self._coverage(cached=cached)
+        if coverage is None:
+            return problems
+        for relative, expected in coverage.files.items():
+            found = digest_file(self.root / relative, cached=cached)
+            if found is None:
+                problems.append(f"missing {relative}")
+            elif found != expected:
+                problems.append(
+                    f"changed {relative}: sha256 {found.sha256} size {found.size},"
+                    f" {MANIFEST_NAME} says sha256 {expected.sha256} size {expected.size}"
+                )
+        archive = digest_file(self.archive_path, cached=cached)
+        if archive is None:
+            problems.append(f"missing {ARCHIVE_NAME}")
+        elif archive.sha256 != coverage.sha256:
+            problems.append(
+                f"changed {ARCHIVE_NAME}: sha256 {archive.sha256}, {MANIFEST_NAME} says {coverage.sha256}"
+            )
+        for name in sorted(DERIVED_FILES - coverage.files.keys()):
+            if os.path.lexists(self.root / name):
+                problems.append(
+                    f"uncovered {name}: present but not in {MANIFEST_NAME} (not added by write_derived)"
+                )
+        return problems
+
+    def verify(self) -> VerifyReport:
+        """Re-read the archive entry by entry (`verify_archive`) and every covered file, uncached: what
+        `kpromote backups verify` reports."""
+        report = verify_archive(self.archive_path)
+        problems = [*report.problems, *self.integrity_problems(cached=False)]
+        signed = not problems and self.signing_key is not None
+        return VerifyReport(problems=problems, sha256=report.sha256, manifest=report.manifest, signed=signed)
+
+    def write_derived(self, name: str, data: bytes) -> None:
+        """Write a file derived from the sealed items (`decisions.json`) and add its digest to the manifest,
+        re-signing it, so that steps reading it later can trust it like the items.
+
+        The manifest must verify as signed first: re-signing an edited manifest would launder the edit.
+        Idempotent, as at-least-once tasks need: the same bytes again change nothing (and restore a lost
+        file); other bytes for a name already covered are refused. The file is renamed into place before
+        the manifest that covers it, so a crash in between leaves it uncovered (refused by
+        `require_intact`) until the backup step runs again."""
+        if name not in DERIVED_FILES:
+            raise ValueError(f"{name!r} is not a derived file ({', '.join(sorted(DERIVED_FILES))})")
+        try:
+            signature, body = split_signature(self.manifest_path.read_bytes())
+        except FileNotFoundError:
+            raise BackupError(f"{self.root} is not sealed") from None
+        problem = signature_problem(signature, body, self.signing_key, MANIFEST_NAME)
+        if problem is not None:
+            raise BackupTampered(self.root, [problem])
+        manifest = Manifest.model_validate_json(body)
+        digest = FileDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        listed = manifest.files.get(name)
+        if listed is not None and listed != digest:
+            raise BackupError(
+                f"{self.root / name} is sealed with other content (sha256 {listed.sha256}); not replacing it"
+            )
+        path = self.root / name
+        if listed is None or digest_file(path, cached=False) != digest:
+            write_atomically(path, data)
+        if listed is None:
+            files = dict(sorted({**manifest.files, name: digest}.items()))
+            self._write_manifest(manifest.model_copy(update={"files": files}))
 
     def manifest(self) -> Manifest | None:
         """The outer manifest as written by seal, without re-reading the archive (see `verify_archive`)."""
@@ -298,23 +439,56 @@ class BackupDir:
         return (lines, index) if lines.exists() else None
 
     def _existing_seal(self) -> Manifest | None:
-        """The manifest of a complete earlier seal, writing a missing manifest.json from the archive."""
-        if not self.archive_path.exists():
+        """The manifest of a complete earlier seal, or None when the seal must be made (again) from the
+        parts: nothing sealed yet, a seal cut short, or files that no longer match (which a re-seal
+        restores, the parts giving the same bytes). A manifest is never re-written to cover files as
+        they are now: that would make an edited items file look sealed."""
+        if not self.archive_path.exists() or not self.manifest_path.exists():
             return None
-        report = verify_archive(self.archive_path)
-        if not report.ok or report.manifest is None:
-            log.warning("re-sealing %s: %s", self.root, "; ".join(report.problems[:5]))
+        problems = self.integrity_problems(cached=False)
+        if not problems:
+            problems = verify_archive(self.archive_path).problems
+        if problems:
+            log.warning("re-sealing %s: %s", self.root, "; ".join(problems[:5]))
             return None
-        for group_resource, expected in report.manifest.counts.items():
-            lines, index = self._items_paths(group_resource)
-            if expected == 0:
-                continue
-            if not lines.exists() or not index.exists() or index.stat().st_size != expected * _OFFSET.size:
-                log.warning("re-sealing %s: items of %s are missing or incomplete", self.root, group_resource)
-                return None
-        if not self.manifest_path.exists():
-            self._write_manifest(report.manifest)
-        return report.manifest
+        return self.manifest()
+
+    def _items_digests(self, group_resources: list[str]) -> dict[str, FileDigest]:
+        """The digest of each items file and index just written, read back from the disk."""
+        files: dict[str, FileDigest] = {}
+        for group_resource in group_resources:
+            for path in self._items_paths(group_resource):
+                digest = digest_file(path, cached=False)
+                if digest is not None:
+                    files[path.relative_to(self.root).as_posix()] = digest
+        return dict(sorted(files.items()))
+
+    def _coverage(self, *, cached: bool) -> tuple[_Coverage | None, list[str]]:
+        """The manifest's coverage once its signature and shape are checked, else None and why."""
+        salt = key_fingerprint(self.signing_key)
+        try:
+            with self.manifest_path.open("rb") as file:
+                version = version_of(os.fstat(file.fileno()))
+                hit = _COVERAGE.get(self.manifest_path, version, salt) if cached else None
+                if hit is not None:
+                    return hit, []
+                data = file.read()
+        except FileNotFoundError:
+            return None, [f"missing {MANIFEST_NAME}"]
+        signature, body = split_signature(data)
+        problem = signature_problem(signature, body, self.signing_key, MANIFEST_NAME)
+        if problem is not None:
+            return None, [problem]
+        try:
+            coverage = _Coverage.model_validate_json(body)
+        except ValidationError as error:
+            return None, [f"{MANIFEST_NAME} does not parse: {error.errors()[0]['msg']}"]
+        problems = list(_coverage_problems(coverage))
+        if problems:
+            return None, problems
+        if cached:
+            _COVERAGE.put(self.manifest_path, version, coverage, salt)
+        return coverage, []
 
     def _merge_part(self, group_resource: str) -> float:
         """Sort and deduplicate one part into `items/<gr>.jsonl` plus its offset index; return the part's
@@ -391,13 +565,15 @@ class BackupDir:
                 manifest = Manifest(
                     created_at=created_at, labels=labels, items=items, counts=counts, total_items=len(items)
                 )
-                inner = Manifest.__pydantic_serializer__.to_json(manifest, by_alias=True, exclude={"sha256"})
+                inner = Manifest.__pydantic_serializer__.to_json(
+                    manifest, by_alias=True, exclude={"sha256", "files"}
+                )
                 _add_entry(tar, MANIFEST_ENTRY, inner, mtime)
         return manifest.model_copy(update={"sha256": hashing.hexdigest()})
 
     def _write_manifest(self, manifest: Manifest) -> None:
         with _atomic_file(self.manifest_path) as out:
-            out.write(manifest.model_dump_json(by_alias=True).encode())
+            out.write(sign(manifest.model_dump_json(by_alias=True).encode(), self.signing_key))
 
 
 def verify_archive(path: Path) -> VerifyReport:
@@ -440,9 +616,10 @@ def verify_archive(path: Path) -> VerifyReport:
         problems.append(f"no {MANIFEST_ENTRY}")
     else:
         problems.extend(_check_manifest(inner, seen))
-        problems.extend(_check_outer(path.with_name(MANIFEST_NAME), inner, digest))
-    manifest = inner.model_copy(update={"sha256": digest}) if inner is not None else None
-    return VerifyReport(problems=problems, sha256=digest, manifest=manifest)
+        outer_problems, files = _check_outer(path.with_name(MANIFEST_NAME), inner, digest)
+        problems.extend(outer_problems)
+        inner = inner.model_copy(update={"sha256": digest, "files": files})
+    return VerifyReport(problems=problems, sha256=digest, manifest=inner)
 
 
 def iter_archive(path: Path) -> Iterator[tuple[ItemRef, dict[str, Any]]]:
@@ -488,18 +665,36 @@ def _check_manifest(manifest: Manifest, seen: Mapping[str, tuple[str, int]]) -> 
         yield f"totalItems is {manifest.total_items}, but the items list {len(manifest.items)}"
 
 
-def _check_outer(path: Path, inner: Manifest, digest: str) -> Iterator[str]:
+def _coverage_problems(coverage: _Coverage) -> Iterator[str]:
+    """A manifest must cover the items of every type it counts, and nothing but files steps read: a path
+    of its choosing would otherwise be hashed (a device that never ends, a file outside the backup)."""
+    if coverage.sha256 is None:
+        yield f"{MANIFEST_NAME} has no archive sha256"
+    for relative in coverage.files:
+        if relative not in DERIVED_FILES and not _ITEMS_FILE.fullmatch(relative):
+            yield f"{MANIFEST_NAME} covers an unexpected path {relative!r}"
+    for group_resource, count in coverage.counts.items():
+        for suffix in ("jsonl", "idx"):
+            relative = f"items/{group_resource}.{suffix}"
+            if count > 0 and relative not in coverage.files:
+                yield f"{relative} is not covered by {MANIFEST_NAME} (sealed by an older kosmos-promote?)"
+
+
+def _check_outer(path: Path, inner: Manifest, digest: str) -> tuple[list[str], dict[str, FileDigest]]:
+    """Whether `manifest.json` describes this archive, and the files it covers beside it (which only it
+    records) when it does."""
     try:
         outer = Manifest.model_validate_json(path.read_bytes())
     except FileNotFoundError:
-        return
+        return [], {}
     except ValidationError as error:
-        yield f"{path.name} does not parse: {error}"
-        return
+        return [f"{path.name} does not parse: {error}"], {}
+    problems = []
     if outer.sha256 != digest:
-        yield f"archive sha256 is {digest}, {path.name} says {outer.sha256}"
-    if outer.model_copy(update={"sha256": None}) != inner:
-        yield f"{path.name} differs from the archive's {MANIFEST_ENTRY}"
+        problems.append(f"archive sha256 is {digest}, {path.name} says {outer.sha256}")
+    if outer.model_copy(update={"sha256": None, "files": {}}) != inner:
+        problems.append(f"{path.name} differs from the archive's {MANIFEST_ENTRY}")
+    return problems, {} if problems else outer.files
 
 
 def _members(file: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
