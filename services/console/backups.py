@@ -1,8 +1,9 @@
 """`kpromote backups`: the durable backups on disk, listed, verified and shown without a cluster.
 
 Backups are what a rollback rebuilds the member from, so a person must be able to check one with nothing
-but this command and the volume: `verify` re-reads every entry against its checksum, `show` streams the
-objects, and `list` reads only file sizes and index files, so it stays fast over many large backups.
+but this command and the volume: `verify` re-reads every entry against its checksum and every file beside
+the archive that a rollback or rebuild reads against the signed manifest, `show` streams the objects, and
+`list` reads only file sizes and index files, so it stays fast over many large backups.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.console.common import (
     out,
     print_json,
 )
-from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, iter_archive, verify_archive
+from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, BackupDir, iter_archive, verify_archive
 
 INDEX_ENTRY_SIZE = 8
 """Bytes per object in `items/<gr>.idx` (one little-endian offset each, `shared.backup.archive`)."""
@@ -139,14 +140,33 @@ def list_backups(directory: Path | None, output: Format) -> int:
 
 @guarded
 def verify(path: Path) -> int:
+    """The archive's entries, and in a run directory also the items files, indexes and decisions that steps
+    read, checked against `manifest.json` and its signature (with KPROMOTE_BACKUP_SIGNING_KEY)."""
     archive = archive_of(path)
+    in_run = archive.name == ARCHIVE_NAME
     try:
-        report = verify_archive(archive)
+        if in_run:
+            report = BackupDir(archive.parent, signing_key=load_settings().backup_signing_key).verify()
+        else:
+            report = verify_archive(archive)
     except OSError as error:
-        raise ConsoleError(f"cannot read {archive} ({error.strerror}): check its permissions") from None
+        raise ConsoleError(
+            f"cannot read {error.filename or archive} ({error.strerror}): check its permissions"
+        ) from None
     if report.ok:
         total = report.manifest.total_items if report.manifest else 0
-        typer.echo(f"{archive}: OK, {total} item(s) match their checksums; archive sha256 {report.sha256}")
+        files = len(report.manifest.files) if report.manifest else 0
+        signature = (
+            "signature valid" if report.signed else "unsigned (KPROMOTE_BACKUP_SIGNING_KEY is not set)"
+        )
+        beside = (
+            f", {files} file(s) beside it match {MANIFEST_NAME}, {signature}"
+            if in_run
+            else f" (archive only: not named {ARCHIVE_NAME} in a run directory)"
+        )
+        typer.echo(
+            f"{archive}: OK, {total} item(s) match their checksums{beside}; archive sha256 {report.sha256}"
+        )
         return OK
     typer.echo(f"{archive}: {len(report.problems)} problem(s); do not roll back from this archive:")
     for problem in report.problems:
