@@ -55,12 +55,17 @@ def yaml_files(root: Path = DEPLOY) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+OVERLAYS = DEPLOY / "overlays"
+"""Opt-in kustomize Components: their files are patches of base objects, not objects of their own."""
+
+
 @cache
 def manifests() -> tuple[Manifest, ...]:
-    """Every Kubernetes object in deploy/: all documents of all YAML files except kustomizations."""
+    """Every Kubernetes object in deploy/: all documents of all YAML files except kustomizations and the
+    patches of the opt-in overlays (tests/deploy/rbac.py reads those)."""
     found = []
     for path in yaml_files():
-        if path.name == KUSTOMIZATION:
+        if path.name == KUSTOMIZATION or path.is_relative_to(OVERLAYS):
             continue
         for index, body in enumerate(yaml.safe_load_all(path.read_text())):
             if body is not None:
@@ -152,16 +157,17 @@ def cluster_role_rules(role: str) -> list[dict[str, Any]]:
 
 
 def roles_of_service_account(account: str) -> list[str]:
-    """The ClusterRoles bound to a ServiceAccount of this installation, cluster-wide or per namespace."""
+    """The ClusterRoles bound cluster-wide (ClusterRoleBinding) to a ServiceAccount of this installation.
+    Roles bound in the installation's own namespace (the claims) are in tests/deploy/rbac.py."""
     bound = []
-    for kind in ("ClusterRoleBinding", "RoleBinding"):
-        for binding in by_kind(kind).values():
-            if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
-                bound.append(binding["roleRef"]["name"])
+    for binding in by_kind("ClusterRoleBinding").values():
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
+            bound.append(binding["roleRef"]["name"])
     return bound
 
 
 def rules_of(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The account's cluster-wide rules: what it may do outside the installation's namespace."""
     account = pod_spec(deployment).get("serviceAccountName", "default")
     return [rule for role in roles_of_service_account(account) for rule in cluster_role_rules(role)]
 

@@ -29,6 +29,7 @@ from tests.deploy.support import (
     IMAGE,
     KUBERNETES_VERSION,
     KUSTOMIZATION,
+    OVERLAYS,
     Manifest,
     allows,
     by_component,
@@ -123,13 +124,24 @@ def test_only_the_keda_kinds_bypass_the_kubernetes_schemas() -> None:
 
 
 def _resources(path: Path) -> list[Path]:
-    return [path.parent / entry for entry in kustomization(path).get("resources", [])]
+    data = kustomization(path)
+    return [path.parent / entry for entry in data.get("resources", [])] + [
+        path.parent / patch["path"] for patch in data.get("patches", []) if "path" in patch
+    ]
+
+
+def _is_component(path: Path) -> bool:
+    """The opt-in overlays are kustomize Components (an overlay inside its base would be a cycle)."""
+    return kustomization(path)["kind"] == "Component"
 
 
 def test_every_kustomization_resource_exists() -> None:
     for path in kustomization_files():
         data = kustomization(path)
-        assert data["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and data["kind"] == "Kustomization"
+        if path.is_relative_to(OVERLAYS):
+            assert (data["apiVersion"], data["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+        else:
+            assert data["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and data["kind"] == "Kustomization"
         for resource in _resources(path):
             assert resource.exists(), f"{path.relative_to(DEPLOY)} lists {resource}, which does not exist"
             assert resource.is_file() or (resource / KUSTOMIZATION).is_file(), resource
@@ -154,7 +166,8 @@ def test_the_crd_is_the_one_the_code_serves() -> None:
 
 def test_kustomizations_agree_on_namespace_and_image() -> None:
     for path in kustomization_files():
-        assert kustomization(path)["namespace"] == NAMESPACE, path
+        if not _is_component(path):  # a Component takes the namespace of the kustomization using it
+            assert kustomization(path)["namespace"] == NAMESPACE, path
     (namespace,) = by_kind("Namespace")
     assert namespace == NAMESPACE
     images = {entry["name"]: entry for entry in kustomization(DEPLOY / KUSTOMIZATION)["images"]}
@@ -192,6 +205,7 @@ def test_kustomize_builds_every_object_into_the_namespace(overlay: str) -> None:
     objects = [o for o in yaml.safe_load_all(built) if o]
     keda = DEPLOY / "keda"
     expected = [m for m in manifests() if m.path.is_relative_to(root) and (overlay or m.path.parent != keda)]
+    assert not any(m.path.is_relative_to(OVERLAYS) for m in expected)
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         (m.kind, m.name) for m in expected
     )
@@ -282,11 +296,18 @@ def test_backups_are_one_shared_volume_mounted_by_every_worker() -> None:
 
 
 def test_no_rule_grants_every_verb() -> None:
-    for role in by_kind("ClusterRole").values():
+    for role in [*by_kind("ClusterRole").values(), *by_kind("Role").values()]:
         for rule in role["rules"]:
             assert "*" not in rule["verbs"], (role["metadata"]["name"], rule)
             assert not ("*" in rule.get("resources", []) and "*" in rule["verbs"])
-    assert not by_kind("Role") and not by_kind("RoleBinding")
+    # Namespaced grants are the claims only: Leases, in the installation's namespace (kustomize puts the
+    # Roles and RoleBindings there), through a Role, never a ClusterRole.
+    for role in by_kind("Role").values():
+        assert [(r["apiGroups"], r["resources"]) for r in role["rules"]] == [
+            (["coordination.k8s.io"], ["leases"])
+        ]
+    for binding in by_kind("RoleBinding").values():
+        assert binding["roleRef"]["kind"] == "Role" and "namespace" not in binding["metadata"]
 
 
 def test_each_component_has_its_own_account_and_role() -> None:
@@ -338,7 +359,11 @@ def test_rebuild_can_create_every_kind_promote_rebuilds_but_never_delete() -> No
     for group_resource in rebuilt:
         group, resource = split_group_resource(group_resource)
         assert allows(rules, "create", group, resource), group_resource
-        assert allows(rules, "get", group, resource) and allows(rules, "list", group, resource)
+        assert allows(rules, "get", group, resource), group_resource
+    # Lists only where verify needs them; no Secret can be read without its name, nor watched.
+    assert allows(rules, "list", "", "pods") and allows(rules, "list", "apps", "replicasets")
+    for verb in ("list", "watch"):
+        assert not allows(rules, verb, "", "secrets"), verb
     # It copies the application's RBAC as is, which the API server allows only with these.
     assert allows(rules, "escalate", "rbac.authorization.k8s.io", "clusterroles")
     assert allows(rules, "bind", "rbac.authorization.k8s.io", "clusterroles")
