@@ -2,7 +2,9 @@
 
 For each size, a fresh child process (so peak RSS is that size's alone) writes one part of N ConfigMap-like
 objects of about 2 KB (a third random base64 like Secret data, the rest labels, annotations and
-managedFields, which compress well), seals it and verifies the archive. Objects are generated on the fly,
+managedFields, which compress well), seals it (signing the manifest with a key) and verifies the archive,
+then times `require_intact`, the check before each rollback and rebuild batch: once when it hashes every
+covered file, once more when the files' versions are cached. Objects are generated on the fly,
 as a paged LIST would deliver them; generating them alone is timed too, so it can be told apart from
 write_part. Peak RSS is `ru_maxrss` of the child, next to its RSS after imports.
 
@@ -24,9 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from shared.backup import BackupDir, backup_root, verify_archive
+from shared.backup.integrity import SETTLED_NS
 
 LABELS = {"policy": "bench", "namespace": "bench", "cluster": "member1"}
+KEY = SecretStr("bench-signing-key-" + "0" * 46)
 
 
 def objects(count: int) -> Iterator[dict[str, Any]]:
@@ -84,7 +90,7 @@ def run_one(count: int, directory: Path) -> dict[str, Any]:
         pass
     generate_seconds = time.perf_counter() - started
 
-    backup = BackupDir(backup_root(directory, "bench", "bench", f"n{count}"))
+    backup = BackupDir(backup_root(directory, "bench", "bench", f"n{count}"), signing_key=KEY)
     started = time.perf_counter()
     backup.write_part("configmaps", objects(count))
     write_seconds = time.perf_counter() - started
@@ -96,6 +102,14 @@ def run_one(count: int, directory: Path) -> dict[str, Any]:
     verify_seconds = time.perf_counter() - started
     if not report.ok or manifest.total_items != count:
         raise SystemExit(f"bad archive: {report.problems[:3]}, {manifest.total_items} items")
+    started = time.perf_counter()
+    backup.require_intact()
+    intact_seconds = time.perf_counter() - started
+    time.sleep(SETTLED_NS / 1e9 + 0.1)  # files written within the last second are never cached
+    backup.require_intact()
+    started = time.perf_counter()
+    backup.require_intact()
+    intact_cached_seconds = time.perf_counter() - started
     raw_bytes = (backup.root / "items" / "configmaps.jsonl").stat().st_size - count
     return {
         "objects": count,
@@ -105,6 +119,8 @@ def run_one(count: int, directory: Path) -> dict[str, Any]:
         "seal_per_s": count / seal_seconds,
         "write_part_and_seal_per_s": count / (write_seconds + seal_seconds),
         "verify_per_s": count / verify_seconds,
+        "intact_ms": intact_seconds * 1000,
+        "intact_cached_ms": intact_cached_seconds * 1000,
         "archive_mib": backup.archive_path.stat().st_size / 2**20,
         "raw_json_mib": raw_bytes / 2**20,
         "rss_after_imports_mib": rss_after_imports,
@@ -142,6 +158,8 @@ def main() -> None:
         ("seal_per_s", "seal/s", "{:,.0f}"),
         ("write_part_and_seal_per_s", "write+seal/s", "{:,.0f}"),
         ("verify_per_s", "verify/s", "{:,.0f}"),
+        ("intact_ms", "intact ms", "{:.1f}"),
+        ("intact_cached_ms", "cached ms", "{:.2f}"),
         ("raw_json_mib", "raw MiB", "{:.1f}"),
         ("archive_mib", "archive MiB", "{:.1f}"),
         ("rss_after_imports_mib", "RSS start MiB", "{:.0f}"),

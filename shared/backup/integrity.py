@@ -30,7 +30,7 @@ _SIGNATURE_PREFIX: Final = b'{"signature":"hmac-sha256:'
 _SIGNATURE_HEX: Final = 64
 _SIGNATURE_END: Final = b'",'
 _BUFFER: Final = 1 << 20
-_SETTLED_NS = 1_000_000_000
+SETTLED_NS = 1_000_000_000
 """A file version is cached only once its timestamps are this old. File timestamps come from a coarse
 clock (a scheduler tick), so a file rewritten in place with the same size within the tick in which it
 was hashed would look unchanged; a second later that can no longer happen unnoticed."""
@@ -100,8 +100,8 @@ def version_of(result: os.stat_result) -> FileVersion:
 
 
 def settled(version: FileVersion) -> bool:
-    """Whether a file version is old enough to be cached (see `_SETTLED_NS`)."""
-    return time.time_ns() - max(version[3], version[4]) > _SETTLED_NS
+    """Whether a file version is old enough to be cached (see `SETTLED_NS`)."""
+    return time.time_ns() - max(version[3], version[4]) > SETTLED_NS
 
 
 class VersionCache(Generic[V]):

@@ -279,7 +279,7 @@ def test_repeated_checks_read_no_covered_file_until_one_changes(
 ) -> None:
     """Files are cached per version once settled; ctime is part of the version, so an in-place edit of
     the same size with the mtime set back is still seen."""
-    monkeypatch.setattr(integrity, "_SETTLED_NS", -(10**18))
+    monkeypatch.setattr(integrity, "SETTLED_NS", -(10**18))
     opened: list[str] = []
     original_open = Path.open
 
