@@ -21,6 +21,7 @@ from kubesim.controllers import default_controllers
 from kubesim.controllers.base import ControllerManager
 from kubesim.controllers.crds import validate_crd
 from kubesim.faults import Faults
+from kubesim.informers import Informers
 from kubesim.server import GIT_VERSION, ApiServer
 from kubesim.store import Store
 
@@ -36,14 +37,17 @@ class SimulatedCluster:
         service_cidr: str = "10.96.0.0/16",
         git_version: str = GIT_VERSION,
         controllers: bool = True,
+        informer_lag_ms: float = 0.0,
     ) -> None:
+        """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py)."""
         self.name = name
         self.store = Store()
         admission.install(self.store, service_cidr=service_cidr)
         self.store.admission.append(validate_crd)
         self.faults = Faults(latency_ms)
-        self.api = ApiServer(self.store, self.faults, git_version=git_version)
-        self.manager = ControllerManager(self.store)
+        self.informers = Informers(self.store, informer_lag_ms / 1000)
+        self.api = ApiServer(self.store, self.faults, self.informers, git_version=git_version)
+        self.manager = ControllerManager(self.store, self.informers)
         if controllers:
             for controller in default_controllers(self.store):
                 self.manager.add(controller)

@@ -120,7 +120,11 @@ class Faults:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return time.time()
 
-    def finished(self, info: RequestInfo, started: float, code: int, fault: FaultRule | None) -> None:
+    def finished(
+        self, info: RequestInfo, started: float, code: int, fault: FaultRule | None, *, informer_lag: float
+    ) -> None:
+        """`informer_lag` (seconds) is logged with each request, so a test reading the log knows how far
+        behind the controllers were when it was served."""
         self.in_flight -= 1
         ended = time.time()
         self.counters[f"{info.verb} {info.group_resource}"] += 1
@@ -138,6 +142,7 @@ class Faults:
                 "user_agent": info.user_agent,
                 "code": code,
                 "fault": fault.id if fault else None,
+                "informer_lag_ms": informer_lag * 1000,
             }
         )
 

@@ -36,8 +36,9 @@ async def serve_cluster(
     kubeconfig_out: Path,
     latency_ms: float,
     on_ready: Callable[[SimulatedCluster], None],
+    informer_lag_ms: float = 0.0,
 ) -> None:
-    cluster = SimulatedCluster(name, latency_ms=latency_ms)
+    cluster = SimulatedCluster(name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
     await cluster.start(port=port)
     cluster.write_kubeconfig(kubeconfig_out)
     on_ready(cluster)
@@ -48,12 +49,18 @@ async def serve_cluster(
 
 
 async def start_pair(
-    cluster_name: str, *, latency_ms: float = 0.0, control_plane_port: int = 0, member_port: int = 0
+    cluster_name: str,
+    *,
+    latency_ms: float = 0.0,
+    control_plane_port: int = 0,
+    member_port: int = 0,
+    informer_lag_ms: float = 0.0,
 ) -> tuple[SimulatedCluster, SimulatedCluster, KosmosLink]:
     """A control plane and a member, linked by Kosmos. Both allocate cluster IPs from the same range, as
-    in the measured setup, so a tool that copies a member's cluster IP meets a collision."""
-    control_plane = SimulatedCluster("control-plane", latency_ms=latency_ms)
-    member = SimulatedCluster(cluster_name, latency_ms=latency_ms)
+    in the measured setup, so a tool that copies a member's cluster IP meets a collision. Both clusters'
+    controllers run `informer_lag_ms` behind their stores."""
+    control_plane = SimulatedCluster("control-plane", latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
+    member = SimulatedCluster(cluster_name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
     await control_plane.start(port=control_plane_port)
     await member.start(port=member_port)
     link = KosmosLink(control_plane, member, cluster_name)
@@ -66,9 +73,16 @@ def pair_paths(directory: Path, cluster_name: str) -> PairPaths:
 
 
 async def serve_pair(
-    *, cluster_name: str, directory: Path, latency_ms: float, on_ready: Callable[[PairPaths], None]
+    *,
+    cluster_name: str,
+    directory: Path,
+    latency_ms: float,
+    on_ready: Callable[[PairPaths], None],
+    informer_lag_ms: float = 0.0,
 ) -> None:
-    control_plane, member, link = await start_pair(cluster_name, latency_ms=latency_ms)
+    control_plane, member, link = await start_pair(
+        cluster_name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms
+    )
     paths = pair_paths(directory, cluster_name)
     member.write_kubeconfig(paths.member)
     control_plane.write_kubeconfig(paths.control_plane)

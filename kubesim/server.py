@@ -19,6 +19,7 @@ from aiohttp import web
 from kubesim import errors
 from kubesim.errors import ApiError
 from kubesim.faults import Faults, RequestInfo
+from kubesim.informers import Informers
 from kubesim.objects import Obj, clone, go_json
 from kubesim.patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from kubesim.resources import ResourceType
@@ -61,9 +62,13 @@ def raw_member(text: str, key: str) -> bytes | None:
 class ApiServer:
     """One simulated kube-apiserver over a Store."""
 
-    def __init__(self, store: Store, faults: Faults, *, git_version: str = GIT_VERSION) -> None:
+    def __init__(
+        self, store: Store, faults: Faults, informers: Informers, *, git_version: str = GIT_VERSION
+    ) -> None:
         self.store = store
         self.faults = faults
+        self.informers = informers
+        """Only for the `/_sim/informer-lag` knob and the request log; the controllers own the lag."""
         self.git_version = git_version
         self.address = ""
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -128,7 +133,7 @@ class ApiServer:
             code = error.code
             return self.error_response(error)
         finally:
-            self.faults.finished(info, started, code, fault)
+            self.faults.finished(info, started, code, fault, informer_lag=self.informers.lag)
 
     def describe(self, request: web.Request, path: str) -> RequestInfo:
         """Verb and target of a request, for the log and fault matching (not for dispatch)."""
@@ -581,7 +586,12 @@ class ApiServer:
             entries = [e for e in faults.log if e["seq"] > since]
             return self.json_response(orjson.dumps({"requests": entries}))
         if path == "/_sim/stats":
-            return self.json_response(orjson.dumps(faults.stats()))
+            stats = faults.stats() | {"informer_lag_ms": self.informers.lag * 1000}
+            return self.json_response(orjson.dumps(stats))
+        if path == "/_sim/informer-lag":
+            if request.method in ("PUT", "POST"):
+                self.informers.set_lag(float((await request.json())["seconds"]))
+            return self.json_response(orjson.dumps(self.informers.describe()))
         if path == "/_sim/latency" and request.method in ("PUT", "POST"):
             faults.latency_ms = float((await request.json())["ms"])
             return self.json_response(orjson.dumps({"ms": faults.latency_ms}))

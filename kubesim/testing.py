@@ -98,7 +98,7 @@ def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready
 
 
 class SimAdmin:
-    """The simulator's `/_sim` endpoints: fault injection, latency, request log and counters."""
+    """The simulator's `/_sim` endpoints: fault injection, latency, informer lag, request log and counters."""
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -122,6 +122,14 @@ class SimAdmin:
 
     def set_latency(self, ms: float) -> None:
         self._call("PUT", "/_sim/latency", {"ms": ms})
+
+    def set_informer_lag(self, seconds: float) -> None:
+        """How far behind the store the controllers run from now on; 0 catches them up at once."""
+        self._call("PUT", "/_sim/informer-lag", {"seconds": seconds})
+
+    def informer_lag(self) -> dict[str, Any]:
+        """`seconds` of lag and `pending_events` not yet delivered to the controllers."""
+        return self._call("GET", "/_sim/informer-lag")
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", f"/_sim/requests?since={since}")["requests"]

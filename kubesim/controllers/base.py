@@ -4,6 +4,9 @@ A controller names the types it watches, maps each store event to the keys it mu
 reconciles one key at a time against the store. The manager runs every controller on the simulator's
 event loop: keys are de-duplicated in a queue and drained in the next loop iterations, so, as in a
 real cluster, a controller acts shortly *after* the write that woke it, never inside it.
+
+Controllers read through a `StoreView`: with an informer lag set on the cluster, the types a controller
+does not declare `live` reach it late and look as they were (kubesim/informers.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kubesim.errors import ApiError
+from kubesim.informers import Informers, StoreView
 from kubesim.objects import Obj, name_of, namespace_of, now_rfc3339, uid_of
 from kubesim.resources import ResourceType
 from kubesim.store import Store, WatchEvent
@@ -33,11 +37,20 @@ class Controller:
     """`resource.group` strings (`pods`, `replicasets.apps`) whose events wake this controller;
     `("*",)` means every type, custom resources included (the garbage collector needs that)."""
 
+    live: ClassVar[tuple[str, ...]] = ("*",)
+    """Types this controller sees as they are, events and reads, whatever the informer lag; the others
+    reach it through the informers' delay line. Real controllers that list through the API (the
+    namespace deleter) or live in the apiserver keep `*`."""
+
     def wants(self, rt: ResourceType) -> bool:
         return "*" in self.watches or rt.group_resource in self.watches
 
+    def sees_live(self, rt: ResourceType) -> bool:
+        return "*" in self.live or rt.group_resource in self.live
+
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.store = StoreView(store)
+        """Replaced by the manager's view once the controller is added to it."""
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         raise NotImplementedError
@@ -84,6 +97,7 @@ class Controller:
 @dataclass
 class ControllerManager:
     store: Store
+    informers: Informers
     controllers: list[Controller] = field(default_factory=list)
     _queue: dict[tuple[int, Hashable], None] = field(default_factory=dict)
     _wake: asyncio.Event | None = None
@@ -91,11 +105,13 @@ class ControllerManager:
     _task: asyncio.Task[None] | None = None
 
     def add(self, controller: Controller) -> None:
+        controller.store = StoreView(self.store, self.informers, controller.live)
         self.controllers.append(controller)
 
     def start(self) -> None:
         self._wake = asyncio.Event()
         self.store.subscribe(self._on_event)
+        self.informers.start(self._on_informed)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="controller-manager")
         for index, controller in enumerate(self.controllers):
             for rt in list(self.store.registry):
@@ -104,14 +120,28 @@ class ControllerManager:
                         self._enqueue_event(index, controller, WatchEvent("ADDED", rt, obj, None, 0))
 
     async def stop(self) -> None:
+        self.informers.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     def _on_event(self, event: WatchEvent) -> None:
+        """Without lag every controller hears of a write at once; with it, only those that see its type
+        live, and the others when the informers deliver it."""
+        if self.informers.in_step():
+            for index, controller in enumerate(self.controllers):
+                if controller.wants(event.rt):
+                    self._enqueue_event(index, controller, event)
+            return
         for index, controller in enumerate(self.controllers):
-            if controller.wants(event.rt):
+            if controller.wants(event.rt) and controller.sees_live(event.rt):
+                self._enqueue_event(index, controller, event)
+        self.informers.publish(event)
+
+    def _on_informed(self, event: WatchEvent) -> None:
+        for index, controller in enumerate(self.controllers):
+            if controller.wants(event.rt) and not controller.sees_live(event.rt):
                 self._enqueue_event(index, controller, event)
 
     def _enqueue_event(self, index: int, controller: Controller, event: WatchEvent) -> None:
@@ -157,4 +187,4 @@ class ControllerManager:
             self._requeue_later(index, key, again)
 
     def idle(self) -> bool:
-        return not self._queue
+        return not self._queue and not self.informers.pending

@@ -210,6 +210,7 @@ class DeploymentController(Controller):
 
     name = "deployment-controller"
     watches = ("deployments.apps", "replicasets.apps", "pods")
+    live = ("deployments.apps",)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)

@@ -53,6 +53,7 @@ class GarbageCollector(Controller):
 
     name = "garbage-collector-controller"
     watches = ("*",)
+    live = ()
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)

@@ -3,7 +3,8 @@
 Adoption before creation is what makes promote restart-free: pods restored without ownerReferences
 are adopted by the restored ReplicaSet within ~0.1 s and no new pod appears (research §2); without
 the pods, the ReplicaSet creates fresh, unscheduled ones (research §5). The logic follows
-pkg/controller/replicaset: claim active pods, `manageReplicas`, `calculateStatus`.
+pkg/controller/replicaset: claim active pods, `manageReplicas` once the controller has seen its
+previous creations and deletions (expectations), `calculateStatus`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, cast
 
 from kubesim.controllers.base import Controller
+from kubesim.controllers.expectations import Expectations
 from kubesim.controllers.workloads import (
     Key,
     claim,
@@ -82,37 +84,76 @@ class ReplicaSetController(Controller):
 
     name = "replicaset-controller"
     watches = ("replicasets.apps", "pods")
+    live = ("replicasets.apps",)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.replicasets = self.type("apps", "replicasets")
         self.pods = self.type("", "pods")
+        self.expectations = Expectations()
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.replicasets:
             return [key_of(event.obj)]
+        self._observe(event)
         return owner_keys(self.store, event, self.replicasets)
+
+    def _observe(self, event: WatchEvent) -> None:
+        """The pod event handlers' part of expectations: a pod of ours seen created, or seen going."""
+        ref = controller_ref(event.obj)
+        if ref is None or ref.get("kind") != self.replicasets.kind:
+            return
+        owner = (namespace_of(event.obj), ref.get("name", ""))
+        going = event.type == "DELETED" or is_terminating(event.obj)
+        if going and (event.old is None or event.type == "DELETED" or not is_terminating(event.old)):
+            self.expectations.deletion_observed(owner, f"{owner[0]}/{name_of(event.obj)}")
+        elif event.type == "ADDED":
+            self.expectations.creation_observed(owner)
 
     def reconcile(self, key: Hashable) -> float | None:
         """A ReplicaSet being deleted does nothing, so an orphaning delete never replaces a pod."""
         namespace, name = cast(Key, key)
         rs = self.store.get(self.replicasets, namespace, name)
-        if rs is None or is_terminating(rs):
+        if rs is None:
+            self.expectations.forget(key)
+            return None
+        if is_terminating(rs):
             return None
         selector = selector_of(rs)
         active = [pod for pod in self.store.list(self.pods, namespace) if is_pod_active(pod)]
         pods = claim(self.store, self.pods, rs, active, lambda pod: selector.matches(labels_of(pod)))
-        self._manage_replicas(rs, pods)
+        if self.expectations.satisfied(key):
+            self._manage_replicas(rs, pods)
         self.store.write_status(self.replicasets, rs, replicaset_status(rs, self._owned_active_pods(rs)))
         return None
 
     def _manage_replicas(self, rs: Obj, pods: list[Obj]) -> None:
+        key = key_of(rs)
         excess = len(pods) - desired_replicas(rs)
-        for _ in range(-excess):
-            self._create_pod(rs)
-        for pod in sorted(pods, key=deletion_order)[: max(excess, 0)]:
+        condemned = sorted(pods, key=deletion_order)[: max(excess, 0)]
+        self.expectations.expect(
+            key, adds=max(-excess, 0), deletes=[f"{namespace_of(pod)}/{name_of(pod)}" for pod in condemned]
+        )
+        for created in range(-excess):
+            try:
+                self._create_pod(rs)
+            except ApiError:
+                self.expectations.creation_observed(key, -excess - created)
+                raise
+        for pod in condemned:
+            self._delete_pod(rs, pod)
+
+    def _delete_pod(self, rs: Obj, pod: Obj) -> None:
+        """A pod already gone (a stale cache) is fine, as in Go's `manageReplicas`."""
+        pod_key = f"{namespace_of(pod)}/{name_of(pod)}"
+        try:
             self.store.delete(self.pods, namespace_of(pod), name_of(pod))
-            self.record_event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
+        except ApiError as error:
+            self.expectations.deletion_observed(key_of(rs), pod_key)
+            if error.code != 404:
+                raise
+            return
+        self.record_event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
 
     def _create_pod(self, rs: Obj) -> None:
         """Admission may refuse (403 until the namespace's `default` ServiceAccount exists); the error

@@ -121,6 +121,7 @@ class StatefulSetController(Controller):
 
     name = "statefulset-controller"
     watches = ("statefulsets.apps", "pods", "controllerrevisions.apps")
+    live = ("statefulsets.apps",)
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -193,12 +194,13 @@ class StatefulSetController(Controller):
         self, statefulset: Obj, data: bytes, number: int, collision_count: int
     ) -> tuple[Obj, int]:
         """`CreateControllerRevision`: a name taken by other bytes bumps the collision count; one taken by
-        the same bytes is that revision."""
+        the same bytes is that revision. The real helper reads the taken name through the API, not its
+        informer, so the revision it created a moment ago is found even while its informer lags."""
         namespace = namespace_of(statefulset)
         while True:
             suffix = revision_hash(data, collision_count)
             name = f"{name_of(statefulset)[:223]}-{suffix}"
-            existing = self.store.get(self.revisions, namespace, name)
+            existing = self.store.live_store.get(self.revisions, namespace, name)
             if existing is None:
                 break
             if self.store.raw_data.get(uid_of(existing)) == data:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kubesim.informers import StoreView
 from kubesim.objects import (
     Obj,
     clone,
@@ -27,7 +28,7 @@ from kubesim.objects import (
 )
 from kubesim.resources import ResourceType
 from kubesim.selectors import LabelSelector
-from kubesim.store import Store, WatchEvent
+from kubesim.store import WatchEvent
 
 Key = tuple[str, str]
 """(namespace, name) of the object a controller reconciles."""
@@ -42,7 +43,7 @@ def selector_of(owner: Mapping[str, Any]) -> LabelSelector:
 
 
 def claim(
-    store: Store, rt: ResourceType, owner: Obj, candidates: Iterable[Obj], matches: Callable[[Obj], bool]
+    store: StoreView, rt: ResourceType, owner: Obj, candidates: Iterable[Obj], matches: Callable[[Obj], bool]
 ) -> list[Obj]:
     """The candidates `owner` controls once adoptions and releases are written, in candidate order."""
     owned: list[Obj] = []
@@ -60,14 +61,14 @@ def claim(
     return owned
 
 
-def adopt(store: Store, rt: ResourceType, owner: Obj, obj: Obj) -> Obj:
+def adopt(store: StoreView, rt: ResourceType, owner: Obj, obj: Obj) -> Obj:
     """Append a controller reference; other (non-controller) references are kept, as the SMP does."""
     adopted = clone(obj)
     adopted["metadata"]["ownerReferences"] = [*owner_refs(obj), owner_reference(owner)]
     return store.update(rt, adopted)
 
 
-def _release(store: Store, rt: ResourceType, owner: Obj, obj: Obj) -> None:
+def _release(store: StoreView, rt: ResourceType, owner: Obj, obj: Obj) -> None:
     released = clone(obj)
     refs = [ref for ref in owner_refs(obj) if ref.get("uid") != uid_of(owner)]
     if refs:
@@ -77,7 +78,7 @@ def _release(store: Store, rt: ResourceType, owner: Obj, obj: Obj) -> None:
     store.update(rt, released)
 
 
-def owner_keys(store: Store, event: WatchEvent, owner_rt: ResourceType) -> set[Key]:
+def owner_keys(store: StoreView, event: WatchEvent, owner_rt: ResourceType) -> set[Key]:
     """The owners a dependent's event concerns, before and after the change.
 
     A controlled object wakes its controller; an orphan wakes every owner in its namespace whose selector
