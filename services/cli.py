@@ -7,6 +7,7 @@ anything about a migration.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -69,12 +70,23 @@ def sim_pair(
 Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Control-plane kubeconfig.")]
 
 
+def _start(service: Callable[[], None]) -> None:
+    """Run a long-lived service; a configuration it refuses is one line on stderr and exit status 2."""
+    from shared.settings import ConfigurationError
+
+    try:
+        service()
+    except ConfigurationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def watcher(kubeconfig: Kubeconfig = None) -> None:
     """Run the policy watcher: prechecks PromotePolicies and publishes one job per namespace."""
     from services.watcher.main import run
 
-    run(kubeconfig)
+    _start(lambda: run(kubeconfig))
 
 
 @app.command()
@@ -82,29 +94,42 @@ def worker(
     queues: Annotated[
         str, typer.Option("--queues", "-Q", help="Comma-separated: backup,detach,rebuild,rollback.")
     ],
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks run at once (threads).")] = 8,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once (threads).")
+    ] = 8,
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Run a Celery worker for the given step queues."""
     from services.worker import run
 
-    run([q.strip() for q in queues.split(",") if q.strip()], concurrency, kubeconfig)
+    _start(lambda: run([q.strip() for q in queues.split(",") if q.strip()], concurrency, kubeconfig))
 
 
 @app.command()
 def flower(
-    port: Annotated[int, typer.Option(help="Port of the web UI and API.")] = 5555,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the web UI and API.")] = 5555,
+    address: Annotated[
+        str,
+        typer.Option(
+            help="Interface to listen on; 0.0.0.0 (all) is for containers, behind their own network."
+        ),
+    ] = "127.0.0.1",
     basic_auth: Annotated[
         list[str] | None,
         typer.Option(
-            "--basic-auth", help="user:password, repeatable (or FLOWER_BASIC_AUTH, off the command line)."
+            "--basic-auth",
+            help="user:password, repeatable; or KPROMOTE_FLOWER_BASIC_AUTH / FLOWER_BASIC_AUTH, off the "
+            "command line. Required unless --no-auth.",
         ),
     ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without authentication (anyone reaching it sees all).")
+    ] = False,
 ) -> None:
     """Run Flower on our Celery app: live tasks by step and namespace, workers, queue lengths."""
     from services.flower import run
 
-    run(port, basic_auth or [])
+    _start(lambda: run(port, address, basic_auth or [], no_auth))
 
 
 @app.command("demo")

@@ -4,6 +4,10 @@ Loading the app rather than passing a bare broker URL gives Flower the same brok
 transport options as the workers, so it sees their events and reads queue lengths under the same keys.
 Tasks show as `kosmos_promote.<queue>.<step>` with the references policy, namespace, run id as their
 first arguments: a namespace's whole run can be followed by filtering on its name.
+
+Flower shows every task's arguments and can revoke tasks and shut workers down, so it never starts open
+by accident: credentials are required unless `--no-auth` says otherwise, and it listens on the loopback
+interface unless `--address` names another one (a container passes 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -12,16 +16,62 @@ import logging
 import os
 
 from shared import logs
+from shared.settings import PLACEHOLDER_PREFIX, ConfigurationError, startup_settings
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_VARIABLES = ("KPROMOTE_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH")
+"""Where credentials may come from besides --basic-auth, off the command line; the first one set wins.
+FLOWER_BASIC_AUTH is Flower's own name (deploy/ sets it from the kosmos-promote-flower Secret)."""
 
-def run(port: int, basic_auth: list[str]) -> None:
-    """Serve Flower until SIGTERM. Credentials may also come from FLOWER_BASIC_AUTH, which keeps them
-    off the command line; without any, Flower 2 leaves its UI open and its API disabled."""
+
+def credentials(basic_auth: list[str]) -> list[str]:
+    """`user:password` pairs from --basic-auth, else the first variable set; each one checked."""
+    given = [part for option in basic_auth for part in option.split(",")]
+    source = "--basic-auth"
+    if not given:
+        for variable in CREDENTIAL_VARIABLES:
+            if os.environ.get(variable):
+                given, source = os.environ[variable].split(","), variable
+                break
+    for credential in given:
+        user, _, password = credential.strip().partition(":")
+        if not user or not password:
+            raise ConfigurationError(f"{source}: expected user:password (several separated by commas)")
+        if password.startswith(PLACEHOLDER_PREFIX):
+            raise ConfigurationError(
+                f"{source}: the password of {user!r} is the placeholder shipped in deploy/secrets.yaml: "
+                f"set a real one (e.g. openssl rand -hex 16) in the kosmos-promote-flower Secret or your .env"
+            )
+    return [credential.strip() for credential in given]
+
+
+def run(port: int, address: str, basic_auth: list[str], no_auth: bool) -> None:
+    """Serve Flower until SIGTERM; `ConfigurationError` (before anything is served) when it must not."""
+    startup_settings()
+    users = credentials(basic_auth)
+    oauth = bool(os.environ.get("FLOWER_AUTH"))
+    if no_auth and (users or oauth):
+        raise ConfigurationError("--no-auth and credentials contradict each other: drop one of them")
+    if not no_auth and not users and not oauth:
+        raise ConfigurationError(
+            "Flower needs credentials: pass --basic-auth user:password or set KPROMOTE_FLOWER_BASIC_AUTH "
+            "(or FLOWER_BASIC_AUTH); --no-auth serves it open to anyone who reaches the port"
+        )
     logs.configure("flower")
     from shared.celery_app import app
 
-    if not basic_auth and not os.environ.get("FLOWER_BASIC_AUTH") and not os.environ.get("FLOWER_AUTH"):
-        log.warning("Flower runs without authentication: its UI is open to anyone who reaches the port")
-    app.start(["flower", f"--port={port}", *(f"--basic-auth={credential}" for credential in basic_auth)])
+    where = f"http://{address}:{port}"
+    if no_auth:
+        log.warning(
+            "Flower serves %s WITHOUT authentication (--no-auth): anyone who reaches it can "
+            "see task arguments and control workers",
+            where,
+        )
+    else:
+        how = f"basic auth, {len(users)} user(s)" if users else "OAuth (FLOWER_AUTH)"
+        log.info("Flower serves %s with authentication on (%s)", where, how)
+    argv = ["flower", f"--address={address}", f"--port={port}"]
+    if users:
+        argv.append(f"--basic-auth={','.join(users)}")
+    app.start(argv)

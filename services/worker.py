@@ -10,22 +10,34 @@ import os
 import socket
 
 from shared import logs, metrics
-from shared.celery_app import QUEUES
-from shared.settings import settings
+from shared.settings import (
+    ConfigurationError,
+    check_kubeconfig,
+    control_plane_kubeconfig,
+    settings,
+    startup_settings,
+)
 
 
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
-    unknown = sorted(set(queues) - set(QUEUES))
-    if unknown:
-        raise SystemExit(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(QUEUES)}")
+    """Consume until SIGTERM; `ConfigurationError` before anything starts when the configuration is bad."""
     if kubeconfig:
         os.environ["KPROMOTE_KUBECONFIG"] = kubeconfig
-        settings.cache_clear()  # read again: importing the Celery app read it before the flag was known
-    from shared.celery_app import app
+        settings.cache_clear()
+    current = startup_settings()  # before the Celery app, which reads the settings when imported
+    from shared.celery_app import QUEUES, app
+
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        raise ConfigurationError(
+            f"unknown queue(s) {', '.join(unknown) or '(none given)'}: --queues takes a comma-separated "
+            f"list of {', '.join(QUEUES)}"
+        )
+    check_kubeconfig(control_plane_kubeconfig(current))
 
     logs.configure("worker")
     metrics.instrument_worker()
-    metrics.serve(settings().metrics_port)
+    metrics.serve(current.metrics_port)
 
     name = f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(

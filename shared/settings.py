@@ -2,23 +2,50 @@
 
 Defaults are the safe ones: a local Redis, backups under ./var/backups, the Kubernetes-owned and Kosmos
 namespaces protected.
+
+Every value is checked when the settings are read (ranges, types, JSON), so a process refuses to start
+rather than fail half-way through a migration (a batch size of 0 used to detach a namespace and then
+divide by zero). A bad value raises a `ValidationError` whose every problem is already one sentence
+naming the variable, the value given and what is allowed (`KPROMOTE_REBUILD_BATCH_SIZE: '0' given, must
+be a whole number of at least 1`); `startup_settings` adds the check for the shipped placeholders.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import annotated_types
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from shared.ordering import PROTECTED_NAMESPACES
 
+ENV_PREFIX = "KPROMOTE_"
+PLACEHOLDER_PREFIX = "REPLACE-ME"
+"""deploy/secrets.yaml ships `REPLACE-ME-redis-password-placeholder` and
+`admin:REPLACE-ME-flower-password-placeholder`: a secret that starts like this was never replaced."""
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KPROMOTE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        json_schema_extra={"allowed": f"a Redis URL ({', '.join(s + '://' for s in BROKER_SCHEMES)})"},
+    )
     """Celery broker and result backend; also where live progress is kept."""
     key_prefix: str = ""
     """Prefix of every Celery key in Redis, so several installations (or test runs) can share one Redis."""
@@ -27,48 +54,250 @@ class Settings(BaseSettings):
     kubeconfig: str | None = None
     """Control-plane kubeconfig; unset means ~/.kube/config (in a pod, deploy/ mounts one that uses the
     pod's ServiceAccount token)."""
-    member_kubeconfigs: dict[str, str] = Field(default_factory=dict)
+    member_kubeconfigs: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "allowed": 'a JSON object of cluster name to kubeconfig path, e.g. {"member1": "/k/m1"}'
+        },
+    )
     """Cluster name -> local kubeconfig path, for use outside Kosmos (JSON in the environment)."""
-    protected_namespaces: list[str] = Field(default_factory=lambda: list(PROTECTED_NAMESPACES))
-    rebuild_batch_size: int = 50
+    protected_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(PROTECTED_NAMESPACES),
+        json_schema_extra={
+            "allowed": 'a JSON list of namespace names, e.g. ["kube-system", "kosmos-system"]'
+        },
+    )
+    rebuild_batch_size: int = Field(default=50, ge=1)
     """Objects per rebuild task: a tier of N objects becomes ceil(N / size) parallel tasks."""
-    api_concurrency: int = 32
+    api_concurrency: int = Field(default=32, ge=1)
     """API calls in flight at once from one worker process, over all its tasks: the threads that fan out
     a task's creates, lists and patches, and each cluster's connection pool."""
-    api_qps: float = 0.0
+    api_qps: float = Field(default=0.0, ge=0)
     """Requests a second to each cluster's API server, summed over every worker process (kept in Redis,
     so it holds however many workers run); 0 means no limit of ours."""
-    api_burst: int = 10
+    api_burst: int = Field(default=10, ge=1)
     """Requests that may go at once before `api_qps` spaces them."""
-    api_max_in_flight: int = 0
+    api_max_in_flight: int = Field(default=0, ge=0)
     """Requests waiting for an answer at once from each cluster's API server, over every worker process;
     0 means no limit of ours."""
-    adoption_timeout: float = 60.0
+    adoption_timeout: Seconds = 60.0
     """How long verify waits for the control plane's controllers to adopt what was rebuilt."""
-    detach_timeout: float = 60.0
+    detach_timeout: Seconds = 60.0
     """How long detach waits for the member's garbage collector to release orphaned dependents."""
-    stall_timeout: float = 300.0
+    stall_timeout: Seconds = 300.0
     """The watcher's watchdog resumes a namespace whose progress has not moved for this long (a lost chord
     member never reports, research/celery.md §2.1); after `max_resumes` it compensates instead."""
-    max_resumes: int = 3
-    visibility_timeout: int = 3600
+    max_resumes: int = Field(default=3, ge=0)
+    visibility_timeout: int = Field(default=3600, ge=1)
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
-    namespace: str = "kosmos-promote"
+    namespace: str = Field(
+        default="kosmos-promote",
+        max_length=63,
+        pattern=DNS_LABEL,
+        json_schema_extra={
+            "allowed": "a namespace name: at most 63 lowercase letters, digits or '-', "
+            "starting and ending with a letter or digit"
+        },
+    )
     """The control-plane namespace kosmos-promote is installed in: each namespace's claim (a Lease that
     says which run owns it) lives there, so ownership survives a Redis loss."""
-    rollback_retry_budget: float = 600.0
+    rollback_retry_budget: Seconds = 600.0
     """Seconds a rollback or compensation keeps retrying, with exponential backoff, before it gives up
     as FailedRollback: long enough to ride out an API server restart."""
-    metrics_port: int = 9808
+    metrics_port: Port = 9808
     """Port of a worker's Prometheus `/metrics`; 0 disables it."""
-    watcher_metrics_port: int = 9809
+    watcher_metrics_port: Port = 9809
     """Port of the watcher's Prometheus `/metrics`; 0 disables it."""
-    backup_signing_key: SecretStr | None = Field(default=None, min_length=32)
+    backup_signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        json_schema_extra={
+            "allowed": "at least 32 characters, e.g. from openssl rand -hex 32",
+            "secret": True,
+        },
+    )
     """HMAC-SHA256 key that signs each backup's manifest at seal and is checked before a backup is trusted
     (shared/backup/archive.py): without it, whoever can write the backup volume can edit a backup and
     re-hash its manifest. When set, unsigned backups are refused. A secret: never logged."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except SettingsError as error:
+            raise _invalid([_unreadable(error)]) from None
+        except ValidationError as error:
+            raise _invalid([_explained(problem) for problem in error.errors()]) from None
+
+    @field_validator("member_kubeconfigs", "protected_namespaces", mode="before")
+    @classmethod
+    def _json(cls, value: object) -> object:
+        """JSON in the environment; decoded here rather than by the settings source, so that bad JSON is a
+        validation problem like any other instead of a traceback."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}" if scheme else "not a URL")
+        return value
 
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings()
+
+
+class ConfigurationError(Exception):
+    """A process must not start with this configuration (settings, options, files they name); `str(self)`
+    is the one line to show, and the process exits with status 2."""
+
+
+def startup_settings() -> Settings:
+    """The settings a long-running process starts with, or `ConfigurationError` saying what to fix: values
+    out of range (as `Settings` checks them) and secrets still at the placeholder deploy/ ships."""
+    try:
+        current = settings()
+    except ValidationError as error:
+        raise ConfigurationError(invalid_settings_line(error)) from None
+    problem = placeholder_problem(current)
+    if problem:
+        raise ConfigurationError(problem)
+    return current
+
+
+def invalid_settings_line(error: ValidationError) -> str:
+    """One line for every caller: the first problem, and how many more there are."""
+    problems = error.errors()
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"invalid KPROMOTE_* environment: {where}: {first['msg']}{more}; fix or unset that variable"
+
+
+def placeholder_problem(current: Settings) -> str | None:
+    """The shipped placeholder left in a secret setting, said in one line; None when there is none."""
+    password = urlsplit(current.broker_url).password or ""
+    if password.startswith(PLACEHOLDER_PREFIX):
+        return (
+            "KPROMOTE_BROKER_URL holds the placeholder Redis password shipped in deploy/secrets.yaml: set a "
+            "real one (e.g. openssl rand -hex 32) in the kosmos-promote-redis Secret or your .env"
+        )
+    key = current.backup_signing_key
+    if key is not None and key.get_secret_value().startswith(PLACEHOLDER_PREFIX):
+        return (
+            "KPROMOTE_BACKUP_SIGNING_KEY is still the placeholder shipped in deploy/: set a real key "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return None
+
+
+def control_plane_kubeconfig(current: Settings) -> Path:
+    """The kubeconfig the processes use for the control plane: KPROMOTE_KUBECONFIG, else ~/.kube/config."""
+    return Path(current.kubeconfig or Path.home() / ".kube" / "config").expanduser()
+
+
+def check_kubeconfig(path: Path) -> None:
+    """`ConfigurationError` naming the file unless it is there and reads as a kubeconfig: caught at start
+    rather than by a client retrying (and failing) for ever. Only the file's shape is checked here; the
+    client reads it later, so no credential it holds is copied anywhere."""
+    if not path.is_file():
+        raise ConfigurationError(f"no kubeconfig at {path}: pass --kubeconfig or set KPROMOTE_KUBECONFIG")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the kubeconfig at {path} ({error.strerror})") from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ConfigurationError(f"the kubeconfig at {path} is not valid YAML: pass a working one") from None
+    if not isinstance(document, dict) or not document.get("clusters") or not document.get("contexts"):
+        raise ConfigurationError(f"the kubeconfig at {path} has no clusters or contexts: pass a working one")
+    names = [context.get("name") for context in document["contexts"] if isinstance(context, dict)]
+    current = document.get("current-context")
+    if current not in names:
+        raise ConfigurationError(
+            f"the kubeconfig at {path}: its current-context {current!r} is not one of its contexts "
+            f"({', '.join(map(str, names))})"
+        )
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _invalid(problems: list[tuple[str, str, str]]) -> ValidationError:
+    """A ValidationError (what callers already catch) whose messages are ready to show a person."""
+    return ValidationError.from_exception_data(
+        "Settings",
+        [
+            {
+                "type": PydanticCustomError("invalid_setting", "{message}", {"message": message}),
+                "loc": (name,),
+                "input": shown,
+            }
+            for name, shown, message in problems
+        ],
+    )
+
+
+def _explained(problem: Any) -> tuple[str, str, str]:
+    """(variable, value as shown, `'<value>' given, must be <what is allowed>`) for one pydantic error."""
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ENV_PREFIX + "*", "", str(problem["msg"])
+    shown = _shown(field, info, problem.get("input"))
+    allowed = _allowed(info)
+    reason = ""
+    if problem["type"] == "value_error":
+        reason = f" ({str(problem['msg']).removeprefix('Value error, ')})"
+    return env_name(field), shown, f"{shown} given{reason}, must be {allowed}"
+
+
+def _unreadable(error: SettingsError) -> tuple[str, str, str]:
+    """A value the settings source could not even decode (it names the field in its message)."""
+    match = re.search(r'field "(\w+)"', str(error))
+    field = match[1] if match else ""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ENV_PREFIX + "*", "", str(error)
+    shown = _shown(field, info, os.environ.get(env_name(field)))
+    return env_name(field), shown, f"{shown} given, must be {_allowed(info)}"
+
+
+def _shown(field: str, info: FieldInfo, value: object) -> str:
+    """The value as given, without the secret parts: a password in a URL and secret settings are masked."""
+    if isinstance(value, SecretStr) or (info.json_schema_extra or {}).get("secret"):  # type: ignore[union-attr]
+        return "(a secret, not shown)"
+    if field == "broker_url" and isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.password:
+            value = value.replace(f":{parts.password}@", ":***@", 1)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
+def _allowed(info: FieldInfo) -> str:
+    """What a field accepts, in words: its own description, else its type and bounds."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "allowed" in extra:
+        return str(extra["allowed"])
+    bounds: dict[str, Any] = {}
+    for constraint in info.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            if isinstance(constraint, getattr(annotated_types, name.capitalize())):
+                bounds[name] = getattr(constraint, name)
+    whole = info.annotation is int
+    kind = "a whole number" if whole else "a number" if info.annotation is float else "a string"
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']} to {bounds['le']}"
+    if "ge" in bounds:
+        return f"{kind} of at least {bounds['ge']}"
+    if "gt" in bounds:
+        return f"{kind} greater than {bounds['gt']}"
+    return kind
