@@ -8,6 +8,7 @@ Celery's task signals, and namespaces by phase by the watcher from the policy st
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -49,16 +50,31 @@ API_REQUESTS = Counter(
 )
 API_RETRIES = Counter("kpromote_api_retries_total", "Kubernetes API requests repeated.", ["cluster"])
 
+log = logging.getLogger(__name__)
 _BATCH_OFFSET = re.compile(r"\[\d+\]$")
 _started: dict[str, float] = {}
 _policies: dict[str, list[str]] = {}
 _policies_lock = threading.Lock()
 
 
-def serve(port: int) -> None:
-    """Serve `/metrics` on all interfaces (Prometheus scrapes pods), in a daemon thread; 0 disables."""
-    if port:
+def serve(port: int) -> bool:
+    """Serve `/metrics` on all interfaces (Prometheus scrapes pods), in a daemon thread; 0 disables.
+
+    A port already taken (two workers on one host network) costs the endpoint, not the process: the
+    work matters more than its metrics, so this logs a warning and returns False."""
+    if not port:
+        return False
+    try:
         start_http_server(port)
+    except OSError as error:
+        log.warning(
+            "metrics port %d is not available (%s): running on without /metrics; set "
+            "KPROMOTE_METRICS_PORT / KPROMOTE_WATCHER_METRICS_PORT to a free port (0 disables it)",
+            port,
+            error.strerror or error,
+        )
+        return False
+    return True
 
 
 def count_objects(kind: str, unit: str, value: int) -> None:

@@ -8,13 +8,16 @@ the archive that a rollback or rebuild reads against the signed manifest, `show`
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import tarfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import typer
 from rich.markup import escape
@@ -38,6 +41,28 @@ INDEX_ENTRY_SIZE = 8
 _BUFFER = 1 << 20
 READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
 """What a damaged tar.gz raises while it is streamed (truncation, bad bytes, a lost gzip trailer)."""
+CLOSED_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for `... | head` when the reader left early, as for any Unix tool
+killed by SIGPIPE; only `set -o pipefail` makes it count."""
+
+P = ParamSpec("P")
+
+
+def stdout_closable(command: Callable[P, int]) -> Callable[P, int]:
+    """A reader that closed the pipe early (`| head`) ends the command quietly: nothing is damaged, there
+    is just nobody left to read. Standard output is pointed at /dev/null so that the interpreter's final
+    flush does not fail again (the handling the Python documentation gives for SIGPIPE)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return CLOSED_PIPE
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -105,6 +130,7 @@ def archive_of(path: Path) -> Path:
     return archive
 
 
+@stdout_closable
 @guarded
 def list_backups(directory: Path | None, output: Format) -> int:
     base = (directory or load_settings().backup_dir).expanduser()
@@ -138,6 +164,7 @@ def list_backups(directory: Path | None, output: Format) -> int:
     return OK
 
 
+@stdout_closable
 @guarded
 def verify(path: Path) -> int:
     """The archive's entries, and in a run directory also the items files, indexes and decisions that steps
@@ -174,6 +201,7 @@ def verify(path: Path) -> int:
     return FAILED
 
 
+@stdout_closable
 @guarded
 def show(path: Path) -> int:
     """One line per object as the archive is read, then the counts: memory stays flat however big it is."""
@@ -187,6 +215,8 @@ def show(path: Path) -> int:
                 if ref.namespace
                 else f"{ref.group_resource}\t{ref.name}"
             )
+    except BrokenPipeError:
+        raise  # the reader went away (| head): not damage
     except (*READ_ERRORS, ValueError) as error:
         raise ConsoleError(
             f"{archive} is damaged after {counts.total()} item(s) ({type(error).__name__}): "
