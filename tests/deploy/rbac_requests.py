@@ -82,6 +82,19 @@ PROMOTED: tuple[Kind, ...] = (
 endpoint slices, ControllerRevisions (the StatefulSet controller makes its own), DaemonSets and Jobs
 (they stay in the member)."""
 
+BACKED_UP_ONLY: tuple[Kind, ...] = (
+    _kind("daemonsets.apps"),
+    _kind("jobs.batch"),
+    _kind("controllerrevisions.apps"),
+    _kind("endpoints"),
+    _kind("endpointslices.discovery.k8s.io"),
+    _kind("events"),
+    _kind("events.events.k8s.io"),
+)
+"""Backed up but never created by promote. Rollback still reads each backed-up object by name in the
+control plane (it acts only on what carries the run's annotation), and deletes the ControllerRevisions
+the control plane's StatefulSet controller made from a promoted StatefulSet."""
+
 REVERTED_BEFORE_DELETE = (
     "pods",
     "services",
@@ -221,6 +234,17 @@ def _rows() -> list[Row]:
                 "_clear_control_plane: revert_rebuild before the delete",
                 _on(kind, "patch"),
             )
+    for kind in BACKED_UP_ONLY:
+        add(
+            "rollback-worker",
+            "_clear_control_plane: is it ours? (never, unless made from ours)",
+            _on(kind, "get"),
+        )
+    add(
+        "rollback-worker",
+        "_clear_control_plane: the StatefulSet controller's revision, annotated like its StatefulSet",
+        _on(_kind("controllerrevisions.apps"), "delete"),
+    )
     add("rollback-worker", "_wait_namespace_gone", Request("get", "", "namespaces", name=APP))
     add(
         "rollback-worker",
