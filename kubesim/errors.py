@@ -70,14 +70,47 @@ def conflict(rt: ResourceType, name: str, why: str | None = None) -> ApiError:
     )
 
 
-def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> ApiError:
-    """422 Invalid; `causes` are (field, message) pairs as the apiserver's field errors."""
-    text = "; ".join(f"{path}: {message}" for path, message in causes)
-    details = _details(rt, name) | {
-        "kind": rt.kind,
-        "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
-    }
-    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {text}', details=details)
+_CAUSE_REASONS = (
+    ("Required value", "FieldValueRequired"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Duplicate value", "FieldValueDuplicate"),
+    ("Not found", "FieldValueNotFound"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+)
+"""field.ErrorType strings and the StatusCause reasons they become; anything else is "Invalid value"."""
+
+
+def causes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """`status.details.causes` of (field, message) pairs, each reason read from its message's prefix as
+    apimachinery's field errors write it ("Required value", "Unsupported value: ..."), default Invalid."""
+    return [
+        {
+            "reason": next(
+                (r for prefix, r in _CAUSE_REASONS if message.startswith(prefix)), "FieldValueInvalid"
+            ),
+            "message": message,
+            "field": path,
+        }
+        for path, message in pairs
+    ]
+
+
+def invalid_kind(kind: str, name: str, pairs: list[tuple[str, str]], group: str = "") -> ApiError:
+    """422 Invalid as `errors.NewInvalid` words it: one error inline, several as a bracketed list."""
+    texts = [f"{path}: {message}" for path, message in pairs]
+    text = texts[0] if len(texts) == 1 else f"[{', '.join(texts)}]"
+    details: dict[str, Any] = {"name": name}
+    if group:
+        details["group"] = group
+    details |= {"kind": kind, "causes": causes(pairs)}
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}', details=details)
+
+
+def invalid(rt: ResourceType, name: str, pairs: list[tuple[str, str]]) -> ApiError:
+    """422 Invalid; `pairs` are (field, message) pairs as the apiserver's field errors."""
+    return invalid_kind(rt.kind, name, pairs, rt.group)
 
 
 def forbidden(rt: ResourceType, name: str, why: str) -> ApiError:

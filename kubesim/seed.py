@@ -4,7 +4,9 @@ One namespace holds every kind a promote must handle (the scenario of the promot
 with a rollout history, ClusterIP and headless Services, ConfigMap, Secret, a ServiceAccount bound by a
 ClusterRoleBinding, Role/RoleBinding, a PVC bound to a PV with reclaim policy Delete, a StatefulSet with
 volumeClaimTemplates and a PriorityClass, a custom resource, a CronJob, a DaemonSet and a finished Job.
-Controllers create the pods; `mark_pod_running` plays the kubelet until everything is Ready.
+Controllers create the pods; the seed plays the scheduler (each pending pod bound through `pods/binding`
+to one of the member's Nodes, which exist as Node objects) and the kubelet (`mark_pod_running`, and a
+Terminating pod on a node removed once its containers would have stopped) until everything is Ready.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from kubesim.testing import MERGE_PATCH, crd_body, mark_pod_running, wait_until
+from kubesim.testing import MERGE_PATCH, bind_pod, crd_body, mark_pod_running, wait_until
 
 WIDGET_CRD = crd_body("example.com", "widgets", "Widget", short_names=["wd"])
 PRIORITY_CLASS = "app-critical"
 STORAGE_CLASS = "manual"
+NODES = ("worker-1", "worker-2")
+"""The member's schedulable nodes; the seed's pods are spread over them."""
 
 
 @dataclass
@@ -39,7 +43,92 @@ def _create(call: Any, *args: Any) -> None:
             raise
 
 
+def node_body(name: str, index: int) -> dict[str, Any]:
+    """A worker Node as a kubeadm cluster registers it: well-known labels, a pod CIDR."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/zone": f"zone-{'abc'[index % 3]}",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": f"10.244.{index + 1}.0/24", "podCIDRs": [f"10.244.{index + 1}.0/24"]},
+    }
+
+
+def node_status(name: str, index: int) -> dict[str, Any]:
+    """What the kubelet reports for a healthy node."""
+    now = "2026-01-01T00:00:00Z"
+    pressure = [
+        ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ]
+    conditions = [
+        {
+            "type": kind,
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        for kind, reason, message in pressure
+    ]
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+    )
+    resources = {"cpu": "4", "memory": "16331244Ki", "pods": "110", "ephemeral-storage": "101430960Ki"}
+    return {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": conditions,
+        "addresses": [
+            {"type": "InternalIP", "address": f"172.18.0.{index + 2}"},
+            {"type": "Hostname", "address": name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "bootID": f"00000000-0000-0000-0000-00000000000{index}",
+            "containerRuntimeVersion": "containerd://1.7.13",
+            "kernelVersion": "6.1.0-18-amd64",
+            "kubeProxyVersion": "v1.30.0",
+            "kubeletVersion": "v1.30.0",
+            "machineID": f"{index:032x}",
+            "operatingSystem": "linux",
+            "osImage": "Debian GNU/Linux 12 (bookworm)",
+            "systemUUID": f"00000000-0000-0000-0000-{index:012x}",
+        },
+    }
+
+
+def seed_nodes(core: client.CoreV1Api) -> None:
+    for index, name in enumerate(NODES):
+        try:
+            core.create_node(node_body(name, index))
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            continue
+        core.patch_node_status(name, {"status": node_status(name, index)}, _content_type=MERGE_PATCH)
+
+
 def seed_cluster_scoped(api: client.ApiClient) -> None:
+    seed_nodes(client.CoreV1Api(api))
     _create(client.ApiextensionsV1Api(api).create_custom_resource_definition, WIDGET_CRD)
     _create(
         client.SchedulingV1Api(api).create_priority_class,
@@ -388,6 +477,25 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
     )
 
 
+def _schedule(core: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:
+    """Bind `name` to `node`; False when it went away meanwhile (a controller deleted it)."""
+    try:
+        bind_pod(core, namespace, name, node)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        return False
+    return True
+
+
+def _delete_now(core: client.CoreV1Api, namespace: str, name: str) -> None:
+    try:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
 def _exists(read: Any, *args: Any) -> bool:
     try:
         read(*args)
@@ -409,12 +517,21 @@ def _deployment_ready(apps: client.AppsV1Api, namespace: str, name: str) -> bool
 
 
 def _run_until(core: client.CoreV1Api, namespace: str, done: Any, timeout: float = 30.0) -> None:
-    """Act as the kubelet: report every pending pod Running and Ready until `done()` holds."""
+    """Act as the scheduler and the kubelet until `done()` holds: bind every unbound pod to a node (in
+    turn), report every pending pod Running and Ready, and remove a Terminating pod from its node
+    (the kubelet's final delete with grace period 0, once its containers have stopped)."""
 
     def step() -> bool:
-        for pod in core.list_namespaced_pod(namespace).items:
-            if pod.status.phase == "Pending" and not pod.metadata.deletion_timestamp:
-                mark_pod_running(core, namespace, pod.metadata.name)
+        for index, pod in enumerate(core.list_namespaced_pod(namespace).items):
+            name = pod.metadata.name
+            if pod.metadata.deletion_timestamp:
+                if pod.spec.node_name:
+                    _delete_now(core, namespace, name)
+                continue
+            if not pod.spec.node_name and not _schedule(core, namespace, name, NODES[index % len(NODES)]):
+                continue
+            if pod.status.phase == "Pending":
+                mark_pod_running(core, namespace, name)
         return bool(done())
 
     wait_until(step, timeout=timeout, interval=0.05, what=f"workloads in {namespace} to be Ready")

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from kubesim import errors
+from kubesim.binding import BINDING_KIND, bind
 from kubesim.errors import ApiError
 from kubesim.faults import Faults, RequestInfo
 from kubesim.informers import Informers
@@ -202,6 +203,12 @@ class ApiServer:
         if method == "GET":
             return self.list(rt, namespace, query)
         dry_run = bool(query.get("dryRun"))
+        if sub == "binding":
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {path}")
+            body, _ = await self.read_body(request)
+            status = bind(self.store, namespace, name, body, dry_run=dry_run)
+            return self.json_response(orjson.dumps(status), 201)
         if method == "POST" and not name:
             body, text = await self.read_body(request)
             raw = raw_member(text, "data") if rt.plural == "controllerrevisions" else None
@@ -229,6 +236,8 @@ class ApiServer:
         subs = {"status"} if rt.has_status else set()
         if rt.plural == "namespaces":
             subs.add("finalize")
+        if rt.plural == "pods" and not rt.group:
+            subs.add("binding")
         return subs
 
     @staticmethod
@@ -333,13 +342,13 @@ class ApiServer:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             for sub in sorted(self.subresources(rt)):
-                verbs = ["update"] if sub == "finalize" else ["get", "patch", "update"]
+                verbs = {"finalize": ["update"], "binding": ["create"]}.get(sub, ["get", "patch", "update"])
                 resources.append(
                     {
                         "name": f"{rt.plural}/{sub}",
                         "singularName": "",
                         "namespaced": rt.namespaced,
-                        "kind": rt.kind,
+                        "kind": BINDING_KIND if sub == "binding" else rt.kind,
                         "verbs": verbs,
                     }
                 )

@@ -322,7 +322,7 @@ class Store:
             else:
                 metadata.pop(field, None)
         metadata.pop("managedFields", None)
-        if rt.has_status:
+        if rt.has_status and subresource != "binding":  # a binding sets PodScheduled with nodeName
             if "status" in old:
                 new["status"] = old["status"]
             else:

@@ -68,8 +68,21 @@ def wait_until(
         time.sleep(interval)
 
 
+def bind_pod(core: client.CoreV1Api, namespace: str, name: str, node: str) -> None:
+    """What the scheduler does: POST pods/NAME/binding. The answer is a Status, which the official
+    client cannot read as the V1Binding it expects, so it is not parsed."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+    core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+
+
 def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready: bool = True) -> None:
-    """What a kubelet would report: the simulator never runs pods, so tests say when one is up."""
+    """What a kubelet would report: the simulator never runs pods, so tests say when one is up. The
+    scheduler's PodScheduled condition is kept, as the kubelet's status manager keeps it."""
     pod = core.read_namespaced_pod(name, namespace)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     statuses = [
@@ -84,11 +97,17 @@ def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready
         }
         for c in pod.spec.containers
     ]
+    scheduled = [
+        core.api_client.sanitize_for_serialization(condition)
+        for condition in pod.status.conditions or []
+        if condition.type == "PodScheduled"
+    ]
     status = {
         "phase": "Running",
         "podIP": "10.244.0.10",
         "startTime": now,
         "conditions": [
+            *scheduled,
             {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now},
             {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": now},
         ],
