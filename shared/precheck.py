@@ -1,7 +1,9 @@
 """Precheck: everything that can be known before touching anything, reported all at once.
 
-Read-only on both clusters. A policy that fails any check gets every problem listed in its status and
-nothing else happens: no backup is written, no object is changed.
+Read-only on both clusters. A policy that fails any check gets its problems listed in its status and
+nothing else happens: no backup is written, no object is changed. The list is capped (the first
+`MAX_LISTED` and "... and N more"), so that a policy naming thousands of missing namespaces cannot grow
+its status towards etcd's object size limit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from shared.markers import virtual_node
 from shared.models import PromotePolicySpec
 from shared.selection import select_namespaces, select_types
 
+MAX_LISTED = 50
+"""Problems (and warnings) listed in a policy's status; the rest are counted in a last line."""
+
 
 @dataclass
 class PrecheckResult:
@@ -22,10 +27,20 @@ class PrecheckResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """Let through, but worth a person's attention (status.precheckWarnings)."""
+    error_count: int = 0
+    """How many problems were found: `errors` lists at most `MAX_LISTED` of them, then a line counting
+    the others."""
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def capped(lines: list[str], limit: int = MAX_LISTED) -> list[str]:
+    """The first `limit` lines, then one saying how many more there are."""
+    if len(lines) <= limit:
+        return list(lines)
+    return [*lines[:limit], f"… and {len(lines) - limit} more"]
 
 
 def precheck(
@@ -36,7 +51,22 @@ def precheck(
     member_limits: ClusterLimits | None = None,
 ) -> PrecheckResult:
     """Read-only checks; the member is connected afresh (its Cluster object may have changed since a
-    worker cached a connection), under the installation's limits when the watcher passes them."""
+    worker cached a connection), under the installation's limits when the watcher passes them.
+
+    `errors` and `warnings` come back capped for the status; `error_count` is the full count."""
+    result = _precheck(control_plane, spec, protected, local_kubeconfigs, member_limits)
+    result.error_count = len(result.errors)
+    result.errors, result.warnings = capped(result.errors), capped(result.warnings)
+    return result
+
+
+def _precheck(
+    control_plane: Kube,
+    spec: PromotePolicySpec,
+    protected: list[str],
+    local_kubeconfigs: dict[str, str] | None,
+    member_limits: ClusterLimits | None,
+) -> PrecheckResult:
     result = PrecheckResult()
     cluster = spec.cluster_name
     nodes = control_plane.discovery.resolve("nodes")
