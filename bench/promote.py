@@ -54,6 +54,8 @@ from shared.kube.client import USER_AGENT
 from shared.progress import Progress
 
 CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
+INSTALL_NAMESPACE = "kosmos-promote"
+"""Where the workers keep namespace claims (the default KPROMOTE_NAMESPACE), as deploy/ creates it."""
 
 
 @dataclass
@@ -268,6 +270,9 @@ def run_once(
         control_plane.create(
             control_plane.discovery.resolve("customresourcedefinitions.apiextensions.k8s.io"),
             yaml.safe_load(CRD.read_text()),
+        )
+        control_plane.create(
+            control_plane.discovery.resolve("namespaces"), {"metadata": {"name": INSTALL_NAMESPACE}}
         )
         names = [f"bench-{i:04d}" for i in range(namespaces)]
         with ThreadPoolExecutor(8) as pool:

@@ -77,6 +77,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), True),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",

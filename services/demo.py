@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from kubernetes import client
 from rich.console import Console
 from rich.live import Live
@@ -25,11 +24,11 @@ from kubesim import SimulatorThread
 from kubesim.seed import SeededNamespace, seed_cluster_scoped, seed_namespace
 from kubesim.serve import pair_paths, start_pair
 from kubesim.testing import api_client, wait_until
+from services.install import install
 from shared.embedded_redis import broker_url
 
 MEMBER = "member1"
 POLICY = "promote-shop"
-CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck")
 
 
@@ -112,9 +111,7 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
         ]
         try:
             with api_client(member.url) as member_api, api_client(control_plane.url) as cp_api:
-                client.ApiextensionsV1Api(cp_api).create_custom_resource_definition(
-                    yaml.safe_load(CRD.read_text())
-                )
+                install(cp_api, env.get("KPROMOTE_NAMESPACE", "kosmos-promote"))
                 seed_cluster_scoped(member_api)
                 started = time.monotonic()
                 seeded = [seed_namespace(member_api, f"shop-{i}") for i in range(1, namespaces + 1)]

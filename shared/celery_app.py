@@ -8,11 +8,16 @@ process, and a visibility timeout set in all three places that read it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Ignore
 
 from shared.settings import settings
+
+log = logging.getLogger(__name__)
+RUN_FIELDS = ("policy", "namespace", "run_id", "cluster", "attempt")
 
 QUEUES = ("backup", "detach", "rebuild", "rollback")
 TASK_MODULES = (
@@ -27,7 +32,21 @@ def task_name(queue: str, step: str) -> str:
     return f"kosmos_promote.{queue}.{step}"
 
 
-class ForwardTask(Task):
+class PromoteTask(Task):
+    """Base of every task: work that its claim says is stale ends quietly (Celery's Ignore: no result,
+    no errback, a log line saying why)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from shared.claims import RunHalted
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except RunHalted as halted:
+            log.info("%s: %s", self.name, halted)
+            raise Ignore() from None
+
+
+class ForwardTask(PromoteTask):
     """Base of every forward step: a failure is recorded with the namespace's progress before the
     errback runs, so the compensation (and the status) can say what went wrong and where."""
 
@@ -37,11 +56,9 @@ class ForwardTask(Task):
         from shared.progress import NamespaceRun
         from shared.runtime import runtime
 
-        policy, namespace, run_id = [a for a in args if isinstance(a, str)][:3]
+        run = NamespaceRun(**{k: kwargs[k] for k in RUN_FIELDS})
         step = self.name.removeprefix("kosmos_promote.")
-        runtime().progress(NamespaceRun(policy, namespace, run_id)).set(
-            namespace, error=f"{step}: {type(exc).__name__}: {exc}"
-        )
+        runtime().progress(run).set(run.namespace, error=f"{step}: {type(exc).__name__}: {exc}")
 
 
 def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> Celery:

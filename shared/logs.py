@@ -20,8 +20,8 @@ from celery import current_task
 from celery.signals import setup_logging
 
 CONTEXT = ("policy", "namespace", "run", "step")
-ARGS_BEFORE_RUN = {"kosmos_promote.rollback.compensate": 1}
-"""Tasks whose references do not come first: the compensation (an errback) gets the failed task's id."""
+CONTEXT_KWARGS = (("policy", "policy"), ("namespace", "namespace"), ("run", "run_id"))
+"""Log field -> the task keyword argument it comes from (every task takes its references by keyword)."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
 
@@ -43,9 +43,8 @@ class TaskContext(logging.Filter):
 
 def _context(record: logging.LogRecord) -> dict[str, str]:
     if current_task and current_task.name and current_task.name.startswith("kosmos_promote."):
-        args = current_task.request.args or ()
-        strings = [a for a in args[ARGS_BEFORE_RUN.get(current_task.name, 0) :] if isinstance(a, str)]
-        context = dict(zip(("policy", "namespace", "run"), strings[:3], strict=False))
+        kwargs = current_task.request.kwargs or {}
+        context = {key: str(kwargs[arg]) for key, arg in CONTEXT_KWARGS if arg in kwargs}
         return {**context, "step": current_task.name.removeprefix("kosmos_promote.")}
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict) and ref.get("kind") == "PromotePolicy" and ref.get("name"):

@@ -33,7 +33,11 @@ KOSMOS_TOLERATION: Final[Mapping[str, str]] = MappingProxyType(
 
 PROMOTED_BY: Final = "promote.kosmos.io/policy"
 """Our annotation, value = policy name, on every object we create in the control plane, so that a person
-and the rollback can tell what this tool created from what existed before (research §10 items 9, 10)."""
+and the rollback can tell what this tool created from what existed before."""
+
+PROMOTED_IN_RUN: Final = "promote.kosmos.io/run"
+"""Our annotation, value = run id, beside PROMOTED_BY: a rollback deletes only what its own run created,
+never what a later run of a policy of the same name created in the same namespace."""
 
 
 def virtual_node(cluster: str) -> str:

@@ -3,11 +3,12 @@
     backup.run ─▶ detach.run ─▶ rebuild.start
     rebuild.start ─▶ tiers(small tiers…) ─▶ chord(batches of a large tier) ─▶ tier_done ─▶ … ─▶ verify
 
-The canvas stays flat (one chord level at a time, research/celery.md §1.3): the fan-out of the rebuild is
-only known once the backup is sealed (how many objects each tier holds), so `rebuild.start` builds that
-part and publishes it. Not with `Task.replace`: it raises an exception whose traceback Celery copies frame
-by frame, measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). Signatures
-are made by task name, so this module needs no worker code; every task carries references only.
+The canvas stays flat (one chord level at a time): the fan-out of the rebuild is only known once the
+backup is sealed (how many objects each tier holds), so `rebuild.start` builds that part and publishes
+it. Not with `Task.replace`: it raises an exception whose traceback Celery copies frame by frame,
+measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). Signatures are made
+by task name, so this module needs no worker code; every task carries references only, as keyword
+arguments (policy, namespace, run, cluster, attempt), which is also what Flower shows.
 """
 
 from __future__ import annotations
@@ -20,22 +21,25 @@ from shared.progress import NamespaceRun
 from shared.steps.rebuild import TierPlan, stages
 
 
-def _sig(app: Celery, queue: str, step: str, *args: object) -> Signature:
-    return app.signature(task_name(queue, step), args=args, immutable=True)
+def _sig(app: Celery, queue: str, step: str, run: NamespaceRun, **extra: object) -> Signature:
+    return app.signature(task_name(queue, step), kwargs={**run.message(), **extra}, immutable=True)
 
 
 def on_failure(app: Celery, run: NamespaceRun) -> Signature:
-    """Compensation of this namespace only: a bound errback, so it runs on the rollback queue (research:
-    an unbound multi-argument errback would run inline on the failing worker)."""
-    return app.signature(task_name("rollback", "compensate"), args=run.as_args())
+    """Compensation of this namespace only: a bound errback, so it runs on the rollback queue as a real
+    task (an unbound multi-argument errback would run inline on the failing worker); Celery passes the
+    failed task's id as its first argument."""
+    return app.signature(task_name("rollback", "compensate"), kwargs=run.message())
 
 
-def rollback_namespace(app: Celery, run: NamespaceRun, failed_task_id: str | None = None) -> None:
-    """A user's rollback, or (with `failed_task_id`, possibly empty) the compensation of a stalled run."""
-    if failed_task_id is None:
-        _sig(app, "rollback", "namespace", *run.as_args()).apply_async()
-    else:
-        _sig(app, "rollback", "compensate", failed_task_id, *run.as_args()).apply_async()
+def compensate_namespace(app: Celery, run: NamespaceRun) -> None:
+    """The compensation of a stalled run (no failed task to name)."""
+    _sig(app, "rollback", "compensate", run, failed_task_id="").apply_async()
+
+
+def rollback_namespace(app: Celery, run: NamespaceRun) -> None:
+    """A rollback its claim already records as requested (rolling back)."""
+    _sig(app, "rollback", "namespace", run).apply_async()
 
 
 def start_namespace(app: Celery, run: NamespaceRun) -> None:
@@ -44,9 +48,7 @@ def start_namespace(app: Celery, run: NamespaceRun) -> None:
 
 def namespace_canvas(app: Celery, run: NamespaceRun) -> Signature:
     canvas = chain(
-        _sig(app, "backup", "run", *run.as_args()),
-        _sig(app, "detach", "run", *run.as_args()),
-        _sig(app, "rebuild", "start", *run.as_args()),
+        _sig(app, "backup", "run", run), _sig(app, "detach", "run", run), _sig(app, "rebuild", "start", run)
     )
     canvas.link_error(on_failure(app, run))
     return canvas
@@ -57,13 +59,21 @@ def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[TierPlan]) -> Sig
     for stage in stages(tiers):
         if stage[0].fans_out:
             header = group(
-                _sig(app, "rebuild", "batch", *run.as_args(), b.tier, b.group_resource, b.offset, b.limit)
+                _sig(
+                    app,
+                    "rebuild",
+                    "batch",
+                    run,
+                    group_resource=b.group_resource,
+                    offset=b.offset,
+                    limit=b.limit,
+                )
                 for b in stage[0].batches
             )
-            steps.append(chord(header, _sig(app, "rebuild", "tier_done", *run.as_args(), stage[0].name)))
+            steps.append(chord(header, _sig(app, "rebuild", "tier_done", run, tier=stage[0].name)))
         else:
-            steps.append(_sig(app, "rebuild", "tiers", *run.as_args(), [tier.name for tier in stage]))
-    steps.append(_sig(app, "rebuild", "verify", *run.as_args()))
+            steps.append(_sig(app, "rebuild", "tiers", run, names=[tier.name for tier in stage]))
+    steps.append(_sig(app, "rebuild", "verify", run))
     canvas = chain(*steps)
     canvas.link_error(on_failure(app, run))
     return canvas

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shared.kinds.rbac import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, wildcard_bindings
 from shared.kube import ApiResource, ClusterLimits, Kube, KubeError
-from shared.kube.connect import MemberUnavailable, connect_member
+from shared.kube.connect import MemberUnavailable, connect_member, member_identity
 from shared.markers import virtual_node
 from shared.models import PromotePolicySpec
 from shared.selection import select_namespaces, select_types
@@ -25,6 +25,8 @@ MAX_LISTED = 50
 class PrecheckResult:
     namespaces: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    member_id: str | None = None
+    """The member's identity (its kube-system namespace UID), recorded with the run."""
     warnings: list[str] = field(default_factory=list)
     """Let through, but worth a person's attention (status.precheckWarnings)."""
     error_count: int = 0
@@ -83,6 +85,7 @@ def _precheck(
     with member:
         try:
             member.version()
+            result.member_id = member_identity(member)
         except (KubeError, OSError) as exc:
             result.errors.append(f'cannot reach member cluster "{cluster}": {exc}')
             return result

@@ -32,14 +32,25 @@ class Reading:
 
 @dataclass(frozen=True)
 class NamespaceRun:
-    """What every message carries: references, never object bodies."""
+    """What every message carries: references, never object bodies. `cluster` and `namespace` name the
+    claim that says whether the message may act; `attempt` tells a resumed run's messages from those of
+    the attempt it superseded."""
 
     policy: str
     namespace: str
     run_id: str
+    cluster: str
+    attempt: int = 1
 
-    def as_args(self) -> tuple[str, str, str]:
-        return (self.policy, self.namespace, self.run_id)
+    def message(self) -> dict[str, str | int]:
+        """The keyword arguments of every task of this namespace's run."""
+        return {
+            "policy": self.policy,
+            "namespace": self.namespace,
+            "run_id": self.run_id,
+            "cluster": self.cluster,
+            "attempt": self.attempt,
+        }
 
 
 class Progress:
@@ -77,7 +88,12 @@ class Progress:
         return value.decode() if value else None
 
     def bump_resumes(self, namespace: str) -> int:
-        return int(self.client.hincrby(self._key("ns", namespace), "resumes", 1))
+        """Count a resume and restart the stall clock, so that one stall gets one resume, not one a
+        second while the resumed messages wait for a worker."""
+        pipe = self.client.pipeline()
+        pipe.hincrby(self._key("ns", namespace), "resumes", 1)
+        pipe.hset(self._key("ns", namespace), "updated", str(time.time()))
+        return int(pipe.execute()[0])
 
     def phase(self, namespace: str, phase: NamespacePhase, step: str, message: str = "") -> None:
         fields = {"phase": phase.value, "step": step, "message": message}

@@ -17,16 +17,15 @@ from typing import TypeVar
 import redis
 
 from shared.backup import BackupDir, backup_root
+from shared.claims import Claim, Claims, RunHalted, RunSpec, forward_verdict
 from shared.kube import ClusterLimits, Kube
-from shared.kube.connect import connect_member
-from shared.models import PromotePolicy
-from shared.models.policy import GROUP, PLURAL
+from shared.kube.connect import connect_member, member_identity
 from shared.progress import NamespaceRun, Progress
 from shared.settings import Settings, settings
-from shared.steps.state import halt_if_rolling_back
 
-POLICY_RESOURCE = f"{PLURAL}.{GROUP}"
-POLICY_TTL = 5.0
+RUN_SPEC_LABEL = "runSpec"
+"""The manifest label holding the run's frozen spec: a sealed backup says by itself what to undo."""
+IDENTITY_TTL = 5.0
 T = TypeVar("T")
 R = TypeVar("R")
 CONTROL_PLANE = "control-plane"
@@ -36,7 +35,8 @@ class Runtime:
     def __init__(self, config: Settings | None = None) -> None:
         self.settings = config or settings()
         self._members: dict[str, Kube] = {}
-        self._policies: dict[str, tuple[float, PromotePolicy]] = {}
+        self._specs: dict[str, RunSpec] = {}
+        self._identities: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
 
     @cached_property
@@ -93,19 +93,54 @@ class Runtime:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.settings.broker_url)
 
-    def policy(self, name: str) -> PromotePolicy:
-        """Read at most every POLICY_TTL seconds: every task needs the spec (cluster, type filters), which
-        a run never changes, and one GET per task was a visible share of a small namespace's time."""
-        cached = self._policies.get(name)
-        if cached is not None and time.monotonic() - cached[0] < POLICY_TTL:
-            return cached[1]
-        resource = self.control_plane.discovery.resolve(POLICY_RESOURCE)
-        obj = self.control_plane.get(resource, "", name)
-        if obj is None:
-            raise LookupError(f'PromotePolicy "{name}" no longer exists')
-        policy = PromotePolicy.from_api(obj)
-        self._policies[name] = (time.monotonic(), policy)
-        return policy
+    @cached_property
+    def claims(self) -> Claims:
+        return Claims(self.control_plane, self.settings.namespace)
+
+    def guard(self, run: NamespaceRun) -> Claim:
+        """The claim of `run`'s namespace if a forward step of this run and attempt may act; RunHalted
+        (stale, cancelled or superseded work) otherwise. Read afresh every time: it is the point."""
+        claim = self.claims.get(run.cluster, run.namespace)
+        reason = forward_verdict(claim, run.run_id, run.attempt)
+        if reason is not None or claim is None:
+            raise RunHalted(run, reason or "no claim")
+        self._specs[run.run_id] = claim.spec
+        return claim
+
+    def run_spec(self, run: NamespaceRun) -> RunSpec:
+        """What the run acts on, as frozen when it started: from the sealed backup (so a rollback needs
+        neither the policy nor its claim), else from the claim. Never from the live policy."""
+        spec = self._specs.get(run.run_id)
+        if spec is not None:
+            return spec
+        manifest = self.backup(run).manifest()
+        if manifest is not None and RUN_SPEC_LABEL in manifest.labels:
+            spec = RunSpec.model_validate_json(manifest.labels[RUN_SPEC_LABEL])
+        else:
+            claim = self.claims.get(run.cluster, run.namespace)
+            if claim is None or claim.run_id != run.run_id:
+                raise RunHalted(run, "neither a sealed backup nor a claim records this run")
+            spec = claim.spec
+        self._specs[run.run_id] = spec
+        return spec
+
+    def member_of(self, spec: RunSpec) -> Kube:
+        """The member the run started on: the Cluster object of that name may since point elsewhere, so
+        its identity (the kube-system namespace UID) is compared before anything acts on it."""
+        member = self.member(spec.cluster)
+        if spec.member_id is None:
+            return member
+        checked = self._identities.get(spec.cluster)
+        if checked is None or time.monotonic() - checked[0] > IDENTITY_TTL:
+            checked = (time.monotonic(), member_identity(member))
+            self._identities[spec.cluster] = checked
+        if checked[1] != spec.member_id:
+            raise MemberChanged(
+                f'cluster "{spec.cluster}" is not the member run {spec.run_id} started on (its kube-system '
+                f"namespace UID is {checked[1]}, was {spec.member_id}); nothing is done on it. Point the "
+                f"Cluster object back at that member"
+            )
+        return member
 
     def progress(self, run: NamespaceRun) -> Progress:
         return Progress(self.redis, run.policy, run.run_id)
@@ -125,8 +160,11 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def forward_run(policy: str, namespace: str, run_id: str) -> NamespaceRun:
-    """The run a forward task works on, unless that namespace is being rolled back (then Ignore)."""
-    run = NamespaceRun(policy, namespace, run_id)
-    halt_if_rolling_back(runtime().backup(run).root)
+class MemberChanged(RuntimeError):
+    """The member cluster behind a name is no longer the one a run started on."""
+
+
+def forward_run(run: NamespaceRun) -> NamespaceRun:
+    """`run`, once its claim says that this run and attempt may act (RunHalted otherwise)."""
+    runtime().guard(run)
     return run

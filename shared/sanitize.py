@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.items import Obj
-from shared.markers import PROMOTED_BY
+from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 
 _MEMBER_METADATA = (
     "uid",
@@ -45,6 +45,7 @@ _MEMBER_METADATA = (
 
 _PER_CLUSTER_ANNOTATIONS = (
     PROMOTED_BY,
+    PROMOTED_IN_RUN,
     "pv.kubernetes.io/bind-completed",
     "pv.kubernetes.io/bound-by-controller",
     "volume.beta.kubernetes.io/storage-provisioner",
@@ -127,9 +128,9 @@ _ALLOCATED: dict[str, Callable[[Obj], None]] = {
 }
 
 
-def conflicts(existing: Mapping[str, Any], body: Mapping[str, Any], policy: str) -> bool:
-    """Whether an object already in the control plane blocks the one `policy` would create: not when this
-    policy made it (a re-run) and not when it is the same once each cluster's own fields are ignored."""
-    if ((existing.get("metadata") or {}).get("annotations") or {}).get(PROMOTED_BY) == policy:
+def conflicts(existing: Mapping[str, Any], body: Mapping[str, Any], run: str) -> bool:
+    """Whether an object already in the control plane blocks the one `run` would create: not when this
+    run made it (a re-run) and not when it is the same once each cluster's own fields are ignored."""
+    if ((existing.get("metadata") or {}).get("annotations") or {}).get(PROMOTED_IN_RUN) == run:
         return False
     return normalized(existing) != normalized(body)

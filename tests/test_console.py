@@ -22,7 +22,7 @@ from services.console.common import CONFLICTS, OK, PRECHECK_FAILED, ConsoleError
 from shared.backup import BackupDir, backup_root
 from shared.kinds import Context
 from shared.kube import Kube
-from shared.markers import PROMOTED_BY
+from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.models import PromotePolicy, PromotePolicySpec
 from tests.shared import kinds_builders as build
 
@@ -32,7 +32,7 @@ POLICY = {
     "metadata": {"name": "promote-shop"},
     "spec": {"clusterName": "member1", "includedNamespaces": ["shop"]},
 }
-CONTEXT = Context(cluster="member1", policy="promote-shop")
+CONTEXT = Context(cluster="member1", policy="promote-shop", run="run-1")
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def control_plane_objects() -> dict[tuple[str, str], dict[str, Any]]:
     taken["rules"] = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
     ours = build.cluster_role("ours")
     ours["rules"] = []
-    ours["metadata"]["annotations"] = {PROMOTED_BY: "promote-shop"}
+    ours["metadata"]["annotations"] = {PROMOTED_BY: "promote-shop", PROMOTED_IN_RUN: "run-1"}
     same = build.cluster_role("same")
     same["metadata"]["uid"] = "another-cluster's-uid"
     return {(roles, "taken"): taken, (roles, "same"): same, (roles, "ours"): ours}

@@ -42,7 +42,14 @@ worker does. Not shared, so that they stay out of the project's app, which has t
 
 @TASKS.task(name="kosmos_promote.rebuild.batch", shared=False)
 def batch(
-    policy: str, namespace: str, run_id: str, tier: int, group_resource: str, offset: int, limit: int
+    policy: str,
+    namespace: str,
+    run_id: str,
+    cluster: str,
+    attempt: int,
+    group_resource: str,
+    offset: int,
+    limit: int,
 ) -> int:
     logging.getLogger("shared.steps.rebuild").info("creating %d %s", limit, group_resource)
     if group_resource == "fails":
@@ -51,9 +58,16 @@ def batch(
 
 
 @TASKS.task(name="kosmos_promote.rollback.compensate", shared=False)
-def compensate(failed_task_id: str, policy: str, namespace: str, run_id: str) -> list[str]:
+def compensate(
+    failed_task_id: str, policy: str, namespace: str, run_id: str, cluster: str, attempt: int
+) -> list[str]:
     logging.getLogger("shared.steps.rollback").info("rolling back")
     return ["pods web-0 is missing"] if failed_task_id == "leaves-differences" else []
+
+
+def _run(policy: str, namespace: str, run_id: str, **extra: object) -> dict[str, object]:
+    """A task's keyword arguments, as the pipeline sends them."""
+    return {**NamespaceRun(policy, namespace, run_id, "member1").message(), **extra}
 
 
 class Terminal(io.StringIO):
@@ -84,7 +98,7 @@ def sample(name: str, **labels: str) -> float:
 
 # ----------------------------------------------------------------------------------------------- logs
 def test_a_task_log_line_is_one_json_object_with_the_task_references(captured: io.StringIO) -> None:
-    batch.apply(args=("promote-shop", "shop-1", "run-7", 2, "pods", 50, 50))
+    batch.apply(kwargs=_run("promote-shop", "shop-1", "run-7", group_resource="pods", offset=50, limit=50))
     logging.getLogger("services.worker").info("between tasks")
 
     [in_task] = [line for line in lines(captured) if line["message"] == "creating 50 pods"]
@@ -107,7 +121,7 @@ def test_a_task_log_line_is_one_json_object_with_the_task_references(captured: i
 def test_the_compensation_is_attributed_to_its_namespace_not_to_the_failed_task_id(
     captured: io.StringIO,
 ) -> None:
-    compensate.apply(args=("0b8e-failed-task", "promote-shop", "shop-2", "run-7"))
+    compensate.apply(args=("0b8e-failed-task",), kwargs=_run("promote-shop", "shop-2", "run-7"))
     [line] = [line for line in lines(captured) if line["message"] == "rolling back"]
     assert (line["policy"], line["namespace"], line["run"], line["step"]) == (
         "promote-shop",
@@ -121,7 +135,9 @@ def test_a_terminal_gets_readable_text_with_the_context() -> None:
     stream = Terminal()
     handler = logs.configure("worker", stream)
     try:
-        batch.apply(args=("promote-shop", "shop-1", "run-7", 0, "services", 0, 50))
+        batch.apply(
+            kwargs=_run("promote-shop", "shop-1", "run-7", group_resource="services", offset=0, limit=50)
+        )
     finally:
         logging.getLogger().removeHandler(handler)
     [text] = [line for line in stream.getvalue().splitlines() if "creating 50 services" in line]
@@ -182,15 +198,15 @@ def test_redact_masks_every_secret_in_a_list_and_nothing_else() -> None:
 def test_task_messages_carry_references_only() -> None:
     """What goes through Redis (and shows in Flower, and in every task log line) is policy, namespace,
     run id and small scalars: never an object, so never a Secret."""
-    run = NamespaceRun("promote-shop", "shop-1", "run-7")
+    run = NamespaceRun("promote-shop", "shop-1", "run-7", "member1")
     canvases = [
         namespace_canvas(promote_app, run),
         rebuild_canvas(
             promote_app,
             run,
             [
-                TierPlan("config", [Batch(0, "secrets", 0, 50), Batch(0, "configmaps", 0, 50)]),
-                TierPlan("pods", [Batch(1, "pods", 0, 50)]),
+                TierPlan("config", [Batch("secrets", 0, 50), Batch("configmaps", 0, 50)]),
+                TierPlan("pods", [Batch("pods", 0, 50)]),
             ],
         ),
         on_failure(promote_app, run),
@@ -207,9 +223,10 @@ def test_task_messages_carry_references_only() -> None:
         "kosmos_promote.rebuild.verify",
         "kosmos_promote.rollback.compensate",
     } <= names
-    for name, args in messages:
-        assert args[:3] == ["promote-shop", "shop-1", "run-7"], name
-        assert all(_reference(a) for a in args), (name, args)
+    for name, kwargs in messages:
+        assert kwargs["policy"] == "promote-shop" and kwargs["namespace"] == "shop-1", name
+        assert (kwargs["run_id"], kwargs["cluster"], kwargs["attempt"]) == ("run-7", "member1", 1), name
+        assert all(_reference(a) for a in kwargs.values()), (name, kwargs)
 
 
 def test_every_task_takes_references_and_scalars_only() -> None:
@@ -219,7 +236,7 @@ def test_every_task_takes_references_and_scalars_only() -> None:
     assert len(tasks) >= 9
     for name, task in tasks.items():
         for parameter in inspect.signature(task.run).parameters.values():
-            assert parameter.annotation in ("str", "int", "list[str]"), (name, parameter)
+            assert parameter.annotation in ("str", "int", "float", "list[str]"), (name, parameter)
 
 
 def _reference(arg: Any) -> bool:
@@ -227,10 +244,11 @@ def _reference(arg: Any) -> bool:
     return isinstance(arg, str | int) or (isinstance(arg, list) and all(isinstance(x, str) for x in arg))
 
 
-def _signatures(node: Any) -> Iterator[tuple[str, list[Any]]]:
+def _signatures(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(node, dict):
         if str(node.get("task", "")).startswith("kosmos_promote."):
-            yield node["task"], list(node.get("args") or ())
+            assert not node.get("args"), node  # references by keyword only
+            yield node["task"], dict(node.get("kwargs") or {})
         for value in node.values():
             yield from _signatures(value)
     elif isinstance(node, list):
@@ -266,10 +284,10 @@ def test_task_signals_time_steps_and_count_failures_and_compensation_outcomes() 
         "failed_rollback": sample("kpromote_compensations_total", outcome="failed_rollback"),
     }
 
-    batch.apply(args=("p", "ns", "run", 0, "pods", 0, 5))
-    batch.apply(args=("p", "ns", "run", 0, "fails", 0, 5))
-    compensate.apply(args=("", "p", "ns", "run"))
-    compensate.apply(args=("leaves-differences", "p", "ns", "run"))
+    batch.apply(kwargs=_run("p", "ns", "run", group_resource="pods", offset=0, limit=5))
+    batch.apply(kwargs=_run("p", "ns", "run", group_resource="fails", offset=0, limit=5))
+    compensate.apply(args=("",), kwargs=_run("p", "ns", "run"))
+    compensate.apply(args=("leaves-differences",), kwargs=_run("p", "ns", "run"))
 
     after = {
         "durations": sample("kpromote_step_duration_seconds_count", step="rebuild.batch"),

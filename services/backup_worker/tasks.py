@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from shared.celery_app import app, task_name
+from shared.progress import NamespaceRun
 from shared.runtime import forward_run, runtime
 from shared.steps import backup
 
 
 @app.task(name=task_name("backup", "run"))
-def run(policy: str, namespace: str, run_id: str) -> dict[str, Any]:
-    return backup.back_up(runtime(), forward_run(policy, namespace, run_id))
+def run(policy: str, namespace: str, run_id: str, cluster: str, attempt: int) -> dict[str, Any]:
+    return backup.back_up(runtime(), forward_run(NamespaceRun(policy, namespace, run_id, cluster, attempt)))

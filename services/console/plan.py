@@ -172,7 +172,7 @@ def assess(
             plan.marked[group_resource] += 1
         # The namespace itself is the precheck's to refuse; anything else the control plane has is compared.
         existing = lookup(group_resource, entry_namespace, name) if group_resource != NAMESPACES else None
-        if existing is not None and conflicts(existing, rule.rebuild(obj, context), context.policy):
+        if existing is not None and conflicts(existing, rule.rebuild(obj, context), context.run):
             plan.conflicts.append(Entry(group_resource, entry_namespace, name, CONFLICT))
     return plan
 
@@ -244,7 +244,9 @@ def build(control_plane: Kube, policy: PromotePolicy, settings: Settings) -> Pla
         return plan
     with connect_member(control_plane, spec.cluster_name, settings.member_kubeconfigs) as member:
         types, _ = select_types(spec, member.discovery)
-        inventory = Inventory(member, control_plane, Context(cluster=spec.cluster_name, policy=name))
+        inventory = Inventory(
+            member, control_plane, Context(cluster=spec.cluster_name, policy=name, run="plan")
+        )
         namespaces = member.discovery.resolve("namespaces")
         for namespace in candidates:
             obj = member.get(namespaces, "", namespace)

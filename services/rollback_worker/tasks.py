@@ -1,25 +1,34 @@
 """Rollback tasks (queue `rollback`): compensation of a failed namespace and a user's rollback.
 
-Both run the same idempotent routine (`shared.steps.rollback`); they differ only in what the status
-says. A rollback that leaves differences is retried, then reported with what is left for a person.
+Both run the same idempotent routine (`shared.steps.rollback`) once the namespace's claim says the run
+is rolling back; they differ in how it comes to say so. A compensation sets it itself, unless it is
+stale (an attempt that was superseded, or a run that has completed since); a user's rollback finds it
+set by the watcher. A rollback that fails or leaves differences is retried with exponential backoff
+for `KPROMOTE_ROLLBACK_RETRY_BUDGET` seconds (an API server restart must not strand a namespace half
+way), then reported as FailedRollback with what is left for a person. Done, it releases the claim.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import replace
 
 from celery import Task
 from celery.result import AsyncResult
 
-from shared.celery_app import app, task_name
+from shared.backup import BackupTampered
+from shared.celery_app import PromoteTask, app, task_name
+from shared.claims import Claim, ClaimState, RunHalted, compensation_verdict, rollback_verdict
 from shared.models import NamespacePhase
 from shared.progress import NamespaceRun
 from shared.runtime import runtime
-from shared.steps import rollback, state
+from shared.steps import rollback
 
-MAX_RETRIES = 2
 ERROR_RECORD_WAIT = 5.0
-RETRY_DELAY = 5.0
+FIRST_RETRY_DELAY = 2.0
+MAX_RETRY_DELAY = 60.0
+log = logging.getLogger(__name__)
 
 
 def _error_text(failed_task_id: str, run: NamespaceRun) -> str:
@@ -37,51 +46,92 @@ def _error_text(failed_task_id: str, run: NamespaceRun) -> str:
     return f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
 
 
-def _undo(task: Task, run: NamespaceRun, why: str, done_message: str) -> list[str]:
+def retry_delay(retries: int) -> float:
+    """2, 4, 8 … seconds, at most a minute apart."""
+    return min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2**retries)
+
+
+def _undo(task: Task, run: NamespaceRun, why: str, done_message: str, since: float) -> list[str]:
     rt = runtime()
     progress = rt.progress(run)
-    backup = rt.backup(run)
-    state.write(backup.root, state.ROLLING_BACK, reason=why)
     progress.phase(run.namespace, NamespacePhase.COMPENSATING, "rolling back", why)
     try:
-        differences = rollback.rollback(rt, run).differences
+        report = rollback.rollback(rt, run)
+        differences = report.differences
+    except RunHalted:
+        raise
+    except BackupTampered as error:  # retrying cannot help, and nothing may be done from it
+        progress.phase(run.namespace, NamespacePhase.FAILED_ROLLBACK, "needs a person", str(error))
+        return [str(error)]
     except Exception as error:  # retried, then reported like a difference: never stuck in Compensating
+        report = rollback.RollbackReport()
         differences = [
             f"the rollback stopped at {type(error).__name__}: {error}; the steps after it were not done"
         ]
     if differences:
         left = "; ".join(differences[:10])
-        if task.request.retries < MAX_RETRIES:
+        if time.time() - since < rt.settings.rollback_retry_budget:
+            log.warning("rollback of %s left differences, retrying: %s", run.namespace, left)
             raise task.retry(
-                countdown=RETRY_DELAY * (task.request.retries + 1),
+                countdown=retry_delay(task.request.retries),
+                kwargs={**task.request.kwargs, "since": since},
                 exc=RuntimeError(f"rollback left differences: {left}"),
             )
         progress.phase(
             run.namespace,
             NamespacePhase.FAILED_ROLLBACK,
             "needs a person",
-            f"rollback could not restore everything after {MAX_RETRIES + 1} attempts; "
-            f"left to fix by hand: {left}",
+            f"rollback could not restore everything within {rt.settings.rollback_retry_budget:.0f}s "
+            f"({task.request.retries + 1} attempts); left to fix by hand: {left}",
         )
         return differences
-    state.write(backup.root, state.ROLLED_BACK, reason=why)
-    progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message)
+    kept = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
+    progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + kept)
+    claim = rt.claims.get(run.cluster, run.namespace)
+    if claim is not None and claim.run_id == run.run_id:
+        rt.claims.release(claim)
     return []
 
 
-@app.task(name=task_name("rollback", "compensate"), bind=True, max_retries=MAX_RETRIES, base=Task)
-def compensate(self: Task, failed_task_id: str, policy: str, namespace: str, run_id: str) -> list[str]:
-    """A bound errback, so Celery routes it here as a real task; it may fire more than once."""
-    run = NamespaceRun(policy, namespace, run_id)
+def _begin(run: NamespaceRun, verdict: str | None) -> None:
+    if verdict is not None:
+        raise RunHalted(run, verdict)
+
+
+@app.task(name=task_name("rollback", "compensate"), bind=True, base=PromoteTask, max_retries=None)
+def compensate(
+    self: Task,
+    failed_task_id: str,
+    policy: str,
+    namespace: str,
+    run_id: str,
+    cluster: str,
+    attempt: int,
+    since: float = 0.0,
+) -> list[str]:
+    """A bound errback, so Celery routes it here as a real task; it may fire more than once, and late."""
+    run = NamespaceRun(policy, namespace, run_id, cluster, attempt)
+
+    def rolling_back(claim: Claim | None) -> Claim | None:
+        _begin(run, compensation_verdict(claim, run_id, attempt))
+        assert claim is not None
+        return replace(claim, state=ClaimState.ROLLING_BACK)
+
+    runtime().claims.change(cluster, namespace, rolling_back)
     why = _error_text(failed_task_id, run)
-    return _undo(self, run, why, f"rolled back after a failure: {why}")
+    return _undo(self, run, why, f"rolled back after a failure: {why}", since or time.time())
 
 
-@app.task(name=task_name("rollback", "namespace"), bind=True, max_retries=MAX_RETRIES, base=Task)
-def rollback_namespace(self: Task, policy: str, namespace: str, run_id: str) -> list[str]:
+@app.task(name=task_name("rollback", "namespace"), bind=True, base=PromoteTask, max_retries=None)
+def rollback_namespace(
+    self: Task, policy: str, namespace: str, run_id: str, cluster: str, attempt: int, since: float = 0.0
+) -> list[str]:
+    run = NamespaceRun(policy, namespace, run_id, cluster, attempt)
+    _begin(run, rollback_verdict(runtime().claims.get(cluster, namespace), run_id))
     return _undo(
         self,
-        NamespaceRun(policy, namespace, run_id),
+        run,
         "rollback requested",
         "rolled back on request; the member is as it was before the promote",
+        since or time.time(),
     )

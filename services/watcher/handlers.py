@@ -1,8 +1,11 @@
-"""The policy watcher: kopf handlers that precheck a PromotePolicy, publish one job per namespace, and
-write the live progress back into the policy's status. It does no migration work itself.
+"""The policy watcher: kopf handlers that precheck a PromotePolicy, claim its namespaces, publish one job
+per namespace, write the live progress back into the policy's status, start rollbacks, and cancel the
+run of a policy being deleted. It does no migration work itself.
 
-Progress comes from Redis (written idempotently by the workers) and is written to the status at most
-once per interval, as one patch, only when something changed.
+What a run owns is recorded in Kubernetes (`shared.claims`), not here: the watcher claims every
+namespace before publishing, and moves a claim to "rolling back" before publishing a rollback, so a
+message only ever acts when its claim agrees. Progress comes from Redis (written idempotently by the
+workers) and is written to the status at most once per interval, as one patch, only when it changed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +22,12 @@ import kubernetes
 from pydantic import ValidationError
 
 from shared.celery_app import app
+from shared.claims import Claim, ClaimHeld, Claims, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
-from shared.models.policy import GROUP, PLURAL, VERSION, spec_problems
+from shared.models.conditions import with_condition
+from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus, spec_problems
 from shared.models.times import now_rfc3339
-from shared.pipeline import rollback_namespace, start_namespace
+from shared.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.precheck import precheck
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import runtime
@@ -73,23 +79,61 @@ def _run_id(uid: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uid[:8]}-{secrets.token_hex(2)}"
 
 
+def _condition(
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    type_: str,
+    value: bool,
+    reason: str,
+    message: str,
+    generation: Any,
+) -> None:
+    conditions = patch.status.get("conditions") or list(status.get("conditions") or [])
+    state = ConditionStatus.TRUE if value else ConditionStatus.FALSE
+    patch.status["conditions"] = with_condition(conditions, type_, state, reason, message, generation)
+
+
+def _fail_precheck(
+    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, errors: list[str], message: str
+) -> None:
+    generation = body.metadata.get("generation")
+    patch.status.update(
+        {"phase": PolicyPhase.FAILED_PRECHECK.value, "precheckErrors": errors, "message": message}
+    )
+    _condition(status, patch, "Prechecked", False, "PrecheckFailed", message, generation)
+    kopf.warn(body, reason="PrecheckFailed", message=f"{message}: {'; '.join(errors[:5])}")
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def start(
-    name: str, uid: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any
+    name: str,
+    uid: str,
+    body: kopf.Body,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    **_: Any,
 ) -> None:
     if status.get("phase") not in (None, "", PolicyPhase.PENDING.value):
+        return
+    generation = body.metadata.get("generation")
+    if spec.get("rollback") not in (None, "", "false"):
+        _fail_precheck(
+            body,
+            status,
+            patch,
+            [
+                f'spec.rollback: "{spec.get("rollback")}" on a new policy: there is nothing to roll back '
+                f'yet; create the policy without it, and set rollback: "true" once it has run'
+            ],
+            "the spec is invalid; nothing was changed",
+        )
         return
     try:
         parsed = PromotePolicySpec.model_validate(dict(spec))
     except ValidationError as exc:
-        patch.status.update(
-            {
-                "phase": PolicyPhase.FAILED_PRECHECK.value,
-                "precheckErrors": spec_problems(exc),
-                "message": "the spec is invalid; nothing was changed",
-            }
-        )
+        _fail_precheck(body, status, patch, spec_problems(exc), "the spec is invalid; nothing was changed")
         return
     rt = runtime()
     result = precheck(
@@ -99,21 +143,34 @@ def start(
         rt.settings.member_kubeconfigs,
         member_limits=rt.member_limits(parsed.cluster_name),
     )
-    if not result.ok:
-        patch.status.update(
-            {
-                "phase": PolicyPhase.FAILED_PRECHECK.value,
-                "precheckErrors": result.errors,
-                "message": f"precheck failed with {len(result.errors)} problem(s); nothing was "
-                f"changed. Fix the policy or the clusters, then re-create the policy",
-            }
+    run_id = _run_id(uid)
+    run = RunSpec(
+        policy=name,
+        policy_uid=uid,
+        run_id=run_id,
+        generation=generation or 0,
+        cluster=parsed.cluster_name,
+        member_id=result.member_id,
+        included_resources=tuple(parsed.included_namespace_scoped_resources),
+        excluded_resources=tuple(parsed.excluded_namespace_scoped_resources),
+    )
+    errors = result.errors or _claim_all(rt.claims, run, result.namespaces)
+    if errors:
+        _fail_precheck(
+            body,
+            status,
+            patch,
+            errors,
+            f"precheck failed with {len(errors)} problem(s); nothing was changed. Fix the policy or the "
+            f"clusters (or wait for the policy holding a namespace), then re-create the policy",
         )
         return
-    run_id = _run_id(uid)
     patch.status.update(
         {
             "phase": PolicyPhase.RUNNING.value,
             "runId": run_id,
+            "clusterName": parsed.cluster_name,
+            "observedGeneration": generation,
             "startTime": now_rfc3339(),
             "precheckErrors": [],
             "namespacesTotal": len(result.namespaces),
@@ -125,9 +182,30 @@ def start(
             ],
         }
     )
+    message = f"{len(result.namespaces)} namespace(s) claimed and published, run {run_id}"
+    _condition(status, patch, "Prechecked", True, "PrecheckPassed", message, generation)
+    kopf.info(body, reason="RunStarted", message=message)
     for namespace in result.namespaces:
-        start_namespace(app, NamespaceRun(name, namespace, run_id))
-    log.info("policy %s: %d namespace(s) published, run %s", name, len(result.namespaces), run_id)
+        start_namespace(app, NamespaceRun(name, namespace, run_id, parsed.cluster_name))
+    log.info("policy %s: %s", name, message)
+
+
+def _claim_all(claims: Claims, run: RunSpec, namespaces: list[str]) -> list[str]:
+    """Claim every namespace, or none: in one global order, so that of two policies racing for
+    overlapping namespaces at least one gets all of its own, and the other fails its precheck naming
+    the holder."""
+    held: list[str] = []
+    taken: list[Claim] = []
+    for namespace in sorted(namespaces):
+        try:
+            taken.append(claims.acquire(run, namespace))
+        except ClaimHeld as exc:
+            held.append(str(exc))
+            break
+    if held:
+        for claim in taken:
+            claims.release(claim)
+    return held
 
 
 def policy_phase(namespaces: list[NamespaceStatus], rolling_back: bool) -> PolicyPhase:
@@ -154,27 +232,139 @@ ROLLBACK_FROM = {
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.rollback")
-def rollback_requested(name: str, new: Any, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+def rollback_requested(
+    name: str, new: Any, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any
+) -> None:
     """`rollback: "true"` rolls back every namespace that is not already back; the request is then reset
-    so that it is not replayed. A policy that is still running is rolled back once it has finished."""
-    if new == "true" and status.get("phase") in ROLLBACK_FROM and status.get("runId"):
-        _start_rollback(name, status, patch)
+    so that it is not replayed. A policy that is still running is rolled back once it has finished. A
+    request that cannot be honoured is refused with a condition and an Event, and reset."""
+    phase = status.get("phase")
+    if phase in (None, "", PolicyPhase.PENDING.value) or new in (None, "", "false"):
+        return  # a new policy: start() refuses a rollback request there
+    if new != "true":
+        _refuse_rollback(
+            body, status, patch, f'spec.rollback: "{new}" is not a request; set "true" to roll back'
+        )
+    elif not status.get("runId"):
+        _refuse_rollback(
+            body, status, patch, f"the policy never ran ({phase}): there is nothing to roll back"
+        )
+    elif phase == PolicyPhase.ROLLED_BACK.value:
+        _refuse_rollback(body, status, patch, "the policy is already rolled back")
+    elif phase in ROLLBACK_FROM:
+        _start_rollback(name, body, status, patch)
 
 
-def _start_rollback(name: str, status: dict[str, Any], patch: kopf.Patch) -> None:
+def _refuse_rollback(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, why: str) -> None:
     patch.spec["rollback"] = None
+    _condition(
+        status, patch, "RollbackRefused", True, "RollbackRefused", why, body.metadata.get("generation")
+    )
+    kopf.warn(body, reason="RollbackRefused", message=f"{why}; spec.rollback was reset")
+
+
+def _run_of(name: str, namespace: str, status: dict[str, Any], claim: Claim | None = None) -> NamespaceRun:
+    attempt = claim.attempt if claim is not None else 1
+    return NamespaceRun(name, namespace, status["runId"], status["clusterName"], attempt)
+
+
+def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> None:
+    """Each claim of the run moves to "rolling back" before its message goes out: the message acts only
+    because the claim says so, and a stale one of an earlier request finds nothing to do."""
+    patch.spec["rollback"] = None
+    rt = runtime()
     pending = [
         ns["name"] for ns in status.get("namespaces", []) if ns.get("phase") != NamespacePhase.ROLLED_BACK
     ]
-    patch.status.update(
-        {
-            "phase": PolicyPhase.ROLLING_BACK.value,
-            "completionTime": None,
-            "message": f"rolling back {len(pending)} namespace(s) on request",
-        }
-    )
     for namespace in pending:
-        rollback_namespace(app, NamespaceRun(name, namespace, status["runId"]))
+        claim = _mark_rolling_back(rt.claims, _run_of(name, namespace, status), ClaimState.COMPLETED)
+        run = _run_of(name, namespace, status, claim)
+        if claim is None or claim.run_id != run.run_id:
+            rt.progress(run).phase(namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
+        else:
+            rollback_namespace(app, run)
+    message = f"rolling back {len(pending)} namespace(s) on request"
+    patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "completionTime": None, "message": message})
+    kopf.info(body, reason="RollbackRequested", message=message)
+
+
+RELEASED = "already rolled back: the run no longer holds the namespace"
+
+
+def _mark_rolling_back(claims: Claims, run: NamespaceRun, *also_from: ClaimState) -> Claim | None:
+    """The run's claim moved to "rolling back" (from promoting, or `also_from`); None if not ours."""
+
+    def rolling_back(claim: Claim | None) -> Claim | None:
+        if claim is None or claim.run_id != run.run_id:
+            return None
+        if claim.state in (ClaimState.PROMOTING, *also_from):
+            return replace(claim, state=ClaimState.ROLLING_BACK)
+        return claim
+
+    claim = claims.change(run.cluster, run.namespace, rolling_back)
+    return claim if claim is not None and claim.run_id == run.run_id else None
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def spec_changed(
+    old: Any, new: Any, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any
+) -> None:
+    """A run keeps the spec it started with; an edit afterwards is reported, never applied."""
+    if not status.get("runId"):
+        return
+    before, after = dict(old or {}), dict(new or {})
+    changed = sorted(
+        k for k in before.keys() | after.keys() if k != "rollback" and before.get(k) != after.get(k)
+    )
+    if not changed:
+        return
+    message = (
+        f"spec changed after the run started ({', '.join(changed)}); not applied: run "
+        f"{status['runId']} keeps the spec of generation {status.get('observedGeneration')}. "
+        f"Create a new policy for the new spec"
+    )
+    _condition(
+        status, patch, "SpecChanged", True, "SpecChangedAfterRun", message, body.metadata.get("generation")
+    )
+    kopf.warn(body, reason="SpecChangedAfterRun", message=message)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def cancel(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    """Deleting a policy cancels its run: namespaces not yet completed are rolled back from their backup,
+    completed ones stay promoted (their claims are released), and only then does the policy go (kopf
+    holds it with a finalizer until this handler returns)."""
+    if not status.get("runId") or not status.get("clusterName"):
+        return
+    rt = runtime()
+    progress = Progress(rt.redis, name, status["runId"])
+    names = [ns["name"] for ns in status.get("namespaces", [])]
+    waiting: list[str] = []
+    for namespace, reading in zip(names, progress.read(names), strict=True):
+        run = _run_of(name, namespace, status)
+        claim = rt.claims.get(run.cluster, namespace)
+        if claim is None or claim.run_id != run.run_id:
+            continue
+        if claim.state is ClaimState.COMPLETED:
+            rt.claims.release(claim)
+            continue
+        if claim.state is ClaimState.PROMOTING:
+            claim = _mark_rolling_back(rt.claims, run)
+            if claim is None:
+                continue
+            rollback_namespace(app, _run_of(name, namespace, status, claim))
+            kopf.info(
+                body, reason="NamespaceCancelled", message=f"{namespace}: rolling back, the policy is deleted"
+            )
+        elif reading.status.phase is NamespacePhase.FAILED_ROLLBACK:
+            rollback_namespace(app, _run_of(name, namespace, status, claim))
+        else:
+            _watchdog(progress, _run_of(name, namespace, status), reading.status.phase, reading.updated, True)
+        waiting.append(namespace)
+    if waiting:
+        message = f"deleting: waiting for {len(waiting)} namespace(s) to roll back: {', '.join(waiting[:10])}"
+        patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "message": message})
+        raise kopf.TemporaryError(message, delay=2)
 
 
 def _merged(current: NamespaceStatus, previous: dict[str, Any]) -> NamespaceStatus:
@@ -187,9 +377,11 @@ def _merged(current: NamespaceStatus, previous: dict[str, Any]) -> NamespaceStat
 def _watchdog(
     progress: Progress, run: NamespaceRun, phase: NamespacePhase, updated: float | None, rolling_back: bool
 ) -> None:
-    """Resume a namespace whose progress stopped moving; redelivery and idempotent steps make a resumed
-    run converge. After too many resumes, compensate instead (or, mid-rollback, resume the rollback)."""
-    config = runtime().settings
+    """Resume a namespace whose progress stopped moving: once per stall, as its claim says. A resumed
+    run gets a new attempt in its claim, so the messages of the stalled one (redelivered late, say) do
+    nothing. After too many resumes, compensate instead; a stalled rollback is published again."""
+    rt = runtime()
+    config = rt.settings
     if phase in TERMINAL:
         return
     if updated is None:  # no record is no proof of a stall: count a whole stall timeout from now
@@ -198,33 +390,53 @@ def _watchdog(
     if time.time() - updated < config.stall_timeout:
         return
     resumes = progress.bump_resumes(run.namespace)
+    claim = rt.claims.get(run.cluster, run.namespace)
     log.warning(
-        "namespace %s of %s made no progress for %.0fs: resume #%d",
+        "namespace %s of %s made no progress for %.0fs: resume #%d (claim: %s)",
         run.namespace,
         run.policy,
         config.stall_timeout,
         resumes,
+        claim.describe() if claim else "none",
     )
-    if rolling_back:
-        rollback_namespace(app, run)
-    elif phase is NamespacePhase.COMPENSATING or resumes > config.max_resumes:
-        rollback_namespace(app, run, failed_task_id="")
+    if claim is None or claim.run_id != run.run_id:
+        progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
+    elif claim.state is ClaimState.COMPLETED:
+        progress.phase(run.namespace, NamespacePhase.COMPLETED, "done", "promoted (as its claim records)")
+    elif claim.state is ClaimState.ROLLING_BACK:
+        current = replace(run, attempt=claim.attempt)
+        (rollback_namespace if rolling_back else compensate_namespace)(app, current)
+    elif resumes > config.max_resumes or phase is NamespacePhase.COMPENSATING:
+        compensate_namespace(app, replace(run, attempt=claim.attempt))
     else:
-        start_namespace(app, run)
+        resumed = rt.claims.change(run.cluster, run.namespace, lambda c: _next_attempt(c, run.run_id))
+        if resumed is not None and resumed.state is ClaimState.PROMOTING and resumed.run_id == run.run_id:
+            start_namespace(app, replace(run, attempt=resumed.attempt))
+
+
+def _next_attempt(claim: Claim | None, run_id: str) -> Claim | None:
+    if claim is None or claim.run_id != run_id or claim.state is not ClaimState.PROMOTING:
+        return None
+    return replace(claim, attempt=claim.attempt + 1)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
-def report(name: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+def report(
+    name: str, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any
+) -> None:
     rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
     if (status.get("phase") != PolicyPhase.RUNNING.value and not rolling_back) or not status.get("runId"):
         return
+    if body.metadata.get("deletionTimestamp"):
+        return  # cancel() owns a policy being deleted
     progress = Progress(runtime().redis, name, status["runId"])
     previous = status.get("namespaces", [])
     readings = progress.read([ns["name"] for ns in previous])
     namespaces = [_merged(reading.status, ns) for reading, ns in zip(readings, previous, strict=True)]
     for namespace, reading in zip(namespaces, readings, strict=True):
-        run = NamespaceRun(name, namespace.name, status["runId"])
-        _watchdog(progress, run, namespace.phase, reading.updated, rolling_back)
+        _watchdog(
+            progress, _run_of(name, namespace.name, status), namespace.phase, reading.updated, rolling_back
+        )
     rendered = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces]
     phase = policy_phase(namespaces, rolling_back)
     done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
@@ -235,7 +447,7 @@ def report(name: str, spec: dict[str, Any], status: dict[str, Any], patch: kopf.
     if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
         patch.status.update(update)
     if spec.get("rollback") == "true" and phase.value in ROLLBACK_FROM:
-        _start_rollback(name, {**status, **update}, patch)
+        _start_rollback(name, body, {**status, **update}, patch)
 
 
 def _summary(phase: PolicyPhase, namespaces: list[NamespaceStatus]) -> str:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import ClassVar, Literal, Protocol, TypeVar, final
 
 from shared.items import ItemRef, Obj
-from shared.markers import PROMOTED_BY, virtual_node
+from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN, virtual_node
 from shared.sanitize import strip_for_rebuild
 
 CREATED_BY_CONTROL_PLANE = "created by the control plane itself"
@@ -34,6 +34,7 @@ class Context:
 
     cluster: str
     policy: str
+    run: str
 
     @property
     def virtual_node(self) -> str:
@@ -147,7 +148,11 @@ class KindRule:
         body = strip_for_rebuild(obj)
         self.tailor(body, obj, ctx)
         metadata = body["metadata"]
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), PROMOTED_BY: ctx.policy}
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            PROMOTED_BY: ctx.policy,
+            PROMOTED_IN_RUN: ctx.run,
+        }
         return body
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:

@@ -216,3 +216,10 @@ def _decode(cluster_name: str, encoded: str) -> dict[str, Any]:
             f'Kosmos cluster "{cluster_name}": spec.kubeconfig is not a valid kubeconfig (it has no clusters)'
         )
     return document
+
+
+def member_identity(member: Kube) -> str | None:
+    """The UID of the kube-system namespace: stable for a cluster's lifetime, different in every other,
+    so a run can tell that a Cluster name still points at the member it started on."""
+    namespace = member.get(member.discovery.resolve("namespaces"), "", "kube-system")
+    return namespace["metadata"]["uid"] if namespace else None

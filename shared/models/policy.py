@@ -135,10 +135,30 @@ class NamespaceStatus(_ApiModel):
     completion_time: Rfc3339Time | None = None
 
 
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_ApiModel):
+    """A standard condition, so that `kubectl wait --for=condition=TYPE` works on a policy."""
+
+    type: str
+    status: ConditionStatus
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: Rfc3339Time | None = None
+    observed_generation: int | None = None
+
+
 class PromotePolicyStatus(_ApiModel):
     phase: PolicyPhase = PolicyPhase.PENDING
     observed_generation: int | None = None
     run_id: str | None = None
+    cluster_name: str | None = None
+    """The member cluster the run acts on, frozen when it started (the spec may say otherwise since)."""
+    conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
     precheck_errors: list[str] = Field(default_factory=list)
     precheck_warnings: list[str] = Field(default_factory=list)

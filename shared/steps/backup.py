@@ -10,16 +10,19 @@ that cannot be completed fails the namespace before detach.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
+from shared.backup import Manifest
+from shared.claims import Claim, RunHalted
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES
 from shared.kube import ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
 from shared.progress import NamespaceRun
-from shared.runtime import Runtime
+from shared.runtime import RUN_SPEC_LABEL, Runtime
 from shared.selection import select_types
 from shared.steps import decisions
 
@@ -65,17 +68,15 @@ def back_up(runtime: Runtime, run: NamespaceRun) -> dict[str, Any]:
 
 
 def types_to_collect(runtime: Runtime, run: NamespaceRun) -> list[str]:
-    policy = runtime.policy(run.policy)
-    member = runtime.member(policy.spec.cluster_name)
-    types, errors = select_types(policy.spec, member.discovery)
+    spec = runtime.run_spec(run)
+    types, errors = select_types(spec.selection(), runtime.member_of(spec).discovery)
     if errors:
         raise ValueError("; ".join(errors))
     return [NAMESPACES, *(t.group_resource for t in types)]
 
 
 def collect(runtime: Runtime, run: NamespaceRun, group_resources: Sequence[str]) -> list[dict[str, Any]]:
-    policy = runtime.policy(run.policy)
-    member = runtime.member(policy.spec.cluster_name)
+    member = runtime.member_of(runtime.run_spec(run))
     catalog = MemberCatalog(member)
     return runtime.fan_out(lambda gr: _collect_type(runtime, run, member, catalog, gr), group_resources)
 
@@ -110,8 +111,8 @@ def _collect_type(
 
 
 def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    policy = runtime.policy(run.policy)
-    member = runtime.member(policy.spec.cluster_name)
+    spec = runtime.run_spec(run)
+    member = runtime.member_of(spec)
     backup = runtime.backup(run)
     progress = runtime.progress(run)
     progress.set(run.namespace, step="seal backup")
@@ -133,12 +134,36 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
             "policy": run.policy,
             "namespace": run.namespace,
             "run": run.run_id,
-            "cluster": policy.spec.cluster_name,
+            "cluster": spec.cluster,
+            RUN_SPEC_LABEL: spec.dump(),
         }
     )
     decisions.record(backup)
+    _record_cluster_objects(runtime, run, manifest)
     progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
+
+
+def _record_cluster_objects(runtime: Runtime, run: NamespaceRun, manifest: Manifest) -> None:
+    """Tell every other run, through the claim, which cluster-scoped objects this namespace will use in
+    the control plane: their rollbacks keep what a live claim still uses. Written before detach, so a
+    namespace that can have rebuilt anything has said so."""
+    used = tuple(
+        sorted(
+            {
+                (i.group_resource, i.name)
+                for i in manifest.items
+                if not i.namespace and i.group_resource != NAMESPACES
+            }
+        )
+    )
+
+    def with_objects(claim: Claim | None) -> Claim | None:
+        if claim is None or claim.run_id != run.run_id:
+            raise RunHalted(run, "the namespace is no longer claimed by this run")
+        return replace(claim, cluster_objects=used)
+
+    runtime.claims.change(run.cluster, run.namespace, with_objects)
 
 
 def _resource(kube: Kube, group_resource: str) -> ApiResource:

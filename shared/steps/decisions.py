@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import orjson
 
-from shared.backup import BackupDir, write_atomically
+from shared.backup import BackupDir
 from shared.items import Obj
 from shared.kinds import Decision, Move
 from shared.kinds.decisions import decide_all
@@ -32,7 +32,7 @@ def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
 def record(backup: BackupDir) -> dict[str, Decision]:
     decisions = decide_all(_all_items(backup))
     payload = {uid: {"move": d.move.value, "reason": d.reason} for uid, d in sorted(decisions.items())}
-    write_atomically(backup.root / FILE, orjson.dumps(payload))
+    backup.write_derived(FILE, orjson.dumps(payload))
     return decisions
 
 

@@ -27,25 +27,23 @@ PV = GroupResource("persistentvolumes")
 DEPENDENT_TYPES = ("pods", "replicasets.apps", "controllerrevisions.apps", "jobs.batch")
 
 
-def backed_up(runtime: Runtime, run: NamespaceRun, group_resource: str) -> Iterable[Obj]:
-    return runtime.backup(run).items(group_resource)
-
-
 def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
-    policy = runtime.policy(run.policy)
-    member = runtime.member(policy.spec.cluster_name)
+    spec = runtime.run_spec(run)
+    member = runtime.member_of(spec)
     progress = runtime.progress(run)
-    context = Context(cluster=policy.spec.cluster_name, policy=run.policy)
+    context = spec.context()
     backup = runtime.backup(run)
     manifest = backup.manifest()
     if manifest is None:
         raise RuntimeError("the backup is not sealed; refusing to change the member")
+    backup.require_intact()
     present = sorted(manifest.counts)
     decided = decisions.load(backup)
     progress.phase(run.namespace, NamespacePhase.DETACHING, "retain volumes")
     retained = _retain_volumes(member, backup.items(PV))
     progress.count(run.namespace, "detached", "retain persistentvolumes", retained)
     skipped: list[tuple[ItemRef, str]] = []
+    runtime.guard(run)  # cancelled meanwhile? Deleting owners is the step a rollback must not race
     progress.set(run.namespace, step="delete owners (orphan)")
     deleted_uids: set[str] = set()
     for group_resource in DETACH_OWNER_ORDER:
@@ -61,6 +59,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
         progress.count(run.namespace, "detached", group_resource, len(owners))
     progress.set(run.namespace, step="wait for the garbage collector")
     _wait_released(runtime, member, run.namespace, deleted_uids, runtime.settings.detach_timeout)
+    runtime.guard(run)
     progress.set(run.namespace, step="set Kosmos markers")
     marked = {}
     for group_resource in sorted(present, key=lambda gr: gr == "pods"):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.items import ItemRef, Obj
-from shared.kinds import RULES, Context, Move
+from shared.kinds import RULES, Move
 from shared.kube import AlreadyExists, ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.ordering import rebuild_tiers
@@ -31,7 +31,6 @@ CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
 @dataclass(frozen=True)
 class Batch:
-    tier: int
     group_resource: str
     offset: int
     limit: int
@@ -53,11 +52,12 @@ def plan(runtime: Runtime, run: NamespaceRun) -> list[TierPlan]:
     manifest = backup.manifest()
     if manifest is None:
         raise RuntimeError("the backup is not sealed")
+    backup.require_intact()
     size = runtime.settings.rebuild_batch_size
     tiers = []
-    for index, (tier, types) in enumerate(rebuild_tiers(manifest.counts)):
+    for tier, types in rebuild_tiers(manifest.counts):
         batches = [
-            Batch(index, gr, part * size, size)
+            Batch(gr, part * size, size)
             for gr in types
             for part in range(math.ceil(manifest.counts[gr] / size))
         ]
@@ -82,7 +82,9 @@ def run_tiers(runtime: Runtime, run: NamespaceRun, names: list[str]) -> int:
     """Rebuild whole tiers in order inside one task, each followed by its `tier_done` wait."""
     planned = {tier.name: tier for tier in plan(runtime, run)}
     created = 0
-    for name in names:
+    for index, name in enumerate(names):
+        if index:
+            runtime.guard(run)  # a cancelled run stops at the next tier
         for batch in planned[name].batches:
             created += rebuild_batch(runtime, run, batch)
         tier_done(runtime, run, name)
@@ -90,16 +92,16 @@ def run_tiers(runtime: Runtime, run: NamespaceRun, names: list[str]) -> int:
 
 
 def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
-    policy = runtime.policy(run.policy)
     control_plane = runtime.control_plane
     progress = runtime.progress(run)
-    context = Context(cluster=policy.spec.cluster_name, policy=run.policy)
+    context = runtime.run_spec(run).context()
     rule = RULES.for_(batch.group_resource)
     progress.phase(run.namespace, NamespacePhase.REBUILDING, f"rebuild {batch.group_resource}")
     resource = _served(control_plane, batch.group_resource)
     bodies = []
     skipped: list[tuple[ItemRef, str]] = []
     backup = runtime.backup(run)
+    backup.require_intact()
     decided = decisions.load(backup)
     for obj in backup.items(batch.group_resource, batch.offset, batch.limit):
         decision = decided[obj["metadata"]["uid"]]
@@ -109,7 +111,7 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
             skipped.append((ItemRef.of(batch.group_resource, obj), decision.reason))
 
     def create(body: Obj) -> tuple[ItemRef, str] | None:
-        return _create_or_accept(control_plane, resource, body, run.policy)
+        return _create_or_accept(control_plane, resource, body, run.run_id)
 
     conflicts = [c for c in runtime.fan_out(create, bodies) if c is not None]
     progress.skip(run.namespace, skipped + conflicts)
@@ -129,7 +131,7 @@ def _served(kube: Kube, group_resource: str) -> ApiResource:
 
 
 def _create_or_accept(
-    kube: Kube, resource: ApiResource, body: Obj, policy: str
+    kube: Kube, resource: ApiResource, body: Obj, run_id: str
 ) -> tuple[ItemRef, str] | None:
     metadata = body["metadata"]
     namespace = metadata.get("namespace", "") if resource.namespaced else ""
@@ -138,7 +140,7 @@ def _create_or_accept(
         return None
     except AlreadyExists:
         existing = kube.get(resource, namespace, metadata["name"])
-    if existing is None or not conflicts(existing, body, policy):
+    if existing is None or not conflicts(existing, body, run_id):
         return None
     ref = ItemRef(resource.group_resource, namespace, metadata["name"])
     return ref, "exists in the control plane with different content; left untouched (conflict)"

@@ -11,9 +11,11 @@ again after a crash (or twice at once) with the same result. Order is what keeps
 2. member owners are re-created from the backup, bottom-up (ReplicaSets before Deployments), and adopt
    the running pods; every other member object gets its backed-up metadata back;
 3. control-plane markers come off (and control-plane PVs go to Retain) before anything there is deleted;
-4. control-plane objects that carry our `promote.kosmos.io/policy` annotation are deleted, pods with
-   grace period 0; anything that existed before the migration has no such annotation and is left alone,
-   and a cluster-scoped object another namespace of the run still uses is left to that namespace;
+4. control-plane objects this run created (our `promote.kosmos.io/run` annotation) are deleted, pods with
+   grace period 0; anything that existed before the migration has no such annotation and is left alone.
+   A cluster-scoped object a migration created (a CRD, a StorageClass, a PriorityClass) is deleted only
+   when no other claimed namespace, of any policy, still uses it, and a CRD only while no custom resource
+   of it is left outside this namespace: what is kept, and why, is reported;
 5. last, the member PVs get their original reclaim policy back, once nothing can propagate a delete.
 """
 
@@ -24,18 +26,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.backup import BackupDir
+from shared.claims import Claims, ClaimState
 from shared.items import Obj
 from shared.kinds import RULES, Context, Decision, DetachKind, Move
 from shared.kinds.storage import reclaim_restore_patch
 from shared.kube import AlreadyExists, ApiResource, Kube, NotFound
-from shared.markers import PROMOTED_BY
+from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.sanitize import strip_for_rebuild
-from shared.steps import decisions, state
+from shared.steps import decisions
 
 RECREATE_ORDER = ("replicasets.apps", "statefulsets.apps", "cronjobs.batch", "deployments.apps")
 """Bottom-up: a Deployment created before its ReplicaSets makes its own and loses the history (§8)."""
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 NAMESPACED_DELETE_ORDER = ("pods",)
 """Pods first, with grace 0: bound pods deleted with a grace period stay Terminating without a kubelet."""
 
@@ -45,6 +49,8 @@ class RollbackReport:
     recreated: list[str] = field(default_factory=list)
     reverted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """Control-plane objects a migration created that this rollback left because others still use them."""
     differences: list[str] = field(default_factory=list)
     """What still differs from the backup afterwards: empty means the member is as it was."""
 
@@ -54,16 +60,22 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
     report = RollbackReport()
     if backup.manifest() is None:
         return report  # detach only runs after the seal: without a sealed backup nothing was changed
-    policy = runtime.policy(run.policy)
-    context = Context(cluster=policy.spec.cluster_name, policy=run.policy)
-    member = runtime.member(policy.spec.cluster_name)
+    backup.require_intact()  # a tampered backup is refused before anything is touched
+    spec = runtime.run_spec(run)
+    context = spec.context()
+    member = runtime.member_of(spec)
     decided = decisions.load(backup)
     _revert_member_objects(member, backup, decided, context, {}, report, only=("pods",))
     owner_uids = _recreate_owners(member, backup, decided, report)
     _revert_member_objects(member, backup, decided, context, owner_uids, report, only=None)
-    shared = _used_by_siblings(runtime, run)
     _clear_control_plane(
-        runtime.control_plane, backup, run, context, report, runtime.settings.adoption_timeout, shared
+        runtime.control_plane,
+        backup,
+        run,
+        context,
+        report,
+        runtime.settings.adoption_timeout,
+        _used_elsewhere(runtime.claims, run),
     )
     _restore_reclaim_policies(member, backup, report)
     deadline = time.monotonic() + runtime.settings.adoption_timeout
@@ -148,27 +160,38 @@ def _revert_member_objects(
                 report.reverted.append(f"{group_resource} {metadata['name']}")
 
 
-def _ours(obj: Obj | None, policy: str) -> bool:
-    return obj is not None and (obj["metadata"].get("annotations") or {}).get(PROMOTED_BY) == policy
+def _created_by(obj: Obj | None, run_id: str | None) -> bool:
+    """Whether a migration created `obj`: this run (`run_id`), or any run (`None`)."""
+    annotations = (obj or {}).get("metadata", {}).get("annotations") or {}
+    if run_id is None:
+        return PROMOTED_BY in annotations
+    return annotations.get(PROMOTED_IN_RUN) == run_id
 
 
-def _used_by_siblings(runtime: Runtime, run: NamespaceRun) -> set[tuple[str, str]]:
-    """Cluster-scoped objects (a PriorityClass, a StorageClass, a CRD) that another namespace of the same
-    run backed up and is not rolling back: the promote created them once for every namespace needing
-    them, so they carry the same policy annotation, and that namespace still uses them. A sibling that is
-    rolling back too sees this one rolling back, so the last of them deletes what they shared."""
-    used: set[tuple[str, str]] = set()
-    for root in (runtime.settings.backup_dir / run.policy).glob(f"*/{run.run_id}"):
-        sibling = BackupDir(root)
-        manifest = sibling.manifest()
-        if root.parent.name == run.namespace or manifest is None or state.rolling_back(root):
-            continue
-        for group_resource in manifest.counts:
-            resource = _resource(runtime.control_plane, group_resource)
-            if resource is None or resource.namespaced or group_resource == "namespaces":
-                continue
-            used.update((group_resource, obj["metadata"]["name"]) for obj in sibling.items(group_resource))
-    return used
+def _used_elsewhere(claims: Claims, run: NamespaceRun) -> set[tuple[str, str]]:
+    """Cluster-scoped objects that a namespace claimed by any run, other than this one and not rolling
+    back, uses. Two namespaces rolling back at once each see the other rolling back: the last to delete
+    wins, and a delete of something already gone is nothing."""
+    return {
+        ref
+        for claim in claims.all()
+        if (claim.cluster, claim.namespace) != (run.cluster, run.namespace)
+        and claim.state is not ClaimState.ROLLING_BACK
+        for ref in claim.cluster_objects
+    }
+
+
+def _custom_resources_elsewhere(control_plane: Kube, crd: Obj, namespace: str) -> bool:
+    """Whether the control plane holds a custom resource of `crd` outside `namespace` (deleting the CRD
+    would delete it too), whoever made it."""
+    names = crd.get("spec", {}).get("names", {})
+    resource = control_plane.discovery.by_group_resource(f"{names.get('plural')}.{crd['spec'].get('group')}")
+    if resource is None:
+        return False
+    return any(
+        obj["metadata"].get("namespace", "") != namespace
+        for obj in control_plane.list(resource, page_size=50)
+    )
 
 
 def _clear_control_plane(
@@ -178,7 +201,7 @@ def _clear_control_plane(
     context: Context,
     report: RollbackReport,
     timeout: float,
-    shared: set[tuple[str, str]],
+    used_elsewhere: set[tuple[str, str]],
 ) -> None:
     manifest = backup.manifest()
     assert manifest is not None
@@ -187,14 +210,23 @@ def _clear_control_plane(
         resource = _resource(control_plane, group_resource)
         if resource is None:
             continue
+        shared_kind = not resource.namespaced and group_resource != "namespaces"
         for obj in backup.items(group_resource):
             metadata = obj["metadata"]
-            if (group_resource, metadata["name"]) in shared:
-                continue
             namespace = metadata.get("namespace", "") if resource.namespaced else ""
             live = control_plane.get(resource, namespace, metadata["name"])
-            if _ours(live, run.policy):
-                found.append((group_resource, resource, live))
+            if not _created_by(live, None if shared_kind else run.run_id):
+                continue
+            assert live is not None
+            if shared_kind and (group_resource, metadata["name"]) in used_elsewhere:
+                report.kept.append(
+                    f"{group_resource} {metadata['name']} (another promoted namespace uses it)"
+                )
+                continue
+            if group_resource == CRDS and _custom_resources_elsewhere(control_plane, live, run.namespace):
+                report.kept.append(f"{group_resource} {metadata['name']} (custom resources of it remain)")
+                continue
+            found.append((group_resource, resource, live))
     for group_resource, resource, live in found:
         patch = RULES.for_(group_resource).revert_rebuild(live, context)
         if patch:

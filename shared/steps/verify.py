@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from shared.claims import Claim, ClaimState, RunHalted, forward_verdict
 from shared.items import Obj
 from shared.kinds import Decision, Move
 from shared.kube import Kube
@@ -45,8 +46,7 @@ def _controller(obj: Obj) -> tuple[str, str] | None:
 
 
 def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
-    policy = runtime.policy(run.policy)
-    member = runtime.member(policy.spec.cluster_name)
+    member = runtime.member_of(runtime.run_spec(run))
     control_plane = runtime.control_plane
     backup = runtime.backup(run)
     verdict = Verdict()
@@ -84,6 +84,19 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
 def _list(kube: Kube, group_resource: str, namespace: str) -> list[Obj]:
     resource = kube.discovery.by_group_resource(group_resource)
     return list(kube.list(resource, namespace)) if resource else []
+
+
+def complete(runtime: Runtime, run: NamespaceRun) -> None:
+    """Record in the claim that the namespace is promoted: from then on only a rollback request undoes
+    it, and a late compensation of this run finds it completed and does nothing."""
+
+    def completed(claim: Claim | None) -> Claim | None:
+        reason = forward_verdict(claim, run.run_id, run.attempt)
+        if reason is not None or claim is None:
+            raise RunHalted(run, reason or "no claim")
+        return replace(claim, state=ClaimState.COMPLETED)
+
+    runtime.claims.change(run.cluster, run.namespace, completed)
 
 
 def verify(runtime: Runtime, run: NamespaceRun) -> Verdict:

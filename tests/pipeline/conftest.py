@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from celery import Celery
 from kubernetes import client
 
@@ -30,10 +29,10 @@ from kubesim.kosmos import KosmosLink
 from kubesim.seed import seed_cluster_scoped
 from kubesim.serve import start_pair
 from kubesim.testing import MERGE_PATCH, api_client, wait_until
+from services.install import install
 from shared.celery_app import create_app
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY_CRD = REPO / "shared" / "crds" / "promotepolicies.kosmos.io.yaml"
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck", "RolledBack", "FailedRollback")
 
 
@@ -160,15 +159,16 @@ def start_installation(
         # neighbours, a tier of several fans out as `rebuild.batch` tasks, so every run exercises both.
         "KPROMOTE_REBUILD_BATCH_SIZE": "1",
         "KPROMOTE_METRICS_PORT": "0",  # several processes on one host: no fixed /metrics port
+        # A rollback that cannot finish is reported after this long (a test of riding out an outage sets
+        # its own): the default of ten minutes would hold every such test for ten minutes.
+        "KPROMOTE_ROLLBACK_RETRY_BUDGET": "10",
         "KPROMOTE_WATCHER_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
     try:
         with api_client(control_plane.url) as cp_api, api_client(member.url) as member_api:
-            client.ApiextensionsV1Api(cp_api).create_custom_resource_definition(
-                yaml.safe_load(POLICY_CRD.read_text())
-            )
+            install(cp_api, env.get("KPROMOTE_NAMESPACE", "kosmos-promote"))
             seed_cluster_scoped(member_api)
             wait_until(lambda: _served(cp_api), what="the PromotePolicy CRD to be served")
             installation = Installation(control_plane, member, link, cp_api, member_api, env, workdir)

@@ -119,7 +119,7 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
 
     def listed() -> dict[str, Any] | None:
         tasks = json.loads(_get(f"{flower}/api/tasks?limit=100000", AUTH))
-        ours = {k: t for k, t in tasks.items() if f"'{NAMESPACE}'" in (t.get("args") or "")}
+        ours = {k: t for k, t in tasks.items() if f"'namespace': '{NAMESPACE}'" in (t.get("kwargs") or "")}
         names = {t["name"] for t in ours.values()}
         wanted = {
             "kosmos_promote.backup.run",
@@ -130,9 +130,8 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
 
     tasks = wait_until(listed, timeout=15, what="Flower to list the promote's tasks")
     for task in tasks.values():
-        # Bare references first.
-        assert task["args"][1:].startswith(f"'{POLICY}', '{NAMESPACE}', "), task
-        assert f"'{POLICY}'" in task["args"]
+        # Named references.
+        assert task["kwargs"].startswith(f"{{'policy': '{POLICY}', 'namespace': '{NAMESPACE}', "), task
 
     # Logs: JSON lines, the task ones attributed to the policy, namespace and step.
     attributed = [

@@ -34,13 +34,16 @@ from shared.markers import (
     KOSMOS_TOLERATION,
     POD_MARKER,
     PROMOTED_BY,
+    PROMOTED_IN_RUN,
     SYNCED_LABEL,
     virtual_node,
 )
 from shared.sanitize import normalized, strip_for_rebuild
 from tests.shared import kinds_builders as b
 
-CTX = Context(cluster="member1", policy="p1")
+CTX = Context(cluster="member1", policy="p1", run="run-1")
+OURS = {PROMOTED_BY: "p1", PROMOTED_IN_RUN: "run-1"}
+"""The annotations every rebuilt object carries: who made it, and in which run."""
 VNODE = "kosmos-member1"
 CRB = GroupResource("clusterrolebindings.rbac.authorization.k8s.io")
 CLUSTER_ROLES = GroupResource("clusterroles.rbac.authorization.k8s.io")
@@ -678,7 +681,7 @@ def test_service_rebuild_leaves_allocations_to_the_control_plane(service: Obj, e
 
 def test_pvc_rebuild_drops_the_binding_annotations_and_keeps_the_volume() -> None:
     body = RULES.for_("persistentvolumeclaims").rebuild(b.pvc(), CTX)
-    assert body["metadata"]["annotations"] == {"team": "db", CLUSTER_OWNERS: "member1", PROMOTED_BY: "p1"}
+    assert body["metadata"]["annotations"] == {"team": "db", CLUSTER_OWNERS: "member1", **OURS}
     assert body["spec"]["volumeName"] == "pv-0"
 
 
@@ -691,7 +694,7 @@ def test_pv_rebuild_drops_the_member_claim_uid_and_gets_no_cluster_owners() -> N
         "namespace": "app",
         "name": "data-db-0",
     }
-    assert body["metadata"]["annotations"] == {"pv.kubernetes.io/provisioned-by": "local", PROMOTED_BY: "p1"}
+    assert body["metadata"]["annotations"] == {"pv.kubernetes.io/provisioned-by": "local", **OURS}
     assert body["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
     assert pv["spec"]["claimRef"]["uid"] == "uid-member-claim"
 
@@ -745,7 +748,7 @@ def test_custom_resource_rebuild_is_the_generic_strip() -> None:
     assert body == {
         "apiVersion": "example.com/v1",
         "kind": "Widget",
-        "metadata": {"name": "w1", "namespace": "app", "annotations": {PROMOTED_BY: "p1"}},
+        "metadata": {"name": "w1", "namespace": "app", "annotations": dict(OURS)},
         "spec": {"size": 3},
     }
 
@@ -1081,4 +1084,4 @@ def test_rebuild_copes_with_explicit_nulls() -> None:
     body = RULES.for_("pods").rebuild(pod, CTX)
     assert body["spec"]["tolerations"] == [dict(KOSMOS_TOLERATION)]
     assert body["metadata"]["labels"] == {POD_MARKER: "true", SYNCED_LABEL: "true"}
-    assert body["metadata"]["annotations"] == {PROMOTED_BY: "p1"}
+    assert body["metadata"]["annotations"] == OURS

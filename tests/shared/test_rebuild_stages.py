@@ -6,7 +6,7 @@ from shared.steps.rebuild import Batch, TierPlan, stages
 
 
 def tier(name: str, batches: int) -> TierPlan:
-    return TierPlan(name, [Batch(0, f"{name}-type", part * 50, 50) for part in range(batches)])
+    return TierPlan(name, [Batch(f"{name}-type", part * 50, 50) for part in range(batches)])
 
 
 def names(grouped: list[list[TierPlan]]) -> list[list[str]]:

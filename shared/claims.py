@@ -1,0 +1,269 @@
+"""Which run owns a namespace of a member cluster, recorded in Kubernetes so that it outlives Redis.
+
+Before anything is written, a run claims `(cluster, namespace)`: a `coordination.k8s.io` Lease in the
+installation namespace, created atomically (a second claimant gets AlreadyExists, so two policies or two
+watchers racing cannot both win) and changed only with its resourceVersion (a stale writer gets
+Conflict and decides again on a fresh read). The claim holds what the run acts on, frozen when it
+started (`RunSpec`), the attempt whose messages may act, and the run's state. Every task reads it first
+and acts only when the verdict below says so; anything else is stale work and does nothing.
+
+The claim is released (deleted) only when its namespace has been rolled back, or when the policy of a
+completed namespace is deleted: while a namespace is promoted, no other run can take it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.items import Obj
+from shared.kinds import Context
+from shared.kube import AlreadyExists, ApiResource, Conflict, Kube
+from shared.models import PromotePolicySpec
+from shared.progress import NamespaceRun
+
+LEASES = "leases.coordination.k8s.io"
+PREFIX = "promote.kosmos.io/"
+CLAIM_LABEL = f"{PREFIX}claim"
+MAX_NAME = 253
+
+
+class ClaimState(StrEnum):
+    PROMOTING = "promoting"
+    COMPLETED = "completed"
+    ROLLING_BACK = "rolling-back"
+
+
+class RunSpec(BaseModel):
+    """What a run acts on, copied from the policy when the run starts and never read from it again: a
+    later edit of the policy (another cluster, other filters) cannot change what a run does or undoes."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    policy: str
+    policy_uid: str = Field(alias="policyUID")
+    run_id: str = Field(alias="runId")
+    generation: int
+    cluster: str
+    member_id: str | None = Field(default=None, alias="memberId")
+    """UID of the member's kube-system namespace: the same Cluster name may later point elsewhere."""
+    included_resources: tuple[str, ...] = Field(default=(), alias="includedNamespaceScopedResources")
+    excluded_resources: tuple[str, ...] = Field(default=(), alias="excludedNamespaceScopedResources")
+
+    def dump(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def context(self) -> Context:
+        return Context(cluster=self.cluster, policy=self.policy, run=self.run_id)
+
+    def selection(self) -> PromotePolicySpec:
+        """The frozen type filters in the shape the type selection reads."""
+        return PromotePolicySpec(
+            cluster_name=self.cluster,
+            included_namespace_scoped_resources=list(self.included_resources),
+            excluded_namespace_scoped_resources=list(self.excluded_resources),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    cluster: str
+    namespace: str
+    spec: RunSpec
+    attempt: int
+    state: ClaimState
+    cluster_objects: tuple[tuple[str, str], ...] = ()
+    """(group-resource, name) of the cluster-scoped objects the namespace uses in the control plane: a
+    rollback of another namespace keeps what a live claim still uses."""
+    resource_version: str = ""
+    uid: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    def describe(self) -> str:
+        return f'PromotePolicy "{self.spec.policy}" (run {self.run_id}, {self.state.value})'
+
+
+class ClaimHeld(Exception):
+    """The namespace is owned by another run."""
+
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(
+            f'namespace "{claim.namespace}" of cluster "{claim.cluster}" is claimed by {claim.describe()}; '
+            f"one namespace is promoted by one policy at a time"
+        )
+        self.claim = claim
+
+
+class RunHalted(Exception):
+    """A message that must not act: stale, cancelled or superseded work. Not a failure: nothing is
+    compensated for it; the message is dropped and the log says why."""
+
+    def __init__(self, run: NamespaceRun, reason: str) -> None:
+        super().__init__(f"{run.namespace} (run {run.run_id}, attempt {run.attempt}) does nothing: {reason}")
+        self.run = run
+        self.reason = reason
+
+
+# The verdicts: pure decisions of whether a message may act, given the claim as it is now. ----------------
+def forward_verdict(claim: Claim | None, run_id: str, attempt: int) -> str | None:
+    """None when a forward step of `run_id`/`attempt` may act, otherwise why it must not."""
+    if claim is None or claim.run_id != run_id:
+        return "the namespace is not claimed by this run (rolled back, or taken over by another run)"
+    if claim.state is not ClaimState.PROMOTING:
+        return f"the run is {claim.state.value}"
+    if claim.attempt != attempt:
+        return f"attempt {attempt} was superseded by attempt {claim.attempt}"
+    return None
+
+
+def compensation_verdict(claim: Claim | None, run_id: str, attempt: int) -> str | None:
+    """None when a compensation of a failed `attempt` may roll the namespace back, otherwise why not: a
+    compensation of an earlier attempt, or one that arrives after the run completed, is stale."""
+    if claim is None or claim.run_id != run_id:
+        return "the namespace is not claimed by this run (already rolled back, or another run owns it)"
+    if claim.state is ClaimState.COMPLETED:
+        return "the run has completed since; only a rollback request undoes it"
+    if claim.state is ClaimState.PROMOTING and claim.attempt != attempt:
+        return f"attempt {attempt} was superseded by attempt {claim.attempt}"
+    return None
+
+
+def rollback_verdict(claim: Claim | None, run_id: str) -> str | None:
+    """None when a rollback of `run_id` may act: only once its claim says so, so that a stale request
+    cannot undo a run that has completed since, or another run's promote."""
+    if claim is None or claim.run_id != run_id:
+        return "the namespace is not claimed by this run (already rolled back, or another run owns it)"
+    if claim.state is not ClaimState.ROLLING_BACK:
+        return f"the run is {claim.state.value}, not rolling back"
+    return None
+
+
+# The Lease that records a claim. ---------------------------------------------------------------------------
+def lease_name(cluster: str, namespace: str) -> str:
+    """Readable when it fits a name (`<namespace>.<cluster>`), else a digest; labels carry both anyway."""
+    name = f"{namespace}.{cluster}"
+    if len(name) <= MAX_NAME:
+        return name
+    return f"{namespace}.{hashlib.sha256(cluster.encode()).hexdigest()[:32]}"
+
+
+def _micro_time() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_lease(claim: Claim, install_namespace: str) -> Obj:
+    metadata: Obj = {
+        "name": lease_name(claim.cluster, claim.namespace),
+        "namespace": install_namespace,
+        "labels": {CLAIM_LABEL: "true", "app.kubernetes.io/managed-by": "kosmos-promote"},
+        "annotations": {
+            f"{PREFIX}cluster": claim.cluster,
+            f"{PREFIX}namespace": claim.namespace,
+            f"{PREFIX}policy": claim.spec.policy,
+            f"{PREFIX}run": claim.run_id,
+            f"{PREFIX}attempt": str(claim.attempt),
+            f"{PREFIX}state": claim.state.value,
+            f"{PREFIX}spec": claim.spec.dump(),
+            f"{PREFIX}cluster-objects": orjson.dumps(claim.cluster_objects).decode(),
+        },
+    }
+    if claim.resource_version:
+        metadata["resourceVersion"] = claim.resource_version
+    now = _micro_time()
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": {"holderIdentity": f"{claim.spec.policy}/{claim.run_id}", "renewTime": now},
+    }
+
+
+def from_lease(obj: Obj) -> Claim:
+    metadata = obj["metadata"]
+    notes = metadata.get("annotations") or {}
+    return Claim(
+        cluster=notes[f"{PREFIX}cluster"],
+        namespace=notes[f"{PREFIX}namespace"],
+        spec=RunSpec.model_validate_json(notes[f"{PREFIX}spec"]),
+        attempt=int(notes[f"{PREFIX}attempt"]),
+        state=ClaimState(notes[f"{PREFIX}state"]),
+        cluster_objects=tuple(
+            tuple(ref) for ref in orjson.loads(notes.get(f"{PREFIX}cluster-objects", "[]"))
+        ),
+        resource_version=metadata.get("resourceVersion", ""),
+        uid=metadata.get("uid", ""),
+    )
+
+
+class Claims:
+    """The claims of one installation, in its namespace of the control plane."""
+
+    def __init__(self, kube: Kube, install_namespace: str) -> None:
+        self.kube = kube
+        self.install_namespace = install_namespace
+
+    @property
+    def _leases(self) -> ApiResource:
+        return self.kube.discovery.resolve(LEASES)
+
+    def get(self, cluster: str, namespace: str) -> Claim | None:
+        obj = self.kube.get(self._leases, self.install_namespace, lease_name(cluster, namespace))
+        return from_lease(obj) if obj is not None else None
+
+    def all(self) -> Iterator[Claim]:
+        for obj in self.kube.list(self._leases, self.install_namespace, label_selector=f"{CLAIM_LABEL}=true"):
+            yield from_lease(obj)
+
+    def acquire(self, spec: RunSpec, namespace: str, state: ClaimState = ClaimState.PROMOTING) -> Claim:
+        """Claim `namespace` for the run of `spec`; ClaimHeld names the owner if another run has it. A
+        claim of the same policy object (an earlier attempt to start it that did not reach its status) is
+        taken over: that run's messages then find the claim is not theirs and do nothing."""
+        wanted = Claim(spec.cluster, namespace, spec, attempt=1, state=state)
+        try:
+            return from_lease(self.kube.create(self._leases, to_lease(wanted, self.install_namespace)))
+        except AlreadyExists:
+            held = self.get(spec.cluster, namespace)
+        if held is None:
+            return self.acquire(spec, namespace, state)
+        if held.run_id == spec.run_id:
+            return held
+        if held.spec.policy_uid == spec.policy_uid and held.state is ClaimState.PROMOTING:
+            return self.replace(held, replace(wanted, resource_version=held.resource_version))
+        raise ClaimHeld(held)
+
+    def replace(self, current: Claim, wanted: Claim) -> Claim:
+        """Write `wanted` if the claim is still `current` (its resourceVersion); Conflict otherwise."""
+        body = to_lease(replace(wanted, resource_version=current.resource_version), self.install_namespace)
+        return from_lease(self.kube.replace(self._leases, body))
+
+    def change(
+        self, cluster: str, namespace: str, decide: Callable[[Claim | None], Claim | None]
+    ) -> Claim | None:
+        """Read, let `decide` return the claim as it should be (or None to leave it), write it with the
+        read resourceVersion; on Conflict read and decide again. Returns the claim as it is afterwards."""
+        for _ in range(20):
+            current = self.get(cluster, namespace)
+            wanted = decide(current)
+            if current is None or wanted is None or wanted == current:
+                return current
+            try:
+                return self.replace(current, wanted)
+            except Conflict:
+                time.sleep(0.05)
+        raise Conflict(409, "Conflict", f"claim of {namespace} kept changing", target=LEASES)
+
+    def release(self, claim: Claim) -> None:
+        """Delete the claim, only if it is still the object that was read (its uid)."""
+        self.kube.delete(
+            self._leases, self.install_namespace, lease_name(claim.cluster, claim.namespace), uid=claim.uid
+        )
