@@ -33,7 +33,10 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
             f"unknown queue(s) {', '.join(unknown) or '(none given)'}: --queues takes a comma-separated "
             f"list of {', '.join(QUEUES)}"
         )
-    check_kubeconfig(control_plane_kubeconfig(current))
+    if current.kubeconfig:
+        # A file named by --kubeconfig or KPROMOTE_KUBECONFIG must be there now; the ~/.kube/config default
+        # is read when the first task needs the cluster, as before.
+        check_kubeconfig(control_plane_kubeconfig(current))
 
     logs.configure("worker")
     metrics.instrument_worker()

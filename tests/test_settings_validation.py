@@ -180,3 +180,9 @@ def test_kubeconfig_without_a_usable_current_context_is_named(tmp_path: Path) ->
     )
     with pytest.raises(ConfigurationError, match="current-context 'b' is not one of its contexts"):
         check_kubeconfig(path)
+
+
+def test_worker_with_a_named_kubeconfig_that_is_missing_stops_at_once(tmp_path: Path) -> None:
+    missing = tmp_path / "kubeconfig"
+    result = kpromote(tmp_path, "worker", "--queues", "backup", KPROMOTE_KUBECONFIG=str(missing))
+    assert_refused(result, f"no kubeconfig at {missing}")
