@@ -233,6 +233,8 @@ def workloads(request: AdmissionRequest) -> None:
             default_pod_spec(template.setdefault("spec", {}))
         spec.setdefault("concurrencyPolicy", "Allow")
         spec.setdefault("suspend", False)
+        spec.setdefault("successfulJobsHistoryLimit", 3)
+        spec.setdefault("failedJobsHistoryLimit", 1)
         return
     template = spec.get("template")
     if not isinstance(template, dict):
@@ -263,6 +265,22 @@ def workloads(request: AdmissionRequest) -> None:
         raise errors.invalid(rt, name, [("spec.selector", "Invalid value: field is immutable")])
     if request.operation == "CREATE":
         _default_workload(rt.plural, spec)
+    if rt.plural == "daemonsets":
+        _template_generation(request, template)
+
+
+def _template_generation(request: AdmissionRequest, template: dict[str, Any]) -> None:
+    """apps/v1 keeps a DaemonSet's internal `templateGeneration` in an annotation: 1 at creation, one
+    more at each template change; the controller labels its pods `pod-template-generation` with it."""
+    key = "deprecated.daemonset.template.generation"
+    metadata = request.obj.setdefault("metadata", {})
+    old = request.old or {}
+    previous = int((meta(old).get("annotations") or {}).get(key, "0")) if request.operation == "UPDATE" else 0
+    changed = request.operation == "CREATE" or (old.get("spec") or {}).get("template") != template
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        key: str(previous + 1 if changed else previous),
+    }
 
 
 def _default_workload(plural: str, spec: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from kubesim.controllers.daemonsets import target_node
 from kubesim.testing import MERGE_PATCH, bind_pod, crd_body, mark_pod_running, wait_until
 
 WIDGET_CRD = crd_body("example.com", "widgets", "Widget", short_names=["wd"])
@@ -127,8 +128,12 @@ def seed_nodes(core: client.CoreV1Api) -> None:
         core.patch_node_status(name, {"status": node_status(name, index)}, _content_type=MERGE_PATCH)
 
 
-def seed_cluster_scoped(api: client.ApiClient) -> None:
-    seed_nodes(client.CoreV1Api(api))
+def seed_cluster_scoped(api: client.ApiClient, *, nodes: bool = False) -> None:
+    """`nodes`: create the member's Node objects (NODES). Off by default for now: with Nodes, the
+    DaemonSet controller runs a pod of every seeded DaemonSet on each, which the pipeline tests do not
+    expect yet. Pods are bound to the NODES names either way (the apiserver does not check)."""
+    if nodes:
+        seed_nodes(client.CoreV1Api(api))
     _create(client.ApiextensionsV1Api(api).create_custom_resource_definition, WIDGET_CRD)
     _create(
         client.SchedulingV1Api(api).create_priority_class,
@@ -183,10 +188,15 @@ def _pv(name: str, claim_namespace: str, claim_name: str | None) -> dict[str, An
     return {"metadata": {"name": name}, "spec": spec}
 
 
-def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) -> SeededNamespace:
+def seed_namespace(
+    api: client.ApiClient, namespace: str, *, full: bool = True, batch_controllers: bool = False
+) -> SeededNamespace:
     """Create one application namespace and play kubelet until all its workloads are Ready.
 
     `full=False` seeds only a Deployment, a Service, a ConfigMap and a Secret (for scale tests).
+    `batch_controllers=True` lets the Job controller run the finished Job's pod (a generated name, the
+    tracking finalizer removed on completion) and waits for the DaemonSet's pods on every Node; the
+    default keeps the hand-written Job pod `migrate-once-x7k2p` that the pipeline tests name.
     """
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespace(
@@ -251,7 +261,7 @@ def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) 
     if full:
         _roll_out(apps, core, namespace)
         _seed_stateful(api, namespace)
-        _seed_batch_and_custom(api, namespace)
+        _seed_batch_and_custom(api, namespace, batch_controllers)
     return SeededNamespace(
         namespace, {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod(namespace).items}
     )
@@ -388,7 +398,7 @@ def _seed_stateful(api: client.ApiClient, namespace: str) -> None:
     )
 
 
-def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
+def _seed_batch_and_custom(api: client.ApiClient, namespace: str, batch_controllers: bool) -> None:
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         "example.com",
@@ -419,14 +429,48 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
             },
         },
     )
-    job = batch.create_namespaced_job(
+    if not batch_controllers:
+        _hand_written_finished_job(api, namespace)
+        return
+    batch.create_namespaced_job(
         namespace,
         {
             "metadata": {"name": "migrate-once"},
             "spec": {"template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
         },
     )
-    labels = dict(job.spec.template.metadata.labels)
+    _run_until(core, namespace, lambda: _batch_done(api, namespace))
+
+
+def _hand_written_finished_job(api: client.ApiClient, namespace: str) -> None:
+    """The seed before the Job controller existed: a Job and its Succeeded pod written by hand. The Job
+    is created suspended so that the controller makes no pod of its own, and is finished before it is
+    resumed, so that the controller leaves it alone."""
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    job = batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "migrate-once"},
+            "spec": {"suspend": True, "template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
+        },
+    )
+    started = job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    batch.patch_namespaced_job_status(
+        "migrate-once",
+        namespace,
+        {
+            "status": {
+                "succeeded": 1,
+                "startTime": started,
+                "completionTime": started,
+                "conditions": [{"type": "Complete", "status": "True"}],
+            }
+        },
+        _content_type=MERGE_PATCH,
+    )
+    batch.patch_namespaced_job(
+        "migrate-once", namespace, {"spec": {"suspend": None}}, _content_type=MERGE_PATCH
+    )
     owner = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -438,16 +482,48 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
     core.create_namespaced_pod(
         namespace,
         {
-            "metadata": {"name": "migrate-once-x7k2p", "labels": labels, "ownerReferences": [owner]},
+            "metadata": {
+                "name": "migrate-once-x7k2p",
+                "labels": dict(job.spec.template.metadata.labels),
+                "ownerReferences": [owner],
+            },
             "spec": api.sanitize_for_serialization(job.spec.template.spec),
         },
     )
+    _schedule(core, namespace, "migrate-once-x7k2p", NODES[0])
+    _report_exited(core, namespace, "migrate-once-x7k2p")
+
+
+def _batch_done(api: client.ApiClient, namespace: str) -> bool:
+    """The DaemonSet Ready on every node, and the Job Complete once the kubelet reports its pod exited."""
+    core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
+    for pod in core.list_namespaced_pod(namespace, label_selector="job-name=migrate-once").items:
+        if pod.status.phase == "Running":
+            _report_exited(core, namespace, pod.metadata.name)
+    agent = apps.read_namespaced_daemon_set_status("node-agent", namespace).status
+    job = batch.read_namespaced_job_status("migrate-once", namespace).status
+    complete = any(c.type == "Complete" and c.status == "True" for c in job.conditions or [])
+    return complete and agent.number_ready == agent.desired_number_scheduled
+
+
+def _report_exited(core: client.CoreV1Api, namespace: str, name: str) -> None:
+    """What the kubelet reports when a run-once container exits 0 (PodScheduled kept)."""
+    pod = core.read_namespaced_pod(name, namespace)
+    scheduled = [
+        core.api_client.sanitize_for_serialization(c)
+        for c in pod.status.conditions or []
+        if c.type == "PodScheduled"
+    ]
+    done = [
+        {"type": kind, "status": "False", "reason": "PodCompleted"} for kind in ("Ready", "ContainersReady")
+    ]
     core.patch_namespaced_pod_status(
-        "migrate-once-x7k2p",
+        name,
         namespace,
         {
             "status": {
                 "phase": "Succeeded",
+                "conditions": scheduled + done,
                 "containerStatuses": [
                     {
                         "name": "app",
@@ -458,19 +534,6 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
                         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
                     }
                 ],
-            }
-        },
-        _content_type=MERGE_PATCH,
-    )
-    batch.patch_namespaced_job_status(
-        "migrate-once",
-        namespace,
-        {
-            "status": {
-                "succeeded": 1,
-                "startTime": job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "completionTime": job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "conditions": [{"type": "Complete", "status": "True"}],
             }
         },
         _content_type=MERGE_PATCH,
@@ -528,7 +591,8 @@ def _run_until(core: client.CoreV1Api, namespace: str, done: Any, timeout: float
                 if pod.spec.node_name:
                     _delete_now(core, namespace, name)
                 continue
-            if not pod.spec.node_name and not _schedule(core, namespace, name, NODES[index % len(NODES)]):
+            node = target_node(core.api_client.sanitize_for_serialization(pod)) or NODES[index % len(NODES)]
+            if not pod.spec.node_name and not _schedule(core, namespace, name, node):
                 continue
             if pod.status.phase == "Pending":
                 mark_pod_running(core, namespace, name)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from kubesim.controllers.base import Controller, ControllerManager
 from kubesim.controllers.crds import CustomResourceDefinitionController
+from kubesim.controllers.cronjobs import CronJobController
+from kubesim.controllers.daemonsets import DaemonSetController
 from kubesim.controllers.deployments import DeploymentController
 from kubesim.controllers.garbage_collector import GarbageCollector
+from kubesim.controllers.jobs import JobController
 from kubesim.controllers.namespaces import NamespaceController, RootCAPublisher, ServiceAccountController
 from kubesim.controllers.persistent_volumes import PersistentVolumeController
 from kubesim.controllers.replicasets import ReplicaSetController
@@ -22,6 +25,9 @@ CONTROLLER_TYPES: list[type[Controller]] = [
     ReplicaSetController,
     DeploymentController,
     StatefulSetController,
+    DaemonSetController,
+    JobController,
+    CronJobController,
 ]
 
 
