@@ -1,7 +1,8 @@
 """`kpromote worker`: one Celery worker process consuming the given step queues.
 
 Threads, not processes: every task waits on the Kubernetes API, and one process with N threads shares
-one connection pool per cluster (research/celery.md §3.4).
+one connection pool per cluster (research/celery.md §3.4). A broker restart is survived: see
+`survive_broker_restarts`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,40 @@ from shared.settings import (
     settings,
     startup_settings,
 )
+
+
+def survive_broker_restarts() -> None:
+    """Make a lost Redis connection a connection error again, so the consumer reconnects instead of dying.
+
+    Celery 5.7's consumer handles a lost broker by `collect()`ing the connection, which detaches kombu's
+    transport from it, and then `close()`ing it (celery/celery#10242). The Redis channel's close inside
+    `collect()` fails on the dead socket, so the second close restores the channel's unacknowledged
+    messages (a late-acknowledged task running now has one) through a new connection pool built from the
+    detached transport: `AttributeError: 'NoneType' object has no attribute 'hostname'` (the failure of
+    celery/kombu#582, still in kombu 5.7.0). `ignore_errors` lets only connection errors through, so the
+    worker stops ("Unrecoverable error"). A task that ends after the reconnect acknowledges through the
+    same old channel and fails the same way. No setting avoids it: the unacknowledged messages are those
+    of `task_acks_late`, and `worker_cancel_long_running_tasks_on_connection_loss` runs after the close.
+
+    Raising redis' ConnectionError there instead is what both callers already handle: the close is
+    ignored and the consumer reconnects; the late acknowledgement is logged ("Couldn't ack") and the
+    message, if Redis still holds it, comes back after the visibility timeout like any message of a lost
+    connection. Remove this once kombu's Redis channel survives a close after `collect()`.
+    """
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "survives_broker_restart", False):
+        return
+
+    def _connparams(channel: kombu_redis.Channel, asynchronous: bool = False) -> dict[str, object]:
+        if channel.connection.client is None:
+            raise redis.ConnectionError("this channel's broker connection was lost and released")
+        return connparams(channel, asynchronous=asynchronous)
+
+    _connparams.survives_broker_restart = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams
 
 
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
@@ -41,6 +76,7 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     logs.configure("worker")
     metrics.instrument_worker()
     metrics.serve(current.metrics_port)
+    survive_broker_restarts()
 
     name = f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(

@@ -82,6 +82,8 @@ def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> 
         result_backend_transport_options=visibility,
         visibility_timeout=settings().visibility_timeout,
         broker_connection_retry_on_startup=True,
+        # On the threads pool this only logs "Failed to cancel active request" (a thread cannot be
+        # stopped); False is warned about (the default in Celery 6). Broker restarts: services/worker.py.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_routes={f"kosmos_promote.{queue}.*": {"queue": queue} for queue in QUEUES},
         task_default_queue="backup",
