@@ -22,23 +22,19 @@ What is not, and why:
   So recovery must come from the watchdog, and a late duplicate may or may not arrive: steps are
   idempotent and a rolled-back namespace ignores it.
 - After a Redis restart, what each process was doing when its connection broke (a publish, a running
-  task, the watcher's status pass), how long each takes to reconnect, and whether a worker survives at
-  all: kombu can crash a worker that held unacknowledged messages (the one running the held request
-  does), so the test replaces a worker that does not answer, as Kubernetes restarts a crashed pod.
+  task, the watcher's status pass) and how long each takes to reconnect. That every worker process
+  survives it, with no replacement, is asserted here and in test_broker_restart.py.
 """
 
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis
-from kombu.exceptions import OperationalError
 from kubernetes import client
 
 from kubesim import SimulatorThread
@@ -141,31 +137,6 @@ def _worker_running(installation: Installation, task: str, namespace: str) -> su
     return next(p for p in installation.processes if p.pid in pids)
 
 
-def _replace_unresponsive_workers(installation: Installation, grace: float) -> None:
-    """What Kubernetes does for a worker pod that crashed or fails its liveness probe: a worker that has
-    not answered a ping `grace` seconds after the broker came back is killed (if still there) and
-    replaced. kombu can crash a worker that held unacknowledged messages when the broker went away (it
-    restores them while closing a connection it has already released), and without a replacement a
-    test would depend on which worker that was."""
-    app = installation.celery()
-    deadline = time.monotonic() + grace
-    try:
-        while True:
-            try:
-                replies = app.control.ping(timeout=1.0) or []
-            except (redis.ConnectionError, OperationalError):  # this process's first call after the restart
-                replies = []
-            answered = {_pid(name) for reply in replies for name in reply}
-            silent = [p for p in installation.workers if p.pid not in answered]
-            if not silent or time.monotonic() > deadline:
-                break
-    finally:
-        app.close()
-    for process in silent:
-        installation.kill(process)
-        installation.add_worker()
-
-
 def _assert_settled(installation: Installation, status: dict[str, Any], seeded: dict[str, Seeded]) -> None:
     """Each namespace Completed or RolledBack, every member pod kept, and the member matching that end."""
     phases = {ns["name"]: ns["phase"] for ns in status["namespaces"]}
@@ -231,11 +202,13 @@ def test_a_redis_restart_mid_run_loses_every_message_and_the_watchdog_resumes(
         crashable.apply("restart", includedNamespaces=sorted(seeded))
         _wait_hanging(control_plane, fault)
         _wait_phase(crashable, "restart", "restart-1", "Rebuilding")
+        workers = list(crashable.workers)
         redis_server.restart()
-        _replace_unresponsive_workers(crashable, grace=10)
         status = crashable.wait_done("restart", timeout=150)
     finally:
         control_plane.clear_faults()
+    exited = {p.pid: p.returncode for p in workers if p.poll() is not None}
+    assert not exited and crashable.workers == workers, f"workers lost: {exited}\n{crashable.logs()}"
     _assert_settled(crashable, status, seeded)
     assert _resumes(crashable, "restart", "restart-1") == 1, (
         "resumed once, a stall timeout after the restart; lost records are no reason to resume every second"
