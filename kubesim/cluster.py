@@ -22,6 +22,7 @@ from kubesim.controllers.base import ControllerManager
 from kubesim.controllers.crds import validate_crd
 from kubesim.faults import Faults
 from kubesim.informers import Informers
+from kubesim.schemas import CustomResourceSchemas
 from kubesim.server import GIT_VERSION, ApiServer
 from kubesim.store import Store
 
@@ -38,15 +39,19 @@ class SimulatedCluster:
         git_version: str = GIT_VERSION,
         controllers: bool = True,
         informer_lag_ms: float = 0.0,
+        crd_schemas: bool = False,
     ) -> None:
-        """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py)."""
+        """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py);
+        `crd_schemas`: custom resources pruned and validated by their CRD's schema (kubesim/schemas.py)."""
         self.name = name
         self.store = Store()
         admission.install(self.store, service_cidr=service_cidr)
         self.store.admission.append(validate_crd)
+        self.schemas = CustomResourceSchemas(crd_schemas)
+        self.store.admission.append(self.schemas)
         self.faults = Faults(latency_ms)
         self.informers = Informers(self.store, informer_lag_ms / 1000)
-        self.api = ApiServer(self.store, self.faults, self.informers, git_version=git_version)
+        self.api = ApiServer(self.store, self.faults, self.informers, self.schemas, git_version=git_version)
         self.manager = ControllerManager(self.store, self.informers)
         if controllers:
             for controller in default_controllers(self.store):

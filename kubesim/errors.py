@@ -97,14 +97,18 @@ def causes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     ]
 
 
-def invalid_kind(kind: str, name: str, pairs: list[tuple[str, str]], group: str = "") -> ApiError:
-    """422 Invalid as `errors.NewInvalid` words it: one error inline, several as a bracketed list."""
+def invalid_kind(
+    kind: str, name: str, pairs: list[tuple[str, str]], group: str = "", *, details_kind: str = ""
+) -> ApiError:
+    """422 Invalid as `errors.NewInvalid` words it: one error inline, several as a bracketed list.
+    Custom resources are named by qualified kind in the message (`Widget.example.com`), by kind in
+    the details (`details_kind`)."""
     texts = [f"{path}: {message}" for path, message in pairs]
     text = texts[0] if len(texts) == 1 else f"[{', '.join(texts)}]"
     details: dict[str, Any] = {"name": name}
     if group:
         details["group"] = group
-    details |= {"kind": kind, "causes": causes(pairs)}
+    details |= {"kind": details_kind or kind, "causes": causes(pairs)}
     return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}', details=details)
 
 

@@ -24,6 +24,7 @@ from kubesim.informers import Informers
 from kubesim.objects import Obj, clone, go_json
 from kubesim.patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from kubesim.resources import ResourceType
+from kubesim.schemas import CustomResourceSchemas
 from kubesim.selectors import LabelSelector, SelectorError, parse_field_selector
 from kubesim.store import Store, WatchEvent
 
@@ -64,12 +65,20 @@ class ApiServer:
     """One simulated kube-apiserver over a Store."""
 
     def __init__(
-        self, store: Store, faults: Faults, informers: Informers, *, git_version: str = GIT_VERSION
+        self,
+        store: Store,
+        faults: Faults,
+        informers: Informers,
+        schemas: CustomResourceSchemas,
+        *,
+        git_version: str = GIT_VERSION,
     ) -> None:
         self.store = store
         self.faults = faults
         self.informers = informers
         """Only for the `/_sim/informer-lag` knob and the request log; the controllers own the lag."""
+        self.schemas = schemas
+        """Only for the `/_sim/crd-schemas` switch; admission enforces them."""
         self.git_version = git_version
         self.address = ""
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -597,6 +606,10 @@ class ApiServer:
         if path == "/_sim/stats":
             stats = faults.stats() | {"informer_lag_ms": self.informers.lag * 1000}
             return self.json_response(orjson.dumps(stats))
+        if path == "/_sim/crd-schemas":
+            if request.method in ("PUT", "POST"):
+                self.schemas.enabled = bool((await request.json())["enabled"])
+            return self.json_response(orjson.dumps({"enabled": self.schemas.enabled}))
         if path == "/_sim/informer-lag":
             if request.method in ("PUT", "POST"):
                 self.informers.set_lag(float((await request.json())["seconds"]))

@@ -150,6 +150,10 @@ class SimAdmin:
         """`seconds` of lag and `pending_events` not yet delivered to the controllers."""
         return self._call("GET", "/_sim/informer-lag")
 
+    def enforce_crd_schemas(self, enabled: bool = True) -> None:
+        """Prune and validate custom resources by their CRD's structural schema from now on."""
+        self._call("PUT", "/_sim/crd-schemas", {"enabled": enabled})
+
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", f"/_sim/requests?since={since}")["requests"]
 

@@ -1,0 +1,218 @@
+"""Structural schemas of CustomResourceDefinitions, enforced on custom resources as kube-apiserver does.
+
+A control plane that already holds a CRD with a stricter schema refuses a rebuilt custom resource with
+422 Invalid, and silently drops fields its schema does not know; promote has to be tested against both.
+On every create and update of a custom resource (main resource and status), in the apiserver's order:
+unknown fields are pruned (except under `x-kubernetes-preserve-unknown-fields`, and `apiVersion`, `kind`,
+`metadata` at the root and in embedded resources), nulls of non-nullable fields are dropped, `default`s
+are applied, and the object is validated: `type` (with `x-kubernetes-int-or-string`), `required`,
+`enum`, `minimum`/`maximum` (and their exclusive forms), `minLength`/`maxLength`, `minItems`/
+`maxItems`, `pattern`. Errors are the field errors kube-openapi reports, converted as apiextensions does
+(`Required value`, `Unsupported value`, `Too long`, `Too many`, else `Invalid value`), under the
+qualified kind (`Widget.example.com "w1" is invalid: ...`).
+
+Not emulated: CEL rules (`x-kubernetes-validations`), `format`, list-type/map-keys uniqueness,
+`oneOf`/`anyOf`/`allOf`/`not`, metadata validation, and validation ratcheting of unchanged fields.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kubesim import errors
+from kubesim.objects import Obj, clone
+from kubesim.store import AdmissionRequest
+
+Schema = Mapping[str, Any]
+Problem = tuple[str, str]
+
+_ROOT_FIELDS = ("apiVersion", "kind", "metadata")
+_GO_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return _GO_TYPES.get(type(value), "object")
+
+
+def _shown(value: Any) -> str:
+    """A value as field errors print it: strings quoted, scalars bare, the rest as JSON."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def prune_and_default(value: Any, schema: Schema, *, root: bool = False) -> Any:
+    """The object with unknown fields and non-nullable nulls removed and defaults applied."""
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        keep = root or schema.get("x-kubernetes-embedded-resource")
+        properties: Mapping[str, Schema] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if keep and key in _ROOT_FIELDS:
+                result[key] = item
+            elif key in properties:
+                child = properties[key]
+                if item is None and not child.get("nullable"):
+                    continue
+                result[key] = prune_and_default(item, child)
+            elif isinstance(additional, dict):
+                result[key] = prune_and_default(item, additional)
+            elif additional is True or schema.get("x-kubernetes-preserve-unknown-fields"):
+                result[key] = item
+        for key, child in properties.items():
+            if key not in result and "default" in child:
+                result[key] = prune_and_default(clone(child["default"]), child)
+        return result
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune_and_default(item, schema["items"]) for item in value]
+    return value
+
+
+def validate(value: Any, schema: Schema, path: str = "") -> list[Problem]:
+    """kube-openapi's checks of one value against one structural schema node, depth first."""
+    if value is None:
+        return [] if schema.get("nullable") else _type_problem(value, schema, path)
+    problems = _type_problem(value, schema, path)
+    if problems:
+        return problems
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
+        return [(path, f"Unsupported value: {_shown(value)}: supported values: {allowed}")]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        problems += _bounds(value, schema, path)
+    if isinstance(value, str):
+        problems += _string(value, schema, path)
+    if isinstance(value, list):
+        problems += _array(value, schema, path)
+    if isinstance(value, dict):
+        problems += _object(value, schema, path)
+    return problems
+
+
+def _type_problem(value: Any, schema: Schema, path: str) -> list[Problem]:
+    wanted = schema.get("type")
+    actual = _type_name(value)
+    if schema.get("x-kubernetes-int-or-string"):
+        ok = actual in ("integer", "string")
+        wanted = wanted or "integer-or-string"
+    elif not wanted:
+        return []
+    else:
+        ok = actual == wanted or (wanted == "number" and actual == "integer")
+    if ok:
+        return []
+    detail = f"{path} in body must be of type {wanted}: {json.dumps(actual)}"
+    return [(path, f"Invalid value: {_shown(value)}: {detail}")]
+
+
+def _bounds(value: float, schema: Schema, path: str) -> list[Problem]:
+    problems = []
+    if "minimum" in schema:
+        low, exclusive = schema["minimum"], schema.get("exclusiveMinimum", False)
+        if value < low or (exclusive and value == low):
+            relation = "greater than" if exclusive else "greater than or equal to"
+            problems.append(
+                (path, f"Invalid value: {_shown(value)}: {path} in body should be {relation} {low}")
+            )
+    if "maximum" in schema:
+        high, exclusive = schema["maximum"], schema.get("exclusiveMaximum", False)
+        if value > high or (exclusive and value == high):
+            relation = "less than" if exclusive else "less than or equal to"
+            problems.append(
+                (path, f"Invalid value: {_shown(value)}: {path} in body should be {relation} {high}")
+            )
+    return problems
+
+
+def _string(value: str, schema: Schema, path: str) -> list[Problem]:
+    problems = []
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        problems.append((path, f"Too long: may not be longer than {schema['maxLength']}"))
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        detail = f"{path} in body should be at least {schema['minLength']} chars long"
+        problems.append((path, f"Invalid value: {_shown(value)}: {detail}"))
+    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+        detail = f"{path} in body should match '{schema['pattern']}'"
+        problems.append((path, f"Invalid value: {_shown(value)}: {detail}"))
+    return problems
+
+
+def _array(value: list[Any], schema: Schema, path: str) -> list[Problem]:
+    problems = []
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append((path, f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        detail = f"{path} in body should have at least {schema['minItems']} items"
+        problems.append((path, f"Invalid value: {_shown(value)}: {detail}"))
+    items = schema.get("items")
+    if isinstance(items, dict):
+        for index, item in enumerate(value):
+            problems += validate(item, items, f"{path}[{index}]")
+    return problems
+
+
+def _object(value: dict[str, Any], schema: Schema, path: str) -> list[Problem]:
+    problems = [
+        (_child(path, name), "Required value") for name in schema.get("required") or [] if name not in value
+    ]
+    properties: Mapping[str, Schema] = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    for key, item in value.items():
+        if not path and key in _ROOT_FIELDS:
+            continue
+        if key in properties:
+            problems += validate(item, properties[key], _child(path, key))
+        elif isinstance(additional, dict):
+            problems += validate(item, additional, _child(path, key))
+    return problems
+
+
+def version_schema(crd: Obj, version: str) -> Schema | None:
+    for entry in (crd.get("spec") or {}).get("versions") or []:
+        if entry.get("name") == version:
+            return ((entry.get("schema") or {}).get("openAPIV3Schema")) or None
+    return None
+
+
+class CustomResourceSchemas:
+    """Admission for custom resources: prune, default, validate against the served version's schema.
+
+    Per cluster and off by default for now (`SimulatedCluster(crd_schemas=True)`, `PUT /_sim/crd-schemas`):
+    the PromotePolicy CRD prunes an unknown spec field, which the pipeline's typo precheck test does not
+    expect yet (see the README's differences)."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.enabled = enabled
+
+    def __call__(self, request: AdmissionRequest) -> None:
+        rt = request.rt
+        if not self.enabled or not rt.custom or request.subresource not in (None, "status"):
+            return
+        crds = request.store.type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        crd = request.store.get(crds, "", f"{rt.plural}.{rt.group}")
+        schema = version_schema(crd, rt.version) if crd is not None else None
+        if schema is None:
+            return
+        pruned = prune_and_default(request.obj, schema, root=True)
+        request.obj.clear()
+        request.obj.update(pruned)
+        problems = validate(request.obj, schema)
+        if problems:
+            name = (request.obj.get("metadata") or {}).get("name", "")
+            raise errors.invalid_kind(f"{rt.kind}.{rt.group}", name, problems, rt.group, details_kind=rt.kind)
