@@ -22,9 +22,11 @@ from kubesim.controllers.base import ControllerManager
 from kubesim.controllers.crds import validate_crd
 from kubesim.faults import Faults
 from kubesim.informers import Informers
+from kubesim.rbac import Rbac
 from kubesim.schemas import CustomResourceSchemas
 from kubesim.server import GIT_VERSION, ApiServer
 from kubesim.store import Store
+from kubesim.tokens import TokenIssuer
 
 T = TypeVar("T")
 
@@ -40,18 +42,25 @@ class SimulatedCluster:
         controllers: bool = True,
         informer_lag_ms: float = 0.0,
         crd_schemas: bool = False,
+        rbac: bool = False,
     ) -> None:
         """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py);
-        `crd_schemas`: custom resources pruned and validated by their CRD's schema (kubesim/schemas.py)."""
+        `crd_schemas`: custom resources pruned and validated by their CRD's schema (kubesim/schemas.py);
+        `rbac`: requests authenticated and authorized (kubesim/rbac.py)."""
         self.name = name
         self.store = Store()
         admission.install(self.store, service_cidr=service_cidr)
         self.store.admission.append(validate_crd)
         self.schemas = CustomResourceSchemas(crd_schemas)
         self.store.admission.append(self.schemas)
+        self.rbac = Rbac(self.store, TokenIssuer(self.store), enabled=rbac)
+        self.rbac.admin_tokens = {"kubesim", f"kubesim-{name}"}
+        self.store.admission.append(self.rbac.check_escalation)
         self.faults = Faults(latency_ms)
         self.informers = Informers(self.store, informer_lag_ms / 1000)
-        self.api = ApiServer(self.store, self.faults, self.informers, self.schemas, git_version=git_version)
+        self.api = ApiServer(
+            self.store, self.faults, self.informers, self.schemas, self.rbac, git_version=git_version
+        )
         self.manager = ControllerManager(self.store, self.informers)
         if controllers:
             for controller in default_controllers(self.store):

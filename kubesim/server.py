@@ -23,6 +23,7 @@ from kubesim.faults import Faults, RequestInfo
 from kubesim.informers import Informers
 from kubesim.objects import Obj, clone, go_json
 from kubesim.patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
+from kubesim.rbac import Attributes, Rbac, current_user
 from kubesim.resources import ResourceType
 from kubesim.schemas import CustomResourceSchemas
 from kubesim.selectors import LabelSelector, SelectorError, parse_field_selector
@@ -70,6 +71,7 @@ class ApiServer:
         faults: Faults,
         informers: Informers,
         schemas: CustomResourceSchemas,
+        rbac: Rbac,
         *,
         git_version: str = GIT_VERSION,
     ) -> None:
@@ -79,6 +81,7 @@ class ApiServer:
         """Only for the `/_sim/informer-lag` knob and the request log; the controllers own the lag."""
         self.schemas = schemas
         """Only for the `/_sim/crd-schemas` switch; admission enforces them."""
+        self.rbac = rbac
         self.git_version = git_version
         self.address = ""
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -136,6 +139,8 @@ class ApiServer:
                     403: "Forbidden",
                 }.get(fault.status, "Unknown")
                 raise ApiError(fault.status, reason, fault.message, retry_after=fault.retry_after)
+            if self.rbac.enabled:
+                self.authorize(request, path, info)
             response = await self.dispatch(request, path, info)
             code = response.status
             return response
@@ -144,6 +149,14 @@ class ApiServer:
             return self.error_response(error)
         finally:
             self.faults.finished(info, started, code, fault, informer_lag=self.informers.lag)
+
+    def authorize(self, request: web.Request, path: str, info: RequestInfo) -> None:
+        """Authentication then authorization, before anything is read or admitted; the user is kept for
+        admission's escalation check (this request's task only)."""
+        user = self.rbac.authenticate(request.headers.get("Authorization", ""))
+        resource_request = self.parse_resource_path(path) is not None
+        self.rbac.authorize(user, Attributes.of(info, path, resource_request))
+        current_user.set(user)
 
     def describe(self, request: web.Request, path: str) -> RequestInfo:
         """Verb and target of a request, for the log and fault matching (not for dispatch)."""
@@ -212,6 +225,11 @@ class ApiServer:
         if method == "GET":
             return self.list(rt, namespace, query)
         dry_run = bool(query.get("dryRun"))
+        if sub == "token":
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {path}")
+            body, _ = await self.read_body(request)
+            return self.json_response(orjson.dumps(self.rbac.tokens.request(namespace, name, body)), 201)
         if sub == "binding":
             if method != "POST":
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {path}")
@@ -247,6 +265,8 @@ class ApiServer:
             subs.add("finalize")
         if rt.plural == "pods" and not rt.group:
             subs.add("binding")
+        if rt.plural == "serviceaccounts" and not rt.group:
+            subs.add("token")
         return subs
 
     @staticmethod
@@ -351,16 +371,19 @@ class ApiServer:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             for sub in sorted(self.subresources(rt)):
-                verbs = {"finalize": ["update"], "binding": ["create"]}.get(sub, ["get", "patch", "update"])
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/{sub}",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": BINDING_KIND if sub == "binding" else rt.kind,
-                        "verbs": verbs,
-                    }
+                verbs = {"finalize": ["update"], "binding": ["create"], "token": ["create"]}.get(
+                    sub, ["get", "patch", "update"]
                 )
+                entry = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": {"binding": BINDING_KIND, "token": "TokenRequest"}.get(sub, rt.kind),
+                    "verbs": verbs,
+                }
+                if sub == "token":
+                    entry |= {"group": "authentication.k8s.io", "version": "v1"}
+                resources.append(entry)
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -606,6 +629,10 @@ class ApiServer:
         if path == "/_sim/stats":
             stats = faults.stats() | {"informer_lag_ms": self.informers.lag * 1000}
             return self.json_response(orjson.dumps(stats))
+        if path == "/_sim/rbac":
+            if request.method in ("PUT", "POST"):
+                self.rbac.enable(bool((await request.json())["enabled"]))
+            return self.json_response(orjson.dumps({"enabled": self.rbac.enabled}))
         if path == "/_sim/crd-schemas":
             if request.method in ("PUT", "POST"):
                 self.schemas.enabled = bool((await request.json())["enabled"])

@@ -19,11 +19,23 @@ MERGE_PATCH = "application/merge-patch+json"
 """The patch type for status writes (strategic merge, the client's default, is refused for CRs)."""
 
 
-def api_client(url: str) -> client.ApiClient:
+def api_client(url: str, token: str = "kubesim") -> client.ApiClient:
+    """The default token is the administrator's; pass a `service_account_token` to act as an account."""
     configuration = client.Configuration()
     configuration.host = url
-    configuration.api_key = {"authorization": "Bearer kubesim"}
+    configuration.api_key = {"authorization": f"Bearer {token}"}
     return client.ApiClient(configuration)
+
+
+def service_account_token(core: client.CoreV1Api, namespace: str, name: str, seconds: int = 3600) -> str:
+    """A bound token of ServiceAccount `namespace/name` from the TokenRequest API, as kubelet projects
+    one into a pod; the simulator authenticates it when RBAC is enforced."""
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": seconds},
+    }
+    return core.create_namespaced_service_account_token(name, namespace, body).status.token
 
 
 def crd_body(group: str, plural: str, kind: str, *, short_names: Sequence[str] = ()) -> dict[str, Any]:
@@ -149,6 +161,10 @@ class SimAdmin:
     def informer_lag(self) -> dict[str, Any]:
         """`seconds` of lag and `pending_events` not yet delivered to the controllers."""
         return self._call("GET", "/_sim/informer-lag")
+
+    def enforce_rbac(self, enabled: bool = True) -> None:
+        """Authenticate bearer tokens and authorize requests with RBAC from now on."""
+        self._call("PUT", "/_sim/rbac", {"enabled": enabled})
 
     def enforce_crd_schemas(self, enabled: bool = True) -> None:
         """Prune and validate custom resources by their CRD's structural schema from now on."""

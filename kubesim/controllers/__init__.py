@@ -11,6 +11,7 @@ from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.jobs import JobController
 from kubesim.controllers.namespaces import NamespaceController, RootCAPublisher, ServiceAccountController
 from kubesim.controllers.persistent_volumes import PersistentVolumeController
+from kubesim.controllers.rbac_aggregation import ClusterRoleAggregationController
 from kubesim.controllers.replicasets import ReplicaSetController
 from kubesim.controllers.statefulsets import StatefulSetController
 from kubesim.store import Store
@@ -28,6 +29,7 @@ CONTROLLER_TYPES: list[type[Controller]] = [
     DaemonSetController,
     JobController,
     CronJobController,
+    ClusterRoleAggregationController,
 ]
 
 
