@@ -41,6 +41,8 @@ class FaultRule:
     subresource: str = "*"
     namespace: str = "*"
     name: str = "*"
+    user_agent: str = "*"
+    """A prefix of the client's User-Agent (`kosmos-promote`: every request of the tool's workers), or `*`."""
     nth: int | None = None
     """Fail only the Nth matching request (1-based)."""
     ratio: float | None = None
@@ -68,6 +70,7 @@ class FaultRule:
             and self.subresource in ("*", info.subresource)
             and self.namespace in ("*", info.namespace)
             and self.name in ("*", info.name)
+            and (self.user_agent == "*" or info.user_agent.startswith(self.user_agent))
         )
 
     def should_fire(self, info: RequestInfo) -> bool:

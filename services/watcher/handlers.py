@@ -173,6 +173,7 @@ def start(
             "observedGeneration": generation,
             "startTime": now_rfc3339(),
             "precheckErrors": [],
+            "precheckWarnings": result.warnings,
             "namespacesTotal": len(result.namespaces),
             "namespacesDone": 0,
             "message": "promoting",
@@ -231,32 +232,48 @@ ROLLBACK_FROM = {
 }
 
 
-@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.rollback")
-def rollback_requested(
-    name: str, new: Any, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any
+def _answer_rollback_request(
+    name: str, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch
 ) -> None:
-    """`rollback: "true"` rolls back every namespace that is not already back; the request is then reset
-    so that it is not replayed. A policy that is still running is rolled back once it has finished. A
-    request that cannot be honoured is refused with a condition and an Event, and reset."""
+    """`rollback: "true"` rolls back every namespace that is not already back, and the request is reset
+    so that it is not replayed; on a policy still running it waits until the run has finished. A request
+    that cannot be honoured is refused with a condition and an Event, and reset.
+
+    Read from the spec by the timer (level-triggered), not from a field-change handler: a change that
+    arrives while the watcher resets an earlier request must not be lost between two event batches."""
+    request = spec.get("rollback")
     phase = status.get("phase")
-    if phase in (None, "", PolicyPhase.PENDING.value) or new in (None, "", "false"):
+    if request in (None, "", "false") or phase in (None, "", PolicyPhase.PENDING.value):
         return  # a new policy: start() refuses a rollback request there
-    if new != "true":
+    if request != "true":
         _refuse_rollback(
-            body, status, patch, f'spec.rollback: "{new}" is not a request; set "true" to roll back'
+            body, status, patch, request, f'spec.rollback: "{request}" is not a request; set "true"'
         )
     elif not status.get("runId"):
         _refuse_rollback(
-            body, status, patch, f"the policy never ran ({phase}): there is nothing to roll back"
+            body, status, patch, request, f"the policy never ran ({phase}): nothing to roll back"
         )
     elif phase == PolicyPhase.ROLLED_BACK.value:
-        _refuse_rollback(body, status, patch, "the policy is already rolled back")
+        _refuse_rollback(body, status, patch, request, "the policy is already rolled back")
     elif phase in ROLLBACK_FROM:
         _start_rollback(name, body, status, patch)
 
 
-def _refuse_rollback(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, why: str) -> None:
-    patch.spec["rollback"] = None
+def _reset_rollback(patch: kopf.Patch, request: str) -> None:
+    """Remove `spec.rollback` only if it still holds the request answered (kopf applies this to the
+    freshly read object): a newer request written meanwhile stays."""
+
+    def reset(body: dict[str, Any]) -> None:
+        if (body.get("spec") or {}).get("rollback") == request:
+            del body["spec"]["rollback"]
+
+    patch.fns.append(reset)
+
+
+def _refuse_rollback(
+    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, request: str, why: str
+) -> None:
+    _reset_rollback(patch, request)
     _condition(
         status, patch, "RollbackRefused", True, "RollbackRefused", why, body.metadata.get("generation")
     )
@@ -271,7 +288,7 @@ def _run_of(name: str, namespace: str, status: dict[str, Any], claim: Claim | No
 def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> None:
     """Each claim of the run moves to "rolling back" before its message goes out: the message acts only
     because the claim says so, and a stale one of an earlier request finds nothing to do."""
-    patch.spec["rollback"] = None
+    _reset_rollback(patch, "true")
     rt = runtime()
     pending = [
         ns["name"] for ns in status.get("namespaces", []) if ns.get("phase") != NamespacePhase.ROLLED_BACK
@@ -424,11 +441,19 @@ def _next_attempt(claim: Claim | None, run_id: str) -> Claim | None:
 def report(
     name: str, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any
 ) -> None:
-    rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
-    if (status.get("phase") != PolicyPhase.RUNNING.value and not rolling_back) or not status.get("runId"):
-        return
+    """Once a second: the run's progress into the status (and the watchdog), then any rollback request."""
     if body.metadata.get("deletionTimestamp"):
         return  # cancel() owns a policy being deleted
+    if status.get("phase") in (PolicyPhase.RUNNING.value, PolicyPhase.ROLLING_BACK.value) and status.get(
+        "runId"
+    ):
+        status = {**status, **_refresh(name, status, patch)}
+    _answer_rollback_request(name, body, spec, status, patch)
+
+
+def _refresh(name: str, status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
+    """The status as progress says it is now; written only when it changed."""
+    rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
     progress = Progress(runtime().redis, name, status["runId"])
     previous = status.get("namespaces", [])
     readings = progress.read([ns["name"] for ns in previous])
@@ -446,8 +471,7 @@ def report(
         update["message"] = _summary(phase, namespaces)
     if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
         patch.status.update(update)
-    if spec.get("rollback") == "true" and phase.value in ROLLBACK_FROM:
-        _start_rollback(name, body, {**status, **update}, patch)
+    return update
 
 
 def _summary(phase: PolicyPhase, namespaces: list[NamespaceStatus]) -> str:

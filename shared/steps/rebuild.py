@@ -11,6 +11,7 @@ namespace's rebuild was a chain of a dozen tasks of a few milliseconds each).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from shared.ordering import rebuild_tiers
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.sanitize import conflicts
-from shared.steps import decisions
+from shared.steps import barrier, decisions
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
                 f"CustomResourceDefinition {crd['metadata']['name']} to be Established",
             )
         control_plane.discovery.refresh()
+    if tier == "pods" and _has_pod_owners(runtime, run):
+        lag = barrier.await_pod_informers(control_plane, run.namespace, runtime.settings.adoption_timeout)
+        log.info("%s: the control plane's controllers saw its pods after %.3fs", run.namespace, lag)
     if tier == "namespaces":
         accounts = control_plane.discovery.resolve("serviceaccounts")
         _wait(
@@ -167,6 +172,13 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
             deadline,
             f'the "default" ServiceAccount of {run.namespace} (pods cannot be created without it)',
         )
+
+
+def _has_pod_owners(runtime: Runtime, run: NamespaceRun) -> bool:
+    """Whether a later tier creates owners whose controllers would count the rebuilt pods."""
+    manifest = runtime.backup(run).manifest()
+    counts = manifest.counts if manifest is not None else {}
+    return any(counts.get(owner) for owner in ("replicasets.apps", "statefulsets.apps"))
 
 
 def _established(crd: Obj | None) -> bool:

@@ -30,7 +30,7 @@ from shared.claims import Claims, ClaimState
 from shared.items import Obj
 from shared.kinds import RULES, Context, Decision, DetachKind, Move
 from shared.kinds.storage import reclaim_restore_patch
-from shared.kube import AlreadyExists, ApiResource, Kube, NotFound
+from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
@@ -182,16 +182,21 @@ def _used_elsewhere(claims: Claims, run: NamespaceRun) -> set[tuple[str, str]]:
 
 
 def _custom_resources_elsewhere(control_plane: Kube, crd: Obj, namespace: str) -> bool:
-    """Whether the control plane holds a custom resource of `crd` outside `namespace` (deleting the CRD
-    would delete it too), whoever made it."""
+    """Whether the control plane may hold a custom resource of `crd` outside `namespace` (deleting the CRD
+    would delete it too), whoever made it. Not allowed to look (the shipped rollback role lists no
+    custom resources cluster-wide), the answer is yes: a CRD left behind is a nuisance, a CRD deleted
+    under another team's resources is data lost."""
     names = crd.get("spec", {}).get("names", {})
     resource = control_plane.discovery.by_group_resource(f"{names.get('plural')}.{crd['spec'].get('group')}")
     if resource is None:
         return False
-    return any(
-        obj["metadata"].get("namespace", "") != namespace
-        for obj in control_plane.list(resource, page_size=50)
-    )
+    try:
+        return any(
+            obj["metadata"].get("namespace", "") != namespace
+            for obj in control_plane.list(resource, page_size=50)
+        )
+    except Forbidden:
+        return True
 
 
 def _clear_control_plane(
@@ -224,7 +229,9 @@ def _clear_control_plane(
                 )
                 continue
             if group_resource == CRDS and _custom_resources_elsewhere(control_plane, live, run.namespace):
-                report.kept.append(f"{group_resource} {metadata['name']} (custom resources of it remain)")
+                report.kept.append(
+                    f"{group_resource} {metadata['name']} (custom resources of it may remain elsewhere)"
+                )
                 continue
             found.append((group_resource, resource, live))
     for group_resource, resource, live in found:

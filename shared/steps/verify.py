@@ -1,10 +1,10 @@
 """Verify that the control plane adopted everything and started nothing new, and the member kept its pods.
 
-Checked, not assumed (research §2, §5): every rebuilt ReplicaSet owns exactly the backed-up pods it
-owned in the member, every Deployment owns its ReplicaSets, every StatefulSet owns its pods; no pod or
-ReplicaSet exists in the control plane that was not in the backup (a controller made it: a restart in
-the making); StatefulSets report the revision their pods carry; and in the member every promoted pod
-still has the UID it had before, with no deletion pending.
+Checked, not assumed: every rebuilt ReplicaSet owns exactly the backed-up pods it owned in the member,
+every Deployment owns its ReplicaSets, every StatefulSet owns its pods; no pod or ReplicaSet exists in
+the control plane that was not in the backup (a controller made it: a restart in the making), and no
+controller's Event says it created a pod at any time during the run (it may have deleted it since);
+and in the member every promoted pod still has the UID it had before, with no deletion pending.
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
                     f"{group_resource} {name} is not owned by {owner[0]} {owner[1]} "
                     f"in the control plane (owner: {_controller(twin)})"
                 )
+    verdict.problems += [
+        f"the control plane's {event['involvedObject'].get('kind')} controller created a pod during the run "
+        f"({event.get('message')}): it did not see the rebuilt pods in time"
+        for event in _list(control_plane, "events", run.namespace)
+        if created_a_pod(event)
+    ]
     for name, pod in _promoted(backup.items("pods"), decided).items():
         live_pod = member.get(member.discovery.resolve("pods"), run.namespace, name)
         if live_pod is None:
@@ -79,6 +85,18 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
         elif live_pod["metadata"].get("deletionTimestamp"):
             verdict.problems.append(f"member pod {name} is being deleted")
     return verdict
+
+
+def created_a_pod(event: Obj) -> bool:
+    """An Event saying a ReplicaSet or StatefulSet controller created a pod (worded as theirs are):
+    proof that a controller started a pod of its own, even if it deleted the surplus since."""
+    kind = (event.get("involvedObject") or {}).get("kind")
+    message = event.get("message") or ""
+    if event.get("reason") != "SuccessfulCreate":
+        return False
+    return (kind == "ReplicaSet" and message.startswith("Created pod")) or (
+        kind == "StatefulSet" and message.startswith("create Pod ")
+    )
 
 
 def _list(kube: Kube, group_resource: str, namespace: str) -> list[Obj]:

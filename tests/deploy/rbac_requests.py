@@ -264,9 +264,9 @@ REFUSED: tuple[Row, ...] = (
     Row(
         "rollback-worker",
         Request("list", "example.com", "widgets"),
-        "rollback (work in progress, _custom_resources_elsewhere): lists a CRD's custom resources in every "
-        "namespace before deleting the CRD. A cluster-wide list of an unknown group cannot be granted "
-        "without `list` on everything, Secrets included; the code must treat 403 as 'keep the CRD'",
+        "rollback (_custom_resources_elsewhere): lists a CRD's custom resources in every namespace before "
+        "deleting the CRD. A cluster-wide list of an unknown group cannot be granted without `list` on "
+        "everything, Secrets included; on 403 the rollback keeps the CRD and reports it",
     ),
 )
 """Requests the code makes (or is about to) that the shipped RBAC refuses on purpose."""

@@ -1,0 +1,306 @@
+"""One owner per namespace, a frozen run, safe deletion, shared objects kept, requests validated.
+
+What a careless or hostile operator does to a running migration, against the real watcher and workers:
+two policies racing for one namespace, a spec edited after the run, a policy deleted mid-detach, two
+policies sharing a CRD, rollback requests that cannot be honoured, and stale messages of an earlier run
+arriving after a newer run of the same namespace completed. Every test compares member pod UIDs before
+and after: no pod is ever deleted or re-created.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client
+
+from kubesim.seed import seed_namespace
+from kubesim.testing import MERGE_PATCH, SimAdmin, wait_until
+from shared.claims import lease_name
+from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
+from shared.pipeline import compensate_namespace, rollback_namespace, start_namespace
+from shared.progress import NamespaceRun
+from tests.pipeline.conftest import Installation
+from tests.pipeline.snapshots import diff, pod_uids, snapshot
+
+INSTALL_NAMESPACE = "kosmos-promote"
+WIDGETS = "widgets.example.com"
+
+
+def _claim(installation: Installation, namespace: str) -> dict[str, Any] | None:
+    leases = client.CoordinationV1Api(installation.cp_api)
+    try:
+        lease = leases.read_namespaced_lease(lease_name("member1", namespace), INSTALL_NAMESPACE)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return dict(lease.metadata.annotations or {})
+
+
+def _events(installation: Installation, policy: str) -> list[client.CoreV1Event]:
+    core = client.CoreV1Api(installation.cp_api)
+    return [e for e in core.list_event_for_all_namespaces().items if e.involved_object.name == policy]
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+
+def _spec(installation: Installation, name: str) -> dict[str, Any]:
+    policy = installation.policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", name)
+    return dict(policy["spec"])
+
+
+def _policy_gone(installation: Installation, name: str) -> bool:
+    try:
+        installation.policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", name)
+    except client.ApiException as error:
+        return error.status == 404
+    return False
+
+
+def _annotated_by(api: client.ApiClient, namespace: str) -> set[tuple[str | None, str | None]]:
+    """(policy, run) annotations of the control plane's Deployments, ReplicaSets and pods in `namespace`."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    objects = [
+        *apps.list_namespaced_deployment(namespace).items,
+        *apps.list_namespaced_replica_set(namespace).items,
+        *core.list_namespaced_pod(namespace).items,
+    ]
+    return {
+        ((o.metadata.annotations or {}).get(PROMOTED_BY), (o.metadata.annotations or {}).get(PROMOTED_IN_RUN))
+        for o in objects
+    }
+
+
+def test_two_policies_racing_for_one_namespace_exactly_one_promotes_it(installation: Installation) -> None:
+    seeded = seed_namespace(installation.member_api, "race-1", full=False)
+    before = snapshot(installation.member_api, "race-1")
+    with ThreadPoolExecutor(2) as pool:
+        list(
+            pool.map(
+                lambda name: installation.apply(name, includedNamespaces=["race-1"]), ("race-a", "race-b")
+            )
+        )
+    statuses = {name: installation.wait_done(name) for name in ("race-a", "race-b")}
+
+    phases = sorted(s["phase"] for s in statuses.values())
+    assert phases == ["Completed", "FailedPrecheck"], statuses
+    winner = next(name for name, s in statuses.items() if s["phase"] == "Completed")
+    loser = next(name for name, s in statuses.items() if s["phase"] == "FailedPrecheck")
+    assert any(f'claimed by PromotePolicy "{winner}"' in e for e in statuses[loser]["precheckErrors"]), (
+        statuses
+    )
+    assert _condition(statuses[loser], "Prechecked")["status"] == "False"
+    assert any(e.reason == "PrecheckFailed" for e in _events(installation, loser))
+    assert _annotated_by(installation.cp_api, "race-1") == {(winner, statuses[winner]["runId"])}
+    assert _claim(installation, "race-1")["promote.kosmos.io/policy"] == winner
+
+    installation.request_rollback(winner)
+    assert installation.wait_done(winner, phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    assert diff(before, snapshot(installation.member_api, "race-1")) == []
+    assert pod_uids(installation.member_api, "race-1") == seeded.pods
+    assert _claim(installation, "race-1") is None, "released once rolled back"
+
+
+def test_a_spec_edited_after_the_run_changes_nothing_it_does(installation: Installation) -> None:
+    seeded = seed_namespace(installation.member_api, "edit-1", full=False)
+    before = snapshot(installation.member_api, "edit-1")
+    installation.apply("edit", includedNamespaces=["edit-1"])
+    done = installation.wait_done("edit")
+    assert done["phase"] == "Completed" and done["clusterName"] == "member1"
+    generation = done["observedGeneration"]
+
+    # No CEL here (the simulator does not run transition rules): the edit goes through, as on a server
+    # older than 1.25, and the watcher's own check must catch it.
+    installation.policies.patch_cluster_custom_object(
+        "kosmos.io",
+        "v1alpha1",
+        "promotepolicies",
+        "edit",
+        {"spec": {"clusterName": "another-member", "includedNamespaces": ["edit-1", "edit-2"]}},
+        _content_type=MERGE_PATCH,
+    )
+
+    def reported() -> dict[str, Any] | None:
+        return _condition(installation.status("edit"), "SpecChanged")
+
+    changed = wait_until(reported, what="the spec change to be reported")
+    assert changed["status"] == "True" and "clusterName" in changed["message"], changed
+    assert "includedNamespaces" in changed["message"] and "not applied" in changed["message"]
+    assert any(
+        e.reason == "SpecChangedAfterRun" and e.type == "Warning" for e in _events(installation, "edit")
+    )
+    status = installation.status("edit")
+    assert (status["observedGeneration"], status["clusterName"]) == (generation, "member1")
+
+    installation.request_rollback("edit")
+    rolled = installation.wait_done("edit", phases=("RolledBack", "FailedRollback"))
+    assert rolled["phase"] == "RolledBack", rolled
+    assert [ns["name"] for ns in rolled["namespaces"]] == ["edit-1"], "the added namespace is not acted on"
+    assert diff(before, snapshot(installation.member_api, "edit-1")) == []
+    assert pod_uids(installation.member_api, "edit-1") == seeded.pods
+    assert installation.link.member_deletions == []
+
+
+def test_a_policy_deleted_mid_detach_rolls_its_namespace_back_and_then_goes(
+    installation: Installation,
+) -> None:
+    seeded = seed_namespace(installation.member_api, "del-1", full=False)
+    before = snapshot(installation.member_api, "del-1")
+    member = SimAdmin(installation.member.url)
+    held = member.add_fault(
+        verb="delete",
+        resource="replicasets.apps",
+        namespace="del-1",
+        status="timeout",
+        timeout_seconds=6,
+        times=1,
+    )
+    installation.apply("del", includedNamespaces=["del-1"])
+    wait_until(
+        lambda: any(f["id"] == held["id"] and f["fired"] for f in member.faults()),
+        what="detach to be deleting owners",
+    )
+    installation.policies.delete_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", "del")
+    wait_until(lambda: _policy_gone(installation, "del"), timeout=90, what="the deleted policy to go")
+    member.clear_faults()
+
+    assert diff(before, snapshot(installation.member_api, "del-1")) == [], "wholly rolled back"
+    assert pod_uids(installation.member_api, "del-1") == seeded.pods
+    assert _claim(installation, "del-1") is None
+    core = client.CoreV1Api(installation.cp_api)
+    wait_until(
+        lambda: "del-1" not in {n.metadata.name for n in core.list_namespace().items},
+        what="the control-plane namespace to be gone",
+    )
+    assert installation.link.member_deletions == []
+
+
+def test_a_completed_namespace_stays_promoted_when_its_policy_is_deleted(installation: Installation) -> None:
+    seeded = seed_namespace(installation.member_api, "keep-1", full=False)
+    installation.apply("keep", includedNamespaces=["keep-1"])
+    assert installation.wait_done("keep")["phase"] == "Completed"
+    installation.policies.delete_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", "keep")
+    wait_until(lambda: _policy_gone(installation, "keep"), what="the deleted policy to go")
+    assert _claim(installation, "keep-1") is None, "released with its policy"
+    apps = client.AppsV1Api(installation.cp_api)
+    assert [d.metadata.name for d in apps.list_namespaced_deployment("keep-1").items] == ["web"]
+    assert pod_uids(installation.member_api, "keep-1") == seeded.pods
+
+
+def test_rolling_back_one_of_two_policies_sharing_a_crd_keeps_the_others_custom_resources(
+    installation: Installation,
+) -> None:
+    seeded = {ns: seed_namespace(installation.member_api, ns) for ns in ("share-1", "share-2")}
+    installation.apply("share-a", includedNamespaces=["share-1"])
+    installation.apply("share-b", includedNamespaces=["share-2"])
+    for name in ("share-a", "share-b"):
+        assert installation.wait_done(name)["phase"] == "Completed"
+    custom = client.CustomObjectsApi(installation.cp_api)
+    extensions = client.ApiextensionsV1Api(installation.cp_api)
+    widgets_of_b = custom.list_namespaced_custom_object("example.com", "v1", "share-2", "widgets")["items"]
+    assert widgets_of_b
+
+    installation.request_rollback("share-a")
+    rolled = installation.wait_done("share-a", phases=("RolledBack", "FailedRollback"))
+    assert rolled["phase"] == "RolledBack", rolled
+    assert f"{WIDGETS}" in rolled["namespaces"][0]["message"], "what was kept is reported"
+    extensions.read_custom_resource_definition(WIDGETS)  # still there
+    assert (
+        custom.list_namespaced_custom_object("example.com", "v1", "share-2", "widgets")["items"]
+        == widgets_of_b
+    )
+    assert installation.status("share-b")["phase"] == "Completed"
+
+    installation.request_rollback("share-b")
+    assert installation.wait_done("share-b", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    names = {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
+    assert WIDGETS not in names, "the last namespace using it takes it along"
+    for namespace, seed in seeded.items():
+        assert pod_uids(installation.member_api, namespace) == seed.pods
+
+
+def test_rollback_requests_that_cannot_be_honoured_are_refused_and_reset(installation: Installation) -> None:
+    seed_namespace(installation.member_api, "ask-1", full=False)
+    before = snapshot(installation.member_api, "ask-1")
+
+    installation.apply("ask-early", includedNamespaces=["ask-1"], rollback="true")
+    early = installation.wait_done("ask-early")
+    assert early["phase"] == "FailedPrecheck" and "nothing to roll back" in early["precheckErrors"][0], early
+    assert _claim(installation, "ask-1") is None and "runId" not in early
+
+    installation.apply("ask-never", includedNamespaces=["no-such-namespace"])
+    assert installation.wait_done("ask-never")["phase"] == "FailedPrecheck"
+    installation.request_rollback("ask-never")
+    refused = wait_until(
+        lambda: _condition(installation.status("ask-never"), "RollbackRefused"), what="the refusal"
+    )
+    assert "never ran" in refused["message"]
+    wait_until(lambda: "rollback" not in _spec(installation, "ask-never"), what="the request to be reset")
+
+    installation.apply("ask", includedNamespaces=["ask-1"])
+    assert installation.wait_done("ask")["phase"] == "Completed"
+    installation.policies.patch_cluster_custom_object(
+        "kosmos.io",
+        "v1alpha1",
+        "promotepolicies",
+        "ask",
+        {"spec": {"rollback": "yes"}},
+        _content_type=MERGE_PATCH,
+    )
+    refused = wait_until(
+        lambda: _condition(installation.status("ask"), "RollbackRefused"), what="the refusal"
+    )
+    assert '"yes" is not a request' in refused["message"]
+    assert any(e.reason == "RollbackRefused" for e in _events(installation, "ask"))
+    assert installation.status("ask")["phase"] == "Completed"
+    wait_until(lambda: "rollback" not in _spec(installation, "ask"), what="the refused request to be reset")
+    installation.request_rollback("ask")
+    assert installation.wait_done("ask", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    assert diff(before, snapshot(installation.member_api, "ask-1")) == []
+
+
+def test_stale_messages_of_an_earlier_run_never_undo_a_later_promote(installation: Installation) -> None:
+    """What a Redis restart leaves behind: redelivered forward steps, compensations and rollbacks of a run
+    that has since been rolled back, arriving after a new policy of the same name promoted the namespace
+    again. Each finds that the claim is not its run's and does nothing."""
+    seeded = seed_namespace(installation.member_api, "stale-1", full=False)
+    installation.apply("stale", includedNamespaces=["stale-1"])
+    first = installation.wait_done("stale")
+    assert first["phase"] == "Completed"
+    installation.request_rollback("stale")
+    assert installation.wait_done("stale", phases=("RolledBack",))["phase"] == "RolledBack"
+    installation.policies.delete_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", "stale")
+    wait_until(lambda: _policy_gone(installation, "stale"), what="the policy to go")
+
+    installation.apply("stale", includedNamespaces=["stale-1"])
+    second = installation.wait_done("stale")
+    assert second["phase"] == "Completed" and second["runId"] != first["runId"]
+    promoted = snapshot(installation.cp_api, "stale-1")
+
+    old = NamespaceRun("stale", "stale-1", first["runId"], "member1")
+    superseded = NamespaceRun("stale", "stale-1", second["runId"], "member1", attempt=0)
+    app = installation.celery()
+    try:
+        compensate_namespace(app, old)
+        rollback_namespace(app, old)
+        start_namespace(app, old)
+        compensate_namespace(app, superseded)  # the new run's, but of an attempt that is not the claim's
+    finally:
+        app.close()
+
+    def ignored() -> bool:
+        logs = "".join(p.read_text() for p in installation.workdir.glob("worker-*.log"))
+        dropped = [line for line in logs.splitlines() if "does nothing" in line and "stale-1" in line]
+        return len(dropped) >= 4
+
+    wait_until(ignored, timeout=30, what="the stale messages to be dropped")
+    time.sleep(1.0)
+    assert installation.status("stale")["phase"] == "Completed"
+    assert diff(promoted, snapshot(installation.cp_api, "stale-1")) == [], "the control plane is untouched"
+    assert _annotated_by(installation.cp_api, "stale-1") == {("stale", second["runId"])}
+    assert pod_uids(installation.member_api, "stale-1") == seeded.pods
+    assert _claim(installation, "stale-1")["promote.kosmos.io/run"] == second["runId"]
