@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import errors
+from kubesim import errors, openapi, tables
 from kubesim.binding import BINDING_KIND, bind
 from kubesim.errors import ApiError
 from kubesim.faults import Faults, RequestInfo
@@ -199,6 +199,8 @@ class ApiServer:
         return rt, namespace, name, sub
 
     async def dispatch(self, request: web.Request, path: str, info: RequestInfo) -> web.StreamResponse:
+        if path.startswith("/openapi/") and request.method == "GET":
+            return self.json_response(orjson.dumps(self.openapi(path)))
         discovery = self.discovery(path)
         if discovery is not None:
             if request.method != "GET":
@@ -220,6 +222,9 @@ class ApiServer:
         method = request.method
         if method == "GET" and info.verb == "watch":
             return await self.watch(request, rt, namespace, name)
+        table_version = tables.wants_table(request.headers.get("Accept", "")) if method == "GET" else None
+        if table_version and not sub:
+            return self.table(rt, namespace, name, query, table_version)
         if method == "GET" and name:
             return self.json_response(self.encode(rt, self.store.must_get(rt, namespace, name)))
         if method == "GET":
@@ -355,6 +360,26 @@ class ApiServer:
             return self.resource_list(parts[1], parts[2])
         return None
 
+    def openapi(self, path: str) -> dict[str, Any]:
+        if path == "/openapi/v2":
+            return openapi.v2_document(self.store, self.git_version)
+        if path == "/openapi/v3":
+            return openapi.v3_index(self.store)
+        parts = path.removeprefix("/openapi/v3/").split("/")
+        if (
+            parts[:1] == ["api"]
+            and len(parts) == 2
+            and parts[1] in self.store.registry.group_versions().get("", [])
+        ):
+            return openapi.v3_document(self.store, "", parts[1])
+        if (
+            parts[:1] == ["apis"]
+            and len(parts) == 3
+            and parts[2] in self.store.registry.group_versions().get(parts[1], [])
+        ):
+            return openapi.v3_document(self.store, parts[1], parts[2])
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
     def resource_list(self, group: str, version: str) -> dict[str, Any]:
         resources: list[dict[str, Any]] = []
         for rt in sorted(self.store.registry.in_group_version(group, version), key=lambda r: r.plural):
@@ -401,7 +426,10 @@ class ApiServer:
             raise errors.bad_request(str(exc)) from exc
         return labels, fields
 
-    def list(self, rt: ResourceType, namespace: str, query: Mapping[str, str]) -> web.Response:
+    def page(
+        self, rt: ResourceType, namespace: str, query: Mapping[str, str]
+    ) -> tuple[list[Obj], dict[str, Any]]:
+        """The objects of one list page (selectors, `limit`, `continue`) and its ListMeta."""
         labels, fields = self.selectors(query)
         limit = int(query.get("limit") or 0)
         start: tuple[str, str] | None = None
@@ -411,7 +439,7 @@ class ApiServer:
                 start = (token["ns"], token["name"])
             except (ValueError, KeyError) as exc:
                 raise errors.bad_request("invalid continue token") from exc
-        chunks: list[bytes] = []
+        objects: list[Obj] = []
         filtered = not (labels.is_empty() and fields.is_empty())
         last_key: tuple[str, str] | None = None
         more = False
@@ -419,20 +447,43 @@ class ApiServer:
             metadata = obj["metadata"]
             if filtered and not (labels.matches(metadata.get("labels")) and fields.matches(obj)):
                 continue
-            if limit and len(chunks) >= limit:
+            if limit and len(objects) >= limit:
                 more = True
                 break
             last_key = (metadata.get("namespace", ""), metadata["name"])
-            chunks.append(self.encode(rt, obj, in_list=True))
+            objects.append(obj)
         list_meta: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
         if more and last_key is not None:
             token = {"ns": last_key[0], "name": last_key[1], "rv": self.store.resource_version}
             list_meta["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
             if not filtered:
                 list_meta["remainingItemCount"] = self.store.count_after(rt, namespace or None, last_key)
+        return objects, list_meta
+
+    def list(self, rt: ResourceType, namespace: str, query: Mapping[str, str]) -> web.Response:
+        objects, list_meta = self.page(rt, namespace, query)
+        chunks = [self.encode(rt, obj, in_list=True) for obj in objects]
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
         body = head[:-1] + b',"items":[' + b",".join(chunks) + b"]}"
         return self.json_response(body)
+
+    def table(
+        self, rt: ResourceType, namespace: str, name: str, query: Mapping[str, str], version: str
+    ) -> web.Response:
+        """A Table of one object or of a list page, printed as kube-apiserver prints it."""
+        if name:
+            objects, list_meta = [self.store.must_get(rt, namespace, name)], {}
+        else:
+            objects, list_meta = self.page(rt, namespace, query)
+        if rt.custom:
+            crds = self.store.type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            printer = tables.crd_printer(
+                self.store.get(crds, "", f"{rt.plural}.{rt.group}") or {}, rt.version
+            )
+        else:
+            printer = tables.PRINTERS.get(rt.group_resource, tables.DEFAULT)
+        include = query.get("includeObject", "Metadata")
+        return self.json_response(orjson.dumps(tables.table(printer, objects, list_meta, version, include)))
 
     async def watch(
         self, request: web.Request, rt: ResourceType, namespace: str, name: str
