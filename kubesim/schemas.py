@@ -7,9 +7,10 @@ unknown fields are pruned (except under `x-kubernetes-preserve-unknown-fields`, 
 `metadata` at the root and in embedded resources), nulls of non-nullable fields are dropped, `default`s
 are applied, and the object is validated: `type` (with `x-kubernetes-int-or-string`), `required`,
 `enum`, `minimum`/`maximum` (and their exclusive forms), `minLength`/`maxLength`, `minItems`/
-`maxItems`, `pattern`. Errors are the field errors kube-openapi reports, converted as apiextensions does
-(`Required value`, `Unsupported value`, `Too long`, `Too many`, else `Invalid value`), under the
-qualified kind (`Widget.example.com "w1" is invalid: ...`).
+`maxItems`, `pattern`. Unknown fields follow the request's `fieldValidation` (Strict: 400; Warn, the
+default: a Warning header per field; Ignore). Errors are the field errors kube-openapi reports, converted
+as apiextensions does (`Required value`, `Unsupported value`, `Too long`, `Too many`, else `Invalid
+value`), under the qualified kind (`Widget.example.com "w1" is invalid: ...`).
 
 Not emulated: CEL rules (`x-kubernetes-validations`), `format`, list-type/map-keys uniqueness,
 `oneOf`/`anyOf`/`allOf`/`not`, metadata validation, and validation ratcheting of unchanged fields.
@@ -17,6 +18,7 @@ Not emulated: CEL rules (`x-kubernetes-validations`), `format`, list-type/map-ke
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 from collections.abc import Mapping
@@ -54,6 +56,36 @@ def _shown(value: Any) -> str:
 
 def _child(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+field_validation: contextvars.ContextVar[str] = contextvars.ContextVar("kubesim_field_validation", default="")
+"""The request's `fieldValidation` (Strict, Warn, Ignore; empty means Warn), set by the server."""
+warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("kubesim_warnings", default=None)
+"""Warning headers the request's answer must carry (the server installs a list per request)."""
+
+
+def unknown_fields(value: Any, schema: Schema, path: str = "", *, root: bool = False) -> list[str]:
+    """The paths pruning would drop, as `strict decoding error: unknown field "..."` names them."""
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        keep = root or schema.get("x-kubernetes-embedded-resource")
+        properties: Mapping[str, Schema] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        found = []
+        for key, item in value.items():
+            if keep and key in _ROOT_FIELDS:
+                continue
+            if key in properties:
+                found += unknown_fields(item, properties[key], _child(path, key))
+            elif isinstance(additional, dict):
+                found += unknown_fields(item, additional, _child(path, key))
+            elif additional is not True and not schema.get("x-kubernetes-preserve-unknown-fields"):
+                found.append(_child(path, key))
+        return found
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [
+            p for i, item in enumerate(value) for p in unknown_fields(item, schema["items"], f"{path}[{i}]")
+        ]
+    return []
 
 
 def prune_and_default(value: Any, schema: Schema, *, root: bool = False) -> Any:
@@ -209,6 +241,7 @@ class CustomResourceSchemas:
         schema = version_schema(crd, rt.version) if crd is not None else None
         if schema is None:
             return
+        self._unknown_fields(request, schema)
         pruned = prune_and_default(request.obj, schema, root=True)
         request.obj.clear()
         request.obj.update(pruned)
@@ -216,3 +249,22 @@ class CustomResourceSchemas:
         if problems:
             name = (request.obj.get("metadata") or {}).get("name", "")
             raise errors.invalid_kind(f"{rt.kind}.{rt.group}", name, problems, rt.group, details_kind=rt.kind)
+
+    @staticmethod
+    def _unknown_fields(request: AdmissionRequest, schema: Schema) -> None:
+        """`fieldValidation`: Strict refuses unknown fields with 400, Warn (the default) names each one
+        in a Warning header, Ignore drops them silently; all three prune them."""
+        mode = field_validation.get() or "Warn"
+        unknown = [] if mode == "Ignore" else unknown_fields(request.obj, schema, root=True)
+        if not unknown:
+            return
+        rt = request.rt
+        if mode == "Strict":
+            listed = ", ".join(f'unknown field "{path}"' for path in unknown)
+            why = f"strict decoding error: {listed}"
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {why}'
+            )
+        pending = warnings.get()
+        if pending is not None:
+            pending += [f'unknown field "{path}"' for path in unknown]

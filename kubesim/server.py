@@ -25,7 +25,7 @@ from kubesim.objects import Obj, clone, go_json
 from kubesim.patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from kubesim.rbac import Attributes, Rbac, current_user
 from kubesim.resources import ResourceType
-from kubesim.schemas import CustomResourceSchemas
+from kubesim.schemas import CustomResourceSchemas, field_validation, warnings
 from kubesim.selectors import LabelSelector, SelectorError, parse_field_selector
 from kubesim.store import Store, WatchEvent
 
@@ -141,7 +141,12 @@ class ApiServer:
                 raise ApiError(fault.status, reason, fault.message, retry_after=fault.retry_after)
             if self.rbac.enabled:
                 self.authorize(request, path, info)
+            field_validation.set(request.query.get("fieldValidation", ""))
+            pending_warnings: list[str] = []
+            warnings.set(pending_warnings)
             response = await self.dispatch(request, path, info)
+            for warning in pending_warnings:
+                response.headers.add("Warning", f"299 - {json.dumps(warning)}")
             code = response.status
             return response
         except ApiError as error:

@@ -227,3 +227,30 @@ def test_enforcement_is_off_unless_switched_on(api: client.ApiClient, admin: Sim
     created = shops.create("lax", {"replicas": "three", "colour": "red"})
 
     assert created["spec"] == {"replicas": "three", "colour": "red"}
+
+
+def test_unknown_fields_are_refused_under_strict_and_named_in_warnings_by_default(shops: Shops) -> None:
+    body = {"apiVersion": f"{GROUP}/v1", "kind": "Shop", "metadata": {"name": "typo"}, "spec": {"replica": 2}}
+    with pytest.raises(ApiException) as exc:
+        shops.custom.create_namespaced_custom_object(
+            GROUP, "v1", shops.namespace, "shops", body, field_validation="Strict"
+        )
+    assert exc.value.status == 400
+    assert json.loads(exc.value.body)["message"] == (
+        'Shop in version "v1" cannot be handled as a Shop: '
+        'strict decoding error: unknown field "spec.replica"'
+    )
+
+    api = shops.custom.api_client
+    response = api.rest_client.pool_manager.request(
+        "POST",
+        f"{api.configuration.host}/apis/{GROUP}/v1/namespaces/{shops.namespace}/shops",
+        body=json.dumps(body | {"spec": {"replicas": 1, "colour": "red"}}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": api.configuration.get_api_key_with_prefix("authorization"),
+        },
+    )
+    assert response.status == 201
+    assert response.headers.get("Warning") == '299 - "unknown field \\"spec.colour\\""'
+    assert json.loads(response.data)["spec"] == {"replicas": 1, "mode": "safe"}

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from kubesim import SimulatedCluster
-from kubesim.testing import bind_pod, mark_pod_running, wait_until
+from kubesim.testing import SimAdmin, bind_pod, mark_pod_running, wait_until
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io"
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
@@ -29,7 +29,8 @@ needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kube
 def kubectl(cluster: SimulatedCluster, tmp_path: Path) -> Callable[..., str]:
     config = cluster.write_kubeconfig(tmp_path / "kubeconfig")
 
-    def run(*args: str, stdin: str | None = None) -> str:
+    def run(*args: str, stdin: str | None = None, fails: bool = False) -> str:
+        """kubectl's stdout, or its stderr when it is expected to fail."""
         done = subprocess.run(
             ["kubectl", "--kubeconfig", str(config), *args],
             input=stdin,
@@ -37,8 +38,8 @@ def kubectl(cluster: SimulatedCluster, tmp_path: Path) -> Callable[..., str]:
             text=True,
             timeout=60,
         )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        assert (done.returncode != 0) == fails, done.stderr
+        return done.stderr if fails else done.stdout
 
     return run
 
@@ -217,3 +218,47 @@ def test_openapi_documents_name_every_kind_and_the_field_validation_parameter(ap
 
     swagger = get("/openapi/v2")
     assert swagger["swagger"] == "2.0" and "io.k8s.api.core.v1.Pod" in swagger["definitions"]
+
+
+@needs_kubectl
+def test_kubectl_apply_of_a_misspelt_custom_resource_is_refused_by_the_schema(
+    kubectl: Callable[..., str], api: client.ApiClient, admin: SimAdmin
+) -> None:
+    """kubectl validates strictly by default, which a CRD's structural schema enforces server-side."""
+    admin.enforce_crd_schemas()
+    spec_schema = {"type": "object", "properties": {"clusterName": {"type": "string"}}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "moves.demo.example.com"},
+        "spec": {
+            "group": "demo.example.com",
+            "scope": "Cluster",
+            "names": {"plural": "moves", "singular": "move", "kind": "Move"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}},
+                }
+            ],
+        },
+    }
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    custom = client.CustomObjectsApi(api)
+    wait_until(
+        lambda: any(r.name == "moves" for r in custom.get_api_resources("demo.example.com", "v1").resources)
+    )
+
+    error = kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin="apiVersion: demo.example.com/v1\nkind: Move\nmetadata: {name: m}\n"
+        "spec: {clusterNmae: member1}\n",
+        fails=True,
+    )
+
+    assert 'strict decoding error: unknown field "spec.clusterNmae"' in error
+    admin.enforce_crd_schemas(False)
