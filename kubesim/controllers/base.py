@@ -67,7 +67,9 @@ class Controller:
         """A core/v1 Event, as controllers emit them; tests read them to see what a controller did."""
         events = self.type("", "events")
         namespace = namespace_of(involved) or "default"
-        if self.store.get(self.store.namespaces, "", namespace) is None:
+        # The recorder posts through the API, not from the informer caches: a namespace the lagging
+        # caches do not show yet still takes the Event (only a namespace that is really gone refuses it).
+        if self.store.live_store.get(self.store.namespaces, "", namespace) is None:
             return
         now = now_rfc3339()
         body = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from celery import Task
@@ -51,13 +52,20 @@ def retry_delay(retries: int) -> float:
     return min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2**retries)
 
 
-def _undo(task: Task, run: NamespaceRun, why: str, done_message: str, since: float) -> list[str]:
+def _undo(
+    task: Task, run: NamespaceRun, begin: Callable[[], None], why: str, done_message: str, since: float
+) -> list[str]:
+    """`begin` (the claim's move to rolling back, which decides whether this message may act at all),
+    then the rollback; anything that fails, the claim's API included, is retried within the budget."""
     rt = runtime()
     progress = rt.progress(run)
-    progress.phase(run.namespace, NamespacePhase.COMPENSATING, "rolling back", why)
     try:
+        begin()
+        progress.phase(run.namespace, NamespacePhase.COMPENSATING, "rolling back", why)
         report = rollback.rollback(rt, run)
         differences = report.differences
+        if not differences:
+            _release(run)
     except RunHalted:
         raise
     except BackupTampered as error:  # retrying cannot help, and nothing may be done from it
@@ -87,13 +95,19 @@ def _undo(task: Task, run: NamespaceRun, why: str, done_message: str, since: flo
         return differences
     kept = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
     progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + kept)
-    claim = rt.claims.get(run.cluster, run.namespace)
-    if claim is not None and claim.run_id == run.run_id:
-        rt.claims.release(claim)
     return []
 
 
-def _begin(run: NamespaceRun, verdict: str | None) -> None:
+def _release(run: NamespaceRun) -> None:
+    """The namespace is back: its claim goes, and another run may take it. Should this worker die before
+    it records RolledBack, the watchdog finds the claim gone and records it."""
+    claims = runtime().claims
+    claim = claims.get(run.cluster, run.namespace)
+    if claim is not None and claim.run_id == run.run_id:
+        claims.release(claim)
+
+
+def _halt_unless(run: NamespaceRun, verdict: str | None) -> None:
     if verdict is not None:
         raise RunHalted(run, verdict)
 
@@ -113,13 +127,15 @@ def compensate(
     run = NamespaceRun(policy, namespace, run_id, cluster, attempt)
 
     def rolling_back(claim: Claim | None) -> Claim | None:
-        _begin(run, compensation_verdict(claim, run_id, attempt))
+        _halt_unless(run, compensation_verdict(claim, run_id, attempt))
         assert claim is not None
         return replace(claim, state=ClaimState.ROLLING_BACK)
 
-    runtime().claims.change(cluster, namespace, rolling_back)
+    def begin() -> None:
+        runtime().claims.change(cluster, namespace, rolling_back)
+
     why = _error_text(failed_task_id, run)
-    return _undo(self, run, why, f"rolled back after a failure: {why}", since or time.time())
+    return _undo(self, run, begin, why, f"rolled back after a failure: {why}", since or time.time())
 
 
 @app.task(name=task_name("rollback", "namespace"), bind=True, base=PromoteTask, max_retries=None)
@@ -127,10 +143,14 @@ def rollback_namespace(
     self: Task, policy: str, namespace: str, run_id: str, cluster: str, attempt: int, since: float = 0.0
 ) -> list[str]:
     run = NamespaceRun(policy, namespace, run_id, cluster, attempt)
-    _begin(run, rollback_verdict(runtime().claims.get(cluster, namespace), run_id))
+
+    def begin() -> None:
+        _halt_unless(run, rollback_verdict(runtime().claims.get(cluster, namespace), run_id))
+
     return _undo(
         self,
         run,
+        begin,
         "rollback requested",
         "rolled back on request; the member is as it was before the promote",
         since or time.time(),
