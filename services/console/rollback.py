@@ -8,24 +8,33 @@ where the watcher would ignore it, so that nobody waits for a rollback that will
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
 from services.console.common import (
+    FAILED,
     OK,
     USAGE,
     ConsoleError,
     connect,
     get_policy,
     guarded,
+    kubeconfig_path,
     load_settings,
     out,
     phase_of,
     policy_resource,
 )
 from services.console.watch import follow, report
+from shared.backup import BackupDir
+from shared.claims import Claim, ClaimHeld, ClaimState, RunSpec
 from shared.models import PolicyPhase
+from shared.progress import NamespaceRun
+from shared.runtime import RUN_SPEC_LABEL, Runtime
+from shared.steps import rollback
 
 ROLLBACK_FROM = frozenset(
     {PolicyPhase.COMPLETED, PolicyPhase.PARTIALLY_FAILED, PolicyPhase.FAILED, PolicyPhase.FAILED_ROLLBACK}
@@ -96,3 +105,66 @@ def run(name: str, wait: bool, kubeconfig: str | None, timeout: float | None) ->
         done="the member is as it was before the promote.",
         hint="; request the rollback again to retry it",
     )
+
+
+@guarded
+def run_from_backup(location: Path, kubeconfig: str | None) -> int:
+    """Roll one namespace back from its sealed backup alone, for a run whose policy is gone (deleted with
+    its finalizer removed by hand, say). Everything the rollback needs is in the backup: the member, the
+    run and what it did. The namespace's claim must be this run's, or free (it is taken for the
+    rollback); the rollback itself is the routine the rollback worker runs."""
+    root = location.parent if location.is_file() else location
+    backup = BackupDir(root)
+    manifest = backup.manifest()
+    if manifest is None or RUN_SPEC_LABEL not in manifest.labels:
+        raise ConsoleError(f"{root} holds no sealed backup of a run: pass a run folder or its archive", USAGE)
+    spec = RunSpec.model_validate_json(manifest.labels[RUN_SPEC_LABEL])
+    namespace = manifest.labels["namespace"]
+    settings = load_settings().model_copy(
+        update={
+            "kubeconfig": str(kubeconfig_path(kubeconfig, load_settings())),
+            "backup_dir": root.parents[2],
+        }
+    )
+    console = out()
+    rt = Runtime(settings)
+    run = NamespaceRun(spec.policy, namespace, spec.run_id, spec.cluster)
+    live = rt.control_plane.get(policy_resource(rt.control_plane), "", spec.policy)
+    if live is not None and (live.get("status") or {}).get("runId") == spec.run_id:
+        raise ConsoleError(
+            f'PromotePolicy "{spec.policy}" still holds run {spec.run_id}: roll it back with '
+            f"kpromote rollback {spec.policy}",
+            USAGE,
+        )
+    try:
+        rt.claims.acquire(spec, namespace, state=ClaimState.ROLLING_BACK)
+    except ClaimHeld as held:
+        raise ConsoleError(
+            f"{held}: this backup's run no longer owns it, so nothing was done", USAGE
+        ) from None
+    rt.claims.change(spec.cluster, namespace, lambda claim: _rolling_back(claim, spec.run_id))
+    console.print(
+        f"Rolling back {escape(namespace)} of cluster {escape(spec.cluster)} from run {spec.run_id}…"
+    )
+    result = rollback.rollback(rt, run)
+    if result.differences:
+        for line in result.differences:
+            console.print(f"  left: {escape(line)}")
+        console.print("The rollback did not restore everything; fix the cause and run it again.")
+        return FAILED
+    claim = rt.claims.get(spec.cluster, namespace)
+    if claim is not None and claim.run_id == spec.run_id:
+        rt.claims.release(claim)
+    console.print(
+        f"Rolled back: {len(result.recreated)} owner(s) re-created, {len(result.reverted)} object(s) "
+        f"restored, {len(result.deleted)} control-plane object(s) deleted"
+        + (f", kept: {escape(', '.join(result.kept))}" if result.kept else "")
+        + "."
+    )
+    return OK
+
+
+def _rolling_back(claim: Claim | None, run_id: str) -> Claim | None:
+    if claim is None or claim.run_id != run_id or claim.state is ClaimState.ROLLING_BACK:
+        return None
+    return replace(claim, state=ClaimState.ROLLING_BACK)

@@ -161,7 +161,8 @@ def start(
             status,
             patch,
             errors,
-            f"precheck failed with {len(errors)} problem(s); nothing was changed. Fix the policy or the "
+            f"precheck failed with {result.error_count or len(errors)} problem(s); nothing was changed. "
+            f"Fix the policy or the "
             f"clusters (or wait for the policy holding a namespace), then re-create the policy",
         )
         return

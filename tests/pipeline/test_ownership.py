@@ -23,6 +23,7 @@ from shared.pipeline import compensate_namespace, rollback_namespace, start_name
 from shared.progress import NamespaceRun
 from tests.pipeline.conftest import Installation
 from tests.pipeline.snapshots import diff, pod_uids, snapshot
+from tests.pipeline.test_cli_e2e import explain, kpromote
 
 INSTALL_NAMESPACE = "kosmos-promote"
 WIDGETS = "widgets.example.com"
@@ -304,3 +305,32 @@ def test_stale_messages_of_an_earlier_run_never_undo_a_later_promote(installatio
     assert _annotated_by(installation.cp_api, "stale-1") == {("stale", second["runId"])}
     assert pod_uids(installation.member_api, "stale-1") == seeded.pods
     assert _claim(installation, "stale-1")["promote.kosmos.io/run"] == second["runId"]
+
+
+def test_a_namespace_whose_policy_is_gone_is_rolled_back_from_its_backup_alone(
+    installation: Installation,
+) -> None:
+    """Deleting a completed policy leaves its namespace promoted; the sealed backup still says everything a
+    rollback needs, and `kpromote rollback --backup` takes the namespace back without the policy."""
+    seeded = seed_namespace(installation.member_api, "orphan-1", full=False)
+    before = snapshot(installation.member_api, "orphan-1")
+    installation.apply("orphan", includedNamespaces=["orphan-1"])
+    [promoted] = installation.wait_done("orphan")["namespaces"]
+    installation.policies.delete_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", "orphan")
+    wait_until(lambda: _policy_gone(installation, "orphan"), what="the policy to go")
+
+    rolled = kpromote(installation, "rollback", "--backup", promoted["backupLocation"])
+    assert rolled.returncode == 0, explain(rolled)
+    assert "Rolled back:" in rolled.stdout
+    assert diff(before, snapshot(installation.member_api, "orphan-1")) == []
+    assert pod_uids(installation.member_api, "orphan-1") == seeded.pods
+    assert _claim(installation, "orphan-1") is None
+    core = client.CoreV1Api(installation.cp_api)
+    wait_until(
+        lambda: "orphan-1" not in {n.metadata.name for n in core.list_namespace().items},
+        what="the control-plane namespace to be gone",
+    )
+
+    again = kpromote(installation, "rollback", "--backup", promoted["backupLocation"])
+    assert again.returncode == 0, explain(again)  # idempotent: nothing left to do
+    assert diff(before, snapshot(installation.member_api, "orphan-1")) == []

@@ -247,7 +247,10 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def _assert_agree(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> None:
     model = _resolve(model, defs)
     assert "type" in crd, f"{path}: a structural CRD schema needs a type at every level"
-    assert not crd.get("x-kubernetes-preserve-unknown-fields"), f"{path}: must be fully typed"
+    if crd.get("x-kubernetes-preserve-unknown-fields"):
+        # Only the spec keeps unknown fields, so that the API server does not prune a typo before the
+        # watcher's model, which forbids unknown fields, can name it.
+        assert path == "spec" and model.get("additionalProperties") is False, f"{path}: must be fully typed"
     for key in ("type", "format", "minLength", "minimum"):
         assert crd.get(key) == model.get(key), (
             f"{path}: {key} is {crd.get(key)!r} in the CRD, {model.get(key)!r} in the model"

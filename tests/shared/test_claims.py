@@ -1,0 +1,183 @@
+"""Claims: which run owns a namespace, and whether a message may act — the verdicts as a table, the Lease
+as the API server stores it, and the races (two claimants, a stale writer) against the simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+import redis
+
+from kubesim import SimulatedCluster
+from shared.claims import (
+    Claim,
+    ClaimHeld,
+    Claims,
+    ClaimState,
+    RunSpec,
+    compensation_verdict,
+    forward_verdict,
+    from_lease,
+    lease_name,
+    rollback_verdict,
+    to_lease,
+)
+from shared.kube import Conflict, Kube, RetryPolicy
+from shared.progress import Progress
+
+SPEC = RunSpec(policy="p", policy_uid="uid-p", run_id="run-1", generation=1, cluster="member1")
+INSTALL = "kosmos-promote"
+
+
+def _claim(state: ClaimState = ClaimState.PROMOTING, attempt: int = 2, run_id: str = "run-1") -> Claim:
+    return Claim("member1", "shop", replace_run(run_id), attempt, state)
+
+
+def replace_run(run_id: str) -> RunSpec:
+    return SPEC.model_copy(update={"run_id": run_id})
+
+
+P, C, R = ClaimState.PROMOTING, ClaimState.COMPLETED, ClaimState.ROLLING_BACK
+
+
+@pytest.mark.parametrize(
+    ("claim", "attempt", "acts"),
+    [
+        (_claim(P, 2), 2, True),
+        (_claim(P, 2), 1, False),  # superseded by a resume
+        (_claim(C, 2), 2, False),  # completed: a redelivered step must not rebuild again
+        (_claim(R, 2), 2, False),  # cancelled or rolling back
+        (_claim(P, 2, run_id="run-2"), 2, False),  # another run owns the namespace now
+        (None, 2, False),  # released: rolled back
+    ],
+)
+def test_forward_steps_act_only_for_the_claims_run_and_attempt(
+    claim: Claim | None, attempt: int, acts: bool
+) -> None:
+    assert (forward_verdict(claim, "run-1", attempt) is None) is acts
+
+
+@pytest.mark.parametrize(
+    ("claim", "attempt", "acts"),
+    [
+        (_claim(P, 2), 2, True),
+        (_claim(R, 2), 1, True),  # already rolling back: a retry or a duplicate converges
+        (_claim(P, 2), 1, False),  # a failed attempt that a resume has superseded
+        (_claim(C, 2), 2, False),  # late: the run completed since
+        (_claim(P, 1, run_id="run-2"), 1, False),  # a newer run of the namespace: never undone
+        (None, 1, False),
+    ],
+)
+def test_compensations_act_only_for_an_uncompleted_current_attempt(
+    claim: Claim | None, attempt: int, acts: bool
+) -> None:
+    assert (compensation_verdict(claim, "run-1", attempt) is None) is acts
+
+
+@pytest.mark.parametrize(
+    ("claim", "acts"),
+    [
+        (_claim(R), True),
+        (_claim(C), False),
+        (_claim(P), False),
+        (_claim(R, run_id="run-2"), False),
+        (None, False),
+    ],
+)
+def test_rollbacks_act_only_once_the_claim_says_rolling_back(claim: Claim | None, acts: bool) -> None:
+    assert (rollback_verdict(claim, "run-1") is None) is acts
+
+
+def test_a_claim_survives_its_lease_round_trip() -> None:
+    claim = Claim(
+        "member1", "shop", SPEC, 3, ClaimState.COMPLETED, (("storageclasses.storage.k8s.io", "fast"),)
+    )
+    lease = to_lease(claim, INSTALL)
+    assert lease["metadata"]["namespace"] == INSTALL and lease["metadata"]["name"] == "shop.member1"
+    assert lease["spec"]["holderIdentity"] == "p/run-1"
+    assert from_lease(lease) == claim
+
+
+def test_a_long_cluster_name_still_gives_a_valid_lease_name() -> None:
+    name = lease_name("c" * 250, "shop")
+    assert len(name) <= 253 and name.startswith("shop.")
+    assert name != lease_name("d" * 250, "shop")
+
+
+@pytest.fixture
+def claims(cluster: SimulatedCluster) -> Iterator[Claims]:
+    with Kube.from_kubeconfig(cluster.kubeconfig(), retry=RetryPolicy(attempts=2, base_delay=0.01)) as kube:
+        kube.create(kube.discovery.resolve("namespaces"), {"metadata": {"name": INSTALL}})
+        yield Claims(kube, INSTALL)
+
+
+def test_of_two_runs_claiming_at_once_exactly_one_wins(claims: Claims) -> None:
+    runs = [SPEC.model_copy(update={"run_id": f"run-{i}", "policy_uid": f"uid-{i}"}) for i in range(2)]
+
+    def claim(spec: RunSpec) -> str:
+        try:
+            return claims.acquire(spec, "shop").run_id
+        except ClaimHeld as held:
+            return f"held by {held.claim.run_id}"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(claim, runs))
+    winner = claims.get("member1", "shop")
+    assert winner is not None
+    assert outcomes == sorted([winner.run_id, f"held by {winner.run_id}"])
+
+
+def test_a_restarted_start_of_the_same_policy_takes_its_claim_over(claims: Claims) -> None:
+    claims.acquire(SPEC, "shop")
+    retried = SPEC.model_copy(update={"run_id": "run-retried"})
+    assert claims.acquire(retried, "shop").run_id == "run-retried"
+    completed = claims.change(
+        "member1", "shop", lambda c: replace(c, state=ClaimState.COMPLETED) if c else None
+    )
+    assert completed is not None and completed.state is ClaimState.COMPLETED
+    with pytest.raises(ClaimHeld, match='claimed by PromotePolicy "p"'):
+        claims.acquire(SPEC.model_copy(update={"run_id": "run-late"}), "shop")  # not promoting: no takeover
+
+
+def test_a_stale_writer_gets_a_conflict_and_change_decides_again_on_a_fresh_read(claims: Claims) -> None:
+    first = claims.acquire(SPEC, "shop")
+    claims.replace(first, replace(first, attempt=2))
+    with pytest.raises(Conflict):
+        claims.replace(first, replace(first, state=ClaimState.COMPLETED))  # written on a stale read
+    seen: list[int] = []
+
+    def bump(claim: Claim | None) -> Claim | None:
+        assert claim is not None
+        seen.append(claim.attempt)
+        return replace(claim, attempt=claim.attempt + 1)
+
+    assert claims.change("member1", "shop", bump).attempt == 3  # type: ignore[union-attr]
+    assert seen == [2]
+
+
+def test_a_release_deletes_only_the_claim_that_was_read(claims: Claims) -> None:
+    claim = claims.acquire(SPEC, "shop")
+    claims.release(claim)
+    assert claims.get("member1", "shop") is None
+    again = claims.acquire(SPEC.model_copy(update={"run_id": "run-2", "policy_uid": "uid-2"}), "shop")
+    with pytest.raises(Conflict):
+        claims.release(claim)  # the old claim's uid: the new owner's claim stays
+    assert claims.get("member1", "shop") == again
+    assert [c.run_id for c in claims.all()] == ["run-2"]
+
+
+def test_a_resume_restarts_the_stall_clock_so_one_stall_gets_one_resume(redis_url: str) -> None:
+    """The watchdog resumes a namespace whose progress has not moved for the stall timeout. Counting a
+    resume also stamps the clock: until the resumed messages move, the next resume is a whole stall
+    timeout away, not one status pass (a second) later."""
+    progress = Progress(redis.Redis.from_url(redis_url), f"stall-{uuid.uuid4().hex[:8]}", "run-1")
+    progress.set("shop", phase="Detaching")
+    [before] = progress.read(["shop"])
+    time.sleep(0.01)
+    assert progress.bump_resumes("shop") == 1
+    [after] = progress.read(["shop"])
+    assert before.updated is not None and after.updated is not None and after.updated > before.updated
