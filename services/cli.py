@@ -204,23 +204,38 @@ def apply(
 
 @app.command()
 def rollback(
-    name: Annotated[str, typer.Argument(help="The PromotePolicy to roll back.")],
+    name: Annotated[str | None, typer.Argument(help="The PromotePolicy to roll back.")] = None,
+    backup: Annotated[
+        Path | None,
+        typer.Option(
+            "--backup",
+            help="Roll one namespace back from this run folder (or its backup.tar.gz) alone, "
+            "for a run whose policy is gone; runs here, not on the workers.",
+        ),
+    ] = None,
     wait: Wait = False,
     kubeconfig: ControlPlane = None,
     timeout: Timeout = None,
 ) -> None:
-    """Request the rollback of a policy (spec.rollback: "true"), optionally following it.
+    """Request the rollback of a policy (spec.rollback: "true"), optionally following it; or, with
+    --backup, roll back the namespace of one backed-up run whose policy no longer exists.
 
     Allowed once the policy is Completed, PartiallyFailed, Failed or FailedRollback.
 
     Exit codes:
-    0  requested (with --wait: RolledBack)
-    1  with --wait: FailedRollback; an API failure; the timeout
-    2  no such policy, a phase that allows no rollback, a bad kubeconfig or environment
+    0  requested (with --wait, or --backup: RolledBack)
+    1  with --wait: FailedRollback; with --backup: differences left; an API failure; the timeout
+    2  no such policy or backup, a phase that allows no rollback, a namespace another run owns,
+       a bad kubeconfig or environment
     130  interrupted while waiting (the rollback goes on)
     """
     from services.console import rollback as command
 
+    if (name is None) == (backup is None):
+        raise typer.BadParameter("name a policy, or pass --backup PATH (not both)")
+    if backup is not None:
+        raise typer.Exit(command.run_from_backup(backup, kubeconfig))
+    assert name is not None
     raise typer.Exit(command.run(name, wait, kubeconfig, timeout))
 
 
