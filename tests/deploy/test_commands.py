@@ -2,8 +2,8 @@
 startup and liveness probes, Flower with its auth and health check.
 
 Each command is taken from deploy/ as written; the only changes are the ones a pod does not need: a free
-port instead of the fixed one, a temporary directory instead of the volume, and this interpreter for
-`python`/`celery` (the image's PATH has them).
+port instead of the fixed one, a temporary directory instead of the volume, this interpreter for `python`
+(the image's PATH has it) and `python -m services` for `kpromote`, the image's entrypoint.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 import redis
 
 from shared.embedded_redis import _server_binary
-from tests.deploy.support import EXPANSION, REPO, by_component, env_list, main_container
+from tests.deploy.support import EXPANSION, REPO, by_component, env_list, environment, main_container
 
 PROBE_TIMEOUT = 60.0
 
@@ -161,10 +161,12 @@ def test_worker_probes_follow_this_pod_worker_and_the_broker(tmp_path: Path, red
 
 
 def _flower(port: int, env: dict[str, str], log: Path) -> Any:
+    """The Flower pod's command: its arguments after the image's entrypoint, `kpromote`."""
     container = main_container(by_component()["flower"])
-    assert container["command"] == ["celery"]
+    assert "command" not in container, "the image's entrypoint, kpromote, runs Flower"
     args = [f"--port={port}" if a == "--port=5555" else a for a in container["args"]]
-    return _running([sys.executable, "-m", "celery", *args], log, env=env)
+    assert args[0] == "flower" and "--address=0.0.0.0" in args and "--no-auth" not in args, args
+    return _running([sys.executable, "-m", "services", *args], log, env=env)
 
 
 def _get(url: str, credentials: str | None = None) -> int:
@@ -192,11 +194,46 @@ def test_flower_health_check_is_open_and_its_api_needs_the_basic_auth(tmp_path: 
         assert _get(base + "/api/workers", "admin:wrong") == 401
         assert _get(base + "/api/workers", credentials) == 200
         assert _get(base + "/", None) == 401, "the UI needs the credentials too"
+    assert "with authentication on" in (tmp_path / "flower.log").read_text()
+
+
+def _refusal(env: dict[str, str], tmp_path: Path) -> str:
+    """Flower started as the pod starts it must exit at once with status 2: the one line it printed."""
+    log = tmp_path / "flower.log"
+    with _flower(_free_port(), env, log) as process:
+        process.wait(timeout=PROBE_TIMEOUT)
+    assert process.returncode == 2, log.read_text()
+    return log.read_text()
+
+
+def test_flower_refuses_the_placeholder_secrets_deploy_ships(tmp_path: Path) -> None:
+    """The pod's environment exactly as the committed Secrets make it: neither placeholder is served."""
+    container = main_container(by_component()["flower"])
+    committed = {**os.environ, **environment(container)}
+    assert "REPLACE-ME" in committed["KPROMOTE_BROKER_URL"]
+    assert "REPLACE-ME" in committed["FLOWER_BASIC_AUTH"]
+    assert "KPROMOTE_BROKER_URL holds the placeholder Redis password" in _refusal(committed, tmp_path)
+    # The Redis password replaced, Flower's still the placeholder.
+    redis_replaced = {**committed, "KPROMOTE_BROKER_URL": "redis://:a-real-one@127.0.0.1:6379/0"}
+    refusal = _refusal(redis_replaced, tmp_path)
+    assert "FLOWER_BASIC_AUTH: the password of 'admin' is the placeholder" in refusal
+
+
+def test_flower_refuses_to_start_without_credentials(tmp_path: Path, redis_url: str) -> None:
+    env = _pod_env("flower", KPROMOTE_BROKER_URL=redis_url)
+    for variable in ("FLOWER_BASIC_AUTH", "KPROMOTE_FLOWER_BASIC_AUTH", "FLOWER_AUTH"):
+        env.pop(variable, None)
+    assert "Flower needs credentials" in _refusal(env, tmp_path)
 
 
 def test_flower_fails_on_a_service_link_variable(tmp_path: Path, redis_url: str) -> None:
     """Why every pod sets enableServiceLinks: false: a Service named `flower` would inject this."""
-    env = _pod_env("flower", KPROMOTE_BROKER_URL=redis_url, FLOWER_PORT="tcp://10.0.0.1:5555")
+    env = _pod_env(
+        "flower",
+        KPROMOTE_BROKER_URL=redis_url,
+        FLOWER_BASIC_AUTH=f"admin:{secrets.token_hex(8)}",
+        FLOWER_PORT="tcp://10.0.0.1:5555",
+    )
     with _flower(_free_port(), env, tmp_path / "flower.log") as process:
         process.wait(timeout=PROBE_TIMEOUT)
     assert process.returncode != 0

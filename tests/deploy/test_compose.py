@@ -17,6 +17,8 @@ import pytest
 from shared.celery_app import QUEUES
 from shared.settings import Settings
 from tests.deploy.support import (
+    DEPLOY,
+    KUSTOMIZATION,
     by_component,
     compose,
     compose_environment,
@@ -24,6 +26,7 @@ from tests.deploy.support import (
     config_map,
     duration_seconds,
     env_names,
+    kustomization,
     load_json,
     main_container,
 )
@@ -113,6 +116,7 @@ def test_the_configuration_parses_as_settings(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(key, INTERPOLATION.sub("secret", value))
     settings = Settings()
     assert settings.broker_url == "redis://:secret@redis:6379/0"
+    assert settings.namespace == kustomization(DEPLOY / KUSTOMIZATION)["namespace"], "where the claims live"
     assert settings.visibility_timeout == int(
         config_map("kosmos-promote-config")["KPROMOTE_VISIBILITY_TIMEOUT"]
     )
@@ -156,12 +160,15 @@ def test_flower_api_is_never_opened_without_auth() -> None:
     from flower.options import default_options
 
     flower = compose_services()["flower"]
-    assert flower["entrypoint"] == ["celery"] and flower["command"][:3] == [
-        "-A",
-        "shared.celery_app",
-        "flower",
-    ]
+    # `kpromote flower` (the image's entrypoint), which refuses to start without credentials or with a
+    # placeholder, with the same arguments as the Kubernetes pod.
+    assert "entrypoint" not in flower, "the image's entrypoint, kpromote, must run Flower"
+    command = flower["command"]
+    assert command == main_container(by_component()["flower"])["args"], "differs from deploy/"
+    assert command[0] == "flower" and "--address=0.0.0.0" in command and "--port=5555" in command
+    assert "--no-auth" not in command and not any(a.startswith("--basic-auth") for a in command)
     assert flower["ports"] == ["127.0.0.1:5555:5555"], "published on the loopback interface only"
+    assert "http://127.0.0.1:5555/healthcheck" in flower["healthcheck"]["test"][-1]
     for service in compose_services().values():
         for name in compose_environment(service):
             assert name != "FLOWER_UNAUTHENTICATED_API"

@@ -71,7 +71,19 @@ def test_the_entrypoint_is_the_kpromote_console_script() -> None:
     (entrypoint,) = (arg for op, arg in _final_stage() if op == "ENTRYPOINT")
     assert json.loads(entrypoint) == ["kpromote"], "exec form: kpromote is PID 1 and gets SIGTERM itself"
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert "kpromote" in scripts
+    assert scripts["kpromote"] == "services.cli:main"
+
+
+def test_every_container_of_the_image_runs_kpromote() -> None:
+    """No Deployment or compose service overrides the entrypoint: each one, Flower included, starts through
+    `kpromote`, which checks its settings (and Flower's credentials) before it serves anything."""
+    for name, deployment in by_component().items():
+        for container in pod_spec(deployment)["containers"]:
+            if container["image"].startswith(IMAGE):
+                assert "command" not in container, f"{name}: {container['command']} instead of kpromote"
+    for name, service in compose_services().items():
+        if service.get("image", "").startswith(IMAGE):
+            assert "entrypoint" not in service, f"{name}: {service['entrypoint']} instead of kpromote"
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

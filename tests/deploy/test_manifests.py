@@ -406,6 +406,17 @@ def test_the_configuration_parses_as_settings(monkeypatch: pytest.MonkeyPatch) -
         assert str(settings.backup_dir) == "/var/lib/kosmos-promote/backups"
         assert settings.kubeconfig == "/etc/kosmos-promote/kubeconfig"
         assert settings.broker_url == "redis://:REPLACE-ME-redis-password-placeholder@redis:6379/0"
+        assert settings.namespace == NAMESPACE
+
+
+def test_the_claims_namespace_is_the_installation_namespace() -> None:
+    """The claims (Leases) live in KPROMOTE_NAMESPACE, and the Roles granting them are bound in the namespace
+    kustomize puts every object in: the two must be the same, and the Namespace must be created."""
+    configured = config_map("kosmos-promote-config")["KPROMOTE_NAMESPACE"]
+    assert configured == kustomization(DEPLOY / KUSTOMIZATION)["namespace"] == NAMESPACE
+    assert configured in by_kind("Namespace")
+    for name in KPROMOTE_COMPONENTS:
+        assert environment(main_container(by_component()[name]))["KPROMOTE_NAMESPACE"] == configured, name
 
 
 def test_kpromote_processes_get_the_same_configuration() -> None:
@@ -473,14 +484,25 @@ def test_redis_is_password_protected_durable_and_never_evicts() -> None:
 
 
 def test_flower_requires_basic_auth_and_never_opens_its_api() -> None:
+    from services.flower import CREDENTIAL_VARIABLES
+
     deployment = by_component()["flower"]
     container = main_container(deployment)
-    assert container["command"] == ["celery"] and "flower" in container["args"]
-    assert "--port=5555" in container["args"]
+    # `kpromote flower` (the image's entrypoint), which checks the settings and credentials before it
+    # serves, never `celery flower`, which checks neither.
+    assert "command" not in container, "the image's entrypoint, kpromote, must run Flower"
+    args = container["args"]
+    assert args[0] == "flower", args
+    assert "--address=0.0.0.0" in args, "the pod's interface: kpromote flower defaults to the loopback"
+    assert "--port=5555" in args and container["ports"] == [{"name": "http", "containerPort": 5555}]
+    assert by_kind("Service")["kosmos-promote-flower"]["spec"]["ports"][0]["port"] == 5555
+    # Credentials required, from the Secret, through a variable kpromote flower reads (not the command line).
+    assert "--no-auth" not in args and not any(a.startswith("--basic-auth") for a in args)
     auth = {e["name"]: e for e in env_list(container)}["FLOWER_BASIC_AUTH"]
+    assert "FLOWER_BASIC_AUTH" in CREDENTIAL_VARIABLES
     assert auth["valueFrom"]["secretKeyRef"] == {"name": "kosmos-promote-flower", "key": "basic-auth"}
     assert "FLOWER_UNAUTHENTICATED_API" not in _all_env_names()
-    assert not any("unauthenticated" in a.lower() for a in container["args"])
+    assert not any("unauthenticated" in a.lower() for a in args)
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthcheck"
     assert pod_spec(deployment)["enableServiceLinks"] is False, "a FLOWER_PORT service link crashes Flower"
