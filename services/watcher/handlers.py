@@ -186,7 +186,7 @@ def start(
     )
     message = f"{len(result.namespaces)} namespace(s) claimed and published, run {run_id}"
     _condition(status, patch, "Prechecked", True, "PrecheckPassed", message, generation)
-    kopf.info(body, reason="RunStarted", message=message)
+    kopf.event(body, type="Normal", reason="RunStarted", message=message)
     for namespace in result.namespaces:
         start_namespace(app, NamespaceRun(name, namespace, run_id, parsed.cluster_name))
     log.info("policy %s: %s", name, message)
@@ -303,7 +303,8 @@ def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: k
             rollback_namespace(app, run)
     message = f"rolling back {len(pending)} namespace(s) on request"
     patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "completionTime": None, "message": message})
-    kopf.info(body, reason="RollbackRequested", message=message)
+    _condition(status, patch, "Completed", False, "RollingBack", message, body.metadata.get("generation"))
+    kopf.event(body, type="Normal", reason="RollbackRequested", message=message)
 
 
 RELEASED = "already rolled back: the run no longer holds the namespace"
@@ -448,11 +449,11 @@ def report(
     if status.get("phase") in (PolicyPhase.RUNNING.value, PolicyPhase.ROLLING_BACK.value) and status.get(
         "runId"
     ):
-        status = {**status, **_refresh(name, status, patch)}
+        status = {**status, **_refresh(name, body, status, patch)}
     _answer_rollback_request(name, body, spec, status, patch)
 
 
-def _refresh(name: str, status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
+def _refresh(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
     """The status as progress says it is now; written only when it changed."""
     rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
     progress = Progress(runtime().redis, name, status["runId"])
@@ -472,7 +473,51 @@ def _refresh(name: str, status: dict[str, Any], patch: kopf.Patch) -> dict[str, 
         update["message"] = _summary(phase, namespaces)
     if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
         patch.status.update(update)
+        _announce(body, previous, namespaces, rolling_back)
+        if phase.value != status.get("phase"):
+            _conclude(body, status, patch, phase, update.get("message", ""))
     return update
+
+
+UNDONE = (NamespacePhase.ROLLED_BACK, NamespacePhase.FAILED_ROLLBACK)
+NAMESPACE_EVENTS = {
+    NamespacePhase.COMPLETED: ("Normal", "NamespacePromoted"),
+    NamespacePhase.ROLLED_BACK: ("Normal", "NamespaceRolledBack"),
+    NamespacePhase.FAILED_ROLLBACK: ("Warning", "NamespaceRollbackFailed"),
+}
+
+
+def _announce(
+    body: kopf.Body, previous: list[dict[str, Any]], namespaces: list[NamespaceStatus], rolling_back: bool
+) -> None:
+    """An Event for each namespace that reached an end, or began a compensation, since the last pass."""
+    before = {ns["name"]: ns.get("phase") for ns in previous}
+    undoing = {phase.value for phase in (NamespacePhase.COMPENSATING, *UNDONE)}
+    for ns in namespaces:
+        if before.get(ns.name) == ns.phase.value:
+            continue
+        if not rolling_back and ns.phase.value in undoing and before.get(ns.name) not in undoing:
+            # Seen compensating, or already back: a small namespace is undone within one status pass.
+            kopf.warn(
+                body, reason="CompensationStarted", message=f"{ns.name}: {ns.message or 'rolling back'}"
+            )
+        if ns.phase in NAMESPACE_EVENTS:
+            kind, reason = NAMESPACE_EVENTS[ns.phase]
+            kopf.event(body, type=kind, reason=reason, message=f"{ns.name}: {ns.message or ns.phase.value}")
+
+
+def _conclude(
+    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, phase: PolicyPhase, message: str
+) -> None:
+    """The conditions `kubectl wait --for=condition=...` waits on, as the policy's phase moves. Each says
+    the generation it was written for (kubectl ignores a condition older than the object's generation, and
+    a rollback request is a newer generation than the run's)."""
+    generation = body.metadata.get("generation")
+    degraded = phase in (PolicyPhase.PARTIALLY_FAILED, PolicyPhase.FAILED, PolicyPhase.FAILED_ROLLBACK)
+    reason = phase.value
+    _condition(status, patch, "Completed", phase is PolicyPhase.COMPLETED, reason, message, generation)
+    _condition(status, patch, "RolledBack", phase is PolicyPhase.ROLLED_BACK, reason, message, generation)
+    _condition(status, patch, "Degraded", degraded, reason, message, generation)
 
 
 def _summary(phase: PolicyPhase, namespaces: list[NamespaceStatus]) -> str:
