@@ -128,12 +128,10 @@ def seed_nodes(core: client.CoreV1Api) -> None:
         core.patch_node_status(name, {"status": node_status(name, index)}, _content_type=MERGE_PATCH)
 
 
-def seed_cluster_scoped(api: client.ApiClient, *, nodes: bool = False) -> None:
-    """`nodes`: create the member's Node objects (NODES). Off by default for now: with Nodes, the
-    DaemonSet controller runs a pod of every seeded DaemonSet on each, which the pipeline tests do not
-    expect yet. Pods are bound to the NODES names either way (the apiserver does not check)."""
-    if nodes:
-        seed_nodes(client.CoreV1Api(api))
+def seed_cluster_scoped(api: client.ApiClient) -> None:
+    """The member's Nodes (NODES: the DaemonSet controller runs a pod of every seeded DaemonSet on each),
+    and the CRD, PriorityClass and StorageClass every seeded namespace uses."""
+    seed_nodes(client.CoreV1Api(api))
     _create(client.ApiextensionsV1Api(api).create_custom_resource_definition, WIDGET_CRD)
     _create(
         client.SchedulingV1Api(api).create_priority_class,
@@ -188,15 +186,12 @@ def _pv(name: str, claim_namespace: str, claim_name: str | None) -> dict[str, An
     return {"metadata": {"name": name}, "spec": spec}
 
 
-def seed_namespace(
-    api: client.ApiClient, namespace: str, *, full: bool = True, batch_controllers: bool = False
-) -> SeededNamespace:
+def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) -> SeededNamespace:
     """Create one application namespace and play kubelet until all its workloads are Ready.
 
-    `full=False` seeds only a Deployment, a Service, a ConfigMap and a Secret (for scale tests).
-    `batch_controllers=True` lets the Job controller run the finished Job's pod (a generated name, the
-    tracking finalizer removed on completion) and waits for the DaemonSet's pods on every Node; the
-    default keeps the hand-written Job pod `migrate-once-x7k2p` that the pipeline tests name.
+    `full=False` seeds only a Deployment, a Service, a ConfigMap and a Secret (for scale tests). A full
+    namespace's finished Job has the pod its controller made (a generated name, the tracking finalizer
+    removed on completion), and its DaemonSet a pod on every Node (seed_cluster_scoped creates them).
     """
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespace(
@@ -261,7 +256,7 @@ def seed_namespace(
     if full:
         _roll_out(apps, core, namespace)
         _seed_stateful(api, namespace)
-        _seed_batch_and_custom(api, namespace, batch_controllers)
+        _seed_batch_and_custom(api, namespace)
     return SeededNamespace(
         namespace, {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod(namespace).items}
     )
@@ -398,7 +393,7 @@ def _seed_stateful(api: client.ApiClient, namespace: str) -> None:
     )
 
 
-def _seed_batch_and_custom(api: client.ApiClient, namespace: str, batch_controllers: bool) -> None:
+def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         "example.com",
@@ -429,9 +424,6 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str, batch_controll
             },
         },
     )
-    if not batch_controllers:
-        _hand_written_finished_job(api, namespace)
-        return
     batch.create_namespaced_job(
         namespace,
         {
@@ -442,60 +434,9 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str, batch_controll
     _run_until(core, namespace, lambda: _batch_done(api, namespace))
 
 
-def _hand_written_finished_job(api: client.ApiClient, namespace: str) -> None:
-    """The seed before the Job controller existed: a Job and its Succeeded pod written by hand. The Job
-    is created suspended so that the controller makes no pod of its own, and is finished before it is
-    resumed, so that the controller leaves it alone."""
-    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-    job = batch.create_namespaced_job(
-        namespace,
-        {
-            "metadata": {"name": "migrate-once"},
-            "spec": {"suspend": True, "template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
-        },
-    )
-    started = job.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-    batch.patch_namespaced_job_status(
-        "migrate-once",
-        namespace,
-        {
-            "status": {
-                "succeeded": 1,
-                "startTime": started,
-                "completionTime": started,
-                "conditions": [{"type": "Complete", "status": "True"}],
-            }
-        },
-        _content_type=MERGE_PATCH,
-    )
-    batch.patch_namespaced_job(
-        "migrate-once", namespace, {"spec": {"suspend": None}}, _content_type=MERGE_PATCH
-    )
-    owner = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "name": "migrate-once",
-        "uid": job.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {
-                "name": "migrate-once-x7k2p",
-                "labels": dict(job.spec.template.metadata.labels),
-                "ownerReferences": [owner],
-            },
-            "spec": api.sanitize_for_serialization(job.spec.template.spec),
-        },
-    )
-    _schedule(core, namespace, "migrate-once-x7k2p", NODES[0])
-    _report_exited(core, namespace, "migrate-once-x7k2p")
-
-
 def _batch_done(api: client.ApiClient, namespace: str) -> bool:
-    """The DaemonSet Ready on every node, and the Job Complete once the kubelet reports its pod exited."""
+    """The DaemonSet Ready on every node (once its controller has counted them), and the Job Complete once
+    the kubelet reports its pod exited."""
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     for pod in core.list_namespaced_pod(namespace, label_selector="job-name=migrate-once").items:
         if pod.status.phase == "Running":
@@ -503,7 +444,8 @@ def _batch_done(api: client.ApiClient, namespace: str) -> bool:
     agent = apps.read_namespaced_daemon_set_status("node-agent", namespace).status
     job = batch.read_namespaced_job_status("migrate-once", namespace).status
     complete = any(c.type == "Complete" and c.status == "True" for c in job.conditions or [])
-    return complete and agent.number_ready == agent.desired_number_scheduled
+    desired = agent.desired_number_scheduled
+    return complete and bool(desired) and agent.number_ready == desired
 
 
 def _report_exited(core: client.CoreV1Api, namespace: str, name: str) -> None:

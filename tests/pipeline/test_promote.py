@@ -18,10 +18,25 @@ def _names(items: list) -> set[str]:
     return {i.metadata.name for i in items}
 
 
+def _made_by(pods: list[client.V1Pod], kind: str, name: str) -> set[str]:
+    """The names of the pods whose controller is the `kind` called `name`."""
+    return {
+        pod.metadata.name
+        for pod in pods
+        for owner in pod.metadata.owner_references or []
+        if owner.controller and owner.kind == kind and owner.name == name
+    }
+
+
 def test_a_full_namespace_is_promoted_without_restarting_a_pod(installation: Installation) -> None:
     seeded = seed_namespace(installation.member_api, "shop-full")
     member_core = client.CoreV1Api(installation.member_api)
     member_apps = client.AppsV1Api(installation.member_api)
+    member_pods = member_core.list_namespaced_pod("shop-full").items
+    assert _names(member_pods) == set(seeded.pods)
+    job_pods = _made_by(member_pods, "Job", "migrate-once")
+    agent_pods = _made_by(member_pods, "DaemonSet", "node-agent")
+    assert len(job_pods) == 1 and len(agent_pods) == 2, (job_pods, agent_pods)  # one per member Node
     member_ips = {
         s.metadata.name: s.spec.cluster_ip for s in member_core.list_namespaced_service("shop-full").items
     }
@@ -46,15 +61,17 @@ def test_a_full_namespace_is_promoted_without_restarting_a_pod(installation: Ins
     assert namespace["phase"] == "Completed" and namespace["counts"]["rebuilt"] > 20, namespace
     skipped = {(s["resource"], s["name"]) for s in namespace["skipped"]}
     assert ("daemonsets.apps", "node-agent") in skipped and ("jobs.batch", "migrate-once") in skipped
-    assert ("pods", "migrate-once-x7k2p") in skipped
+    assert {("pods", name) for name in job_pods | agent_pods} <= skipped
 
-    # Member: every pod kept, owners gone, DaemonSet and finished Job stay.
-    for pod in member_core.list_namespaced_pod("shop-full").items:
-        if pod.metadata.name in seeded.pods:
-            assert pod.metadata.uid == seeded.pods[pod.metadata.name]
-            assert pod.metadata.deletion_timestamp is None
-    running = [p for p in member_core.list_namespaced_pod("shop-full").items if p.status.phase == "Running"]
-    assert running and all(p.metadata.labels.get("kosmos-io/pod") == "true" for p in running)
+    # Member: every pod kept, owners gone, DaemonSet and finished Job stay. The running pods are the
+    # control plane's twins now, except the DaemonSet's, which stay unmarked with their DaemonSet.
+    after = {p.metadata.name: p for p in member_core.list_namespaced_pod("shop-full").items}
+    assert {name: pod.metadata.uid for name, pod in after.items()} == seeded.pods
+    assert all(pod.metadata.deletion_timestamp is None for pod in after.values())
+    running = {name for name, pod in after.items() if pod.status.phase == "Running"}
+    assert running - agent_pods and agent_pods <= running
+    marked = {name for name, pod in after.items() if pod.metadata.labels.get("kosmos-io/pod") == "true"}
+    assert marked == running - agent_pods
     assert member_apps.list_namespaced_deployment("shop-full").items == []
     assert member_apps.list_namespaced_replica_set("shop-full").items == []
     assert member_apps.list_namespaced_stateful_set("shop-full").items == []
@@ -65,7 +82,7 @@ def test_a_full_namespace_is_promoted_without_restarting_a_pod(installation: Ins
     cp_core = client.CoreV1Api(installation.cp_api)
     cp_apps = client.AppsV1Api(installation.cp_api)
     pods = cp_core.list_namespaced_pod("shop-full").items
-    assert _names(pods) == {name for name in seeded.pods if not name.startswith("migrate-once")}
+    assert _names(pods) == set(seeded.pods) - job_pods - agent_pods
     assert all(p.spec.node_name == NODE and p.metadata.labels["kosmos-io/pod"] == "true" for p in pods)
     owners = {p.metadata.name: p.metadata.owner_references[0].kind for p in pods}
     assert set(owners.values()) == {"ReplicaSet", "StatefulSet"}
