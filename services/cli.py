@@ -26,6 +26,13 @@ app = typer.Typer(
 )
 
 Latency = Annotated[float, typer.Option("--latency-ms", help="Delay added to every API request.")]
+InformerLag = Annotated[
+    float,
+    typer.Option(
+        "--informer-lag-ms",
+        help="How far behind the store the controllers see writes (a loaded control plane's informers).",
+    ),
+]
 
 
 @app.command()
@@ -36,6 +43,7 @@ def sim(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
     name: Annotated[str, typer.Option(help="Cluster name used in the kubeconfig.")] = "kubesim",
     latency_ms: Latency = 0.0,
+    informer_lag_ms: InformerLag = 0.0,
 ) -> None:
     """Run one simulated Kubernetes cluster (API server and controllers) until SIGTERM or Ctrl-C."""
 
@@ -47,7 +55,12 @@ def sim(
 
     asyncio.run(
         serve_cluster(
-            name=name, port=port, kubeconfig_out=kubeconfig_out, latency_ms=latency_ms, on_ready=ready
+            name=name,
+            port=port,
+            kubeconfig_out=kubeconfig_out,
+            latency_ms=latency_ms,
+            informer_lag_ms=informer_lag_ms,
+            on_ready=ready,
         )
     )
 
@@ -57,6 +70,7 @@ def sim_pair(
     directory: Annotated[Path, typer.Option("--dir", help="Folder for the two kubeconfigs.")],
     cluster: Annotated[str, typer.Option(help="Name of the member cluster in Kosmos.")] = "member1",
     latency_ms: Latency = 0.0,
+    informer_lag_ms: InformerLag = 0.0,
 ) -> None:
     """Run a simulated Kosmos control plane linked to one member cluster until SIGTERM or Ctrl-C."""
 
@@ -64,7 +78,15 @@ def sim_pair(
         typer.echo(f"control plane kubeconfig: {paths.control_plane}")  # type: ignore[attr-defined]
         typer.echo(f"member '{cluster}' kubeconfig: {paths.member}")  # type: ignore[attr-defined]
 
-    asyncio.run(serve_pair(cluster_name=cluster, directory=directory, latency_ms=latency_ms, on_ready=ready))
+    asyncio.run(
+        serve_pair(
+            cluster_name=cluster,
+            directory=directory,
+            latency_ms=latency_ms,
+            informer_lag_ms=informer_lag_ms,
+            on_ready=ready,
+        )
+    )
 
 
 Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Control-plane kubeconfig.")]

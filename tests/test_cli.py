@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from kubesim.testing import wait_until
+from kubesim.testing import SimAdmin, wait_until
 
 KPROMOTE = [sys.executable, "-m", "services"]
 
@@ -22,13 +22,18 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 def test_sim_writes_its_kubeconfig_when_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "sim.kubeconfig"
-    process = _spawn("sim", "--kubeconfig-out", str(kubeconfig), "--name", "edge", "--latency-ms", "1")
+    process = _spawn(
+        "sim",
+        *("--kubeconfig-out", str(kubeconfig), "--name", "edge"),
+        *("--latency-ms", "1", "--informer-lag-ms", "250"),
+    )
     try:
         wait_until(kubeconfig.exists, timeout=30, what="the kubeconfig")
         assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
         api = config.new_client_from_config(str(kubeconfig))
         assert client.VersionApi(api).get_code().git_version.startswith("v1.")
         assert "default" in {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+        assert SimAdmin(api.configuration.host).informer_lag()["seconds"] == 0.25
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
@@ -37,13 +42,15 @@ def test_sim_writes_its_kubeconfig_when_ready_and_stops_on_sigterm(tmp_path: Pat
 
 
 def test_sim_pair_links_a_member_to_the_control_plane(tmp_path: Path) -> None:
-    process = _spawn("sim-pair", "--dir", str(tmp_path), "--cluster", "east")
+    process = _spawn("sim-pair", "--dir", str(tmp_path), "--cluster", "east", "--informer-lag-ms", "500")
     try:
         wait_until(lambda: (tmp_path / "control-plane.kubeconfig").exists(), timeout=30, what="kubeconfigs")
         control_plane = config.new_client_from_config(str(tmp_path / "control-plane.kubeconfig"))
         member = config.new_client_from_config(str(tmp_path / "east.kubeconfig"))
         assert client.CoreV1Api(control_plane).read_node("kosmos-east").metadata.name == "kosmos-east"
         assert client.CoreV1Api(member).list_node().items == []
+        for cluster in (control_plane, member):
+            assert SimAdmin(cluster.configuration.host).informer_lag()["seconds"] == 0.5
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=20)
