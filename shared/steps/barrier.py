@@ -19,6 +19,9 @@ import time
 from shared.items import Obj
 from shared.kube import Kube
 
+NAME = "kpromote-barrier"
+"""One fixed name, so that the rebuild worker may delete exactly this pod and ReplicaSet (an RBAC rule with
+`resourceNames`) and nothing else of the application's; a label of its own tells each barrier apart."""
 LABEL = "promote.kosmos.io/barrier"
 NODE = "promote.kosmos.io-barrier"
 """No such node exists: the barrier pod is bound to it, so no scheduler, kubelet or Kosmos acts on it."""
@@ -45,8 +48,8 @@ def _pod_spec() -> Obj:
 
 
 def bodies(namespace: str, token: str) -> tuple[Obj, Obj]:
-    """The barrier pod and its zero-replica ReplicaSet."""
-    name = f"kpromote-barrier-{token}"
+    """The barrier pod and its zero-replica ReplicaSet, which selects only the pod labelled `token`."""
+    name = NAME
     labels = {LABEL: token}
     pod = {
         "apiVersion": "v1",
@@ -80,9 +83,12 @@ def await_pod_informers(control_plane: Kube, namespace: str, timeout: float) -> 
     pods = control_plane.discovery.resolve("pods")
     replica_sets = control_plane.discovery.resolve("replicasets.apps")
     pod, replica_set = bodies(namespace, secrets.token_hex(4))
-    name = pod["metadata"]["name"]
     started = time.monotonic()
+    # What an interrupted earlier attempt left would take the name: go first.
+    control_plane.delete(replica_sets, namespace, NAME)
+    control_plane.delete(pods, namespace, NAME, grace_seconds=0)
     control_plane.create(pods, pod, namespace)
+    name = NAME
     try:
         control_plane.create(replica_sets, replica_set, namespace)
         try:

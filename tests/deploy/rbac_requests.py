@@ -206,6 +206,15 @@ def _rows() -> list[Row]:
     )
     add(
         "rebuild-worker",
+        "barrier: the informer-lag barrier's pod and ReplicaSet, created then deleted by their one name",
+        Request("create", "", "pods", namespace=APP),
+        Request("create", "apps", "replicasets", namespace=APP),
+        Request("get", "", "pods", namespace=APP, name="kpromote-barrier"),
+        Request("delete", "", "pods", namespace=APP, name="kpromote-barrier"),
+        Request("delete", "apps", "replicasets", namespace=APP, name="kpromote-barrier"),
+    )
+    add(
+        "rebuild-worker",
         "verify: adoption, nothing new; events: which controller made a pod",
         Request("list", "", "pods", namespace=APP),
         Request("list", "apps", "replicasets", namespace=APP),

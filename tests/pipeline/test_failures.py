@@ -64,7 +64,8 @@ CASES = (
     Case("rebuild-serviceaccounts", "rebuild.batch", "control-plane", "create", "serviceaccounts", full=True),
     Case("rebuild-configmaps", "rebuild.batch", "control-plane", "create", "configmaps"),
     Case("rebuild-pods", "rebuild.batch", "control-plane", "create", "pods"),
-    Case("rebuild-replicasets", "rebuild.tiers", "control-plane", "create", "replicasets.apps"),
+    # The first ReplicaSet created is the informer-lag barrier's, after the pods tier (`rebuild.tier_done`).
+    Case("rebuild-replicasets", "rebuild.tier_done", "control-plane", "create", "replicasets.apps"),
     Case("rebuild-statefulsets", "rebuild.batch", "control-plane", "create", "statefulsets.apps", full=True),
     Case("rebuild-services", "rebuild.tiers", "control-plane", "create", "services"),
     Case("verify", "rebuild.verify", "control-plane", "list", "pods"),
