@@ -7,8 +7,14 @@ one connection pool per cluster (research/celery.md §3.4). A broker restart is 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import sys
+from typing import TextIO
+
+import celery
 
 from shared import logs, metrics
 from shared.settings import (
@@ -18,6 +24,8 @@ from shared.settings import (
     settings,
     startup_settings,
 )
+
+log = logging.getLogger(__name__)
 
 
 def survive_broker_restarts() -> None:
@@ -54,6 +62,27 @@ def survive_broker_restarts() -> None:
     kombu_redis.Channel._connparams = _connparams
 
 
+def say_in_json() -> None:
+    """Celery's few words outside logging ("worker: Warm shutdown (MainProcess)", said from its signal
+    handlers straight to a file descriptor, where logging's locks could deadlock) as JSON lines too:
+    formatted without a lock, written the same way."""
+    from celery.apps import worker as celery_worker
+
+    formatter = logs.JsonLines("worker")
+    shown = logging.getLogger().isEnabledFor(logging.INFO)  # decided now: no lock in a signal handler
+
+    def say(message: str, f: TextIO = sys.__stderr__) -> None:
+        if not shown:
+            return
+        fields = {"name": "celery.apps.worker", "levelno": logging.INFO, "levelname": "INFO"}
+        record = logging.makeLogRecord({**fields, "msg": message.strip()})
+        # As Celery's own: losing the line must not abort a shutdown.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.write(f.fileno(), (formatter.format(record) + "\n").encode())
+
+    celery_worker.safe_say = say
+
+
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     """Consume until SIGTERM; `ConfigurationError` before anything starts when the configuration is bad."""
     if kubeconfig:
@@ -79,8 +108,21 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     survive_broker_restarts()
 
     name = f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
+    # Celery prints its ASCII banner (configuration, queues, tasks) to stdout, outside logging: on a
+    # terminal it helps, in JSON logs it is a dozen unparsable lines, so one JSON line says the same.
+    quiet = logs.current_format() == "json"
+    if quiet:
+        say_in_json()
+        log.info(
+            "worker %s consuming %s with %d threads (Celery %s)",
+            name,
+            ",".join(queues),
+            concurrency,
+            celery.__version__,
+        )
     app.worker_main(
         [
+            *(["--quiet"] if quiet else []),
             "worker",
             "--queues",
             ",".join(queues),
@@ -92,7 +134,7 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
             name,
             "--task-events",
             "--loglevel",
-            "INFO",
+            current.log_level,
             "--without-mingle",
             "--without-gossip",
         ]

@@ -85,6 +85,10 @@ def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> 
         # On the threads pool this only logs "Failed to cancel active request" (a thread cannot be
         # stopped); False is warned about (the default in Celery 6). Broker restarts: services/worker.py.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A chord's errback on its body only (a failing batch fails the body), as so far; stated, since
+        # Celery means to change the default. shared/pipeline.py links it there itself: chord.link_error
+        # under this setting warns (CPendingDeprecationWarning) once per chord, i.e. per rebuild.
+        task_allow_error_cb_on_chord_header=False,
         task_routes={f"kosmos_promote.{queue}.*": {"queue": queue} for queue in QUEUES},
         task_default_queue="backup",
     )

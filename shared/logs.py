@@ -2,22 +2,28 @@
 
 Each line says which policy, namespace, run and step it is about when that is known, so one namespace's
 story can be pulled out of many workers' logs: inside a Celery task these come from the task's own
-arguments (every task carries the references policy, namespace, run id), in the watcher from the
-PromotePolicy kopf is handling. Secret values must never reach a log: messages carry references only,
-and as a last line of defence the data of any Secret body that does end up in a message is masked.
+arguments (every task carries the references policy, namespace, run id), also on the API threads a task
+fans its requests out to and on the worker's "received" line; in the watcher from the PromotePolicy kopf
+is handling. Secret values must never reach a log: messages carry references only, and as a last line of
+defence the data of any Secret body that does end up in a message is masked.
+
+`KPROMOTE_LOG_FORMAT` (json, text; unset: text on a terminal) and `KPROMOTE_LOG_LEVEL` choose the rest.
+kopf's "Timer 'report' succeeded." (once a second per policy) is a DEBUG line here, not INFO.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from celery import current_task
-from celery.signals import setup_logging
+from celery import Task, current_task
+from celery.signals import setup_logging, task_postrun, task_prerun
 
 CONTEXT = ("policy", "namespace", "run", "step")
 CONTEXT_KWARGS = (("policy", "policy"), ("namespace", "namespace"), ("run", "run_id"))
@@ -28,7 +34,12 @@ MASK = "***"
 _SECRET_KIND = re.compile(r"""["']kind["']\s*:\s*["']Secret["']""")
 _SECRET_DATA = re.compile(r"""(["'])(data|stringData)\1\s*:\s*\{[^{}]*\}""")
 _STRING_VALUE = re.compile(r"""(:\s*)(["'])(?:\\.|(?!\2).)*\2""")
+_KOPF_TIMER = re.compile(r"^Timer '[^']*' succeeded\.$")
 _installed: list[logging.Handler] = []
+_format: list[str] = []
+_task: ContextVar[dict[str, str] | None] = ContextVar("kpromote_task", default=None)
+"""The running task's context, set when it starts: read by the threads its API calls fan out to (they
+run in a copy of the task thread's context, `Runtime.fan_out`), where Celery has no current task."""
 
 
 class TaskContext(logging.Filter):
@@ -43,13 +54,61 @@ class TaskContext(logging.Filter):
 
 def _context(record: logging.LogRecord) -> dict[str, str]:
     if current_task and current_task.name and current_task.name.startswith("kosmos_promote."):
-        kwargs = current_task.request.kwargs or {}
-        context = {key: str(kwargs[arg]) for key, arg in CONTEXT_KWARGS if arg in kwargs}
-        return {**context, "step": current_task.name.removeprefix("kosmos_promote.")}
+        return task_context(current_task.name, current_task.request.kwargs)
+    running = _task.get()
+    if running is not None:
+        return running
+    data = getattr(record, "data", None)  # Celery's "Task … received": the message's kwargs, as a repr
+    if isinstance(data, dict) and str(data.get("name", "")).startswith("kosmos_promote."):
+        return task_context(data["name"], _literal(data.get("kwargs")))
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict) and ref.get("kind") == "PromotePolicy" and ref.get("name"):
         return {"policy": ref["name"]}
     return {}
+
+
+def task_context(name: str, kwargs: Any) -> dict[str, str]:
+    """The log context of a task: its references (keyword arguments) and its step."""
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    context = {key: str(kwargs[arg]) for key, arg in CONTEXT_KWARGS if arg in kwargs}
+    return {**context, "step": name.removeprefix("kosmos_promote.")}
+
+
+def _literal(text: Any) -> Any:
+    """A message's kwargs repr (references and scalars only, as every task takes) back to a dict."""
+    try:
+        return ast.literal_eval(text) if isinstance(text, str) else text
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _task_started(task: Task | None = None, kwargs: Any = None, **_: Any) -> None:
+    if task is not None and task.name and task.name.startswith("kosmos_promote."):
+        _task.set(task_context(task.name, kwargs))
+
+
+def _task_ended(**_: Any) -> None:
+    _task.set(None)
+
+
+class QuietTimers(logging.Filter):
+    """kopf logs "Timer 'report' succeeded." at INFO every second for every policy: that line becomes
+    DEBUG, shown only when the handler's level lets DEBUG through. Other kopf lines are untouched."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.INFO
+            and record.name.startswith("kopf")
+            and isinstance(record.msg, str)
+            and _KOPF_TIMER.match(record.msg)
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.level <= logging.DEBUG
+        return True
 
 
 class RedactSecrets(logging.Filter):
@@ -107,24 +166,61 @@ class Text(logging.Formatter):
         return f"{text} [{context}]" if context else text
 
 
-def configure(component: str, stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Send every log record of this process to `stream` (stderr by default): JSON lines unless it is a
-    terminal. Calling it again (the CLI first, then the service it starts) replaces the handler, which
-    is returned so that a caller (a test) can take it away again."""
+def configure(
+    component: str, stream: TextIO | None = None, level: int | str | None = None, format: str | None = None
+) -> logging.Handler:
+    """Send every log record of this process to `stream` (stderr by default), in `format` ("json" or
+    "text"; by default KPROMOTE_LOG_FORMAT, else text on a terminal and JSON lines otherwise) from `level`
+    up (by default KPROMOTE_LOG_LEVEL). Calling it again (the CLI first, then the service it starts)
+    replaces the handler, which is returned so that a caller (a test) can take it away again."""
     stream = stream or sys.stderr
+    configured = _configured()
+    format = format or configured.get("format") or ("text" if _isatty(stream) else "json")
+    if not isinstance(level, int):
+        level = logging.getLevelNamesMapping()[(level or configured.get("level") or "INFO").upper()]
     handler = logging.StreamHandler(stream)
+    handler.addFilter(QuietTimers(level))
     handler.addFilter(TaskContext())
     handler.addFilter(RedactSecrets())
-    handler.setFormatter(Text(TEXT_FORMAT) if stream.isatty() else JsonLines(component))
+    handler.setFormatter(Text(TEXT_FORMAT) if format == "text" else JsonLines(component))
     root = logging.getLogger()
     for previous in _installed:
         root.removeHandler(previous)
     _installed[:] = [handler]
+    _format[:] = [format]
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # Python warnings (Celery's, say) as records, so as JSON too
     setup_logging.connect(_keep_ours)
+    task_prerun.connect(_task_started)
+    task_postrun.connect(_task_ended)
     return handler
+
+
+def current_format() -> str:
+    """ "json" or "text": what `configure` chose last (json before it is called)."""
+    return _format[0] if _format else "json"
+
+
+def _configured() -> dict[str, str]:
+    """KPROMOTE_LOG_FORMAT and KPROMOTE_LOG_LEVEL; nothing when the settings do not read (the process then
+    stops with one line about them, written with the defaults)."""
+    from pydantic import ValidationError
+
+    from shared.settings import settings
+
+    try:
+        current = settings()
+    except ValidationError:
+        return {}
+    return {"format": current.log_format or "", "level": current.log_level}
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _keep_ours(**_: Any) -> None:

@@ -74,6 +74,11 @@ def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[TierPlan]) -> Sig
         else:
             steps.append(_sig(app, "rebuild", "tiers", run, names=[tier.name for tier in stage]))
     steps.append(_sig(app, "rebuild", "verify", run))
-    canvas = chain(*steps)
-    canvas.link_error(on_failure(app, run))
-    return canvas
+    # The compensation on every step, and on a chord's body: a failing batch fails the body (ChordError),
+    # which calls it, as Celery links a chord's errback by default. Not through `chain.link_error`, which
+    # reaches `chord.link_error`: under that default it warns (CPendingDeprecationWarning about
+    # task_allow_error_cb_on_chord_header) once per chord of every rebuild, into the worker's log.
+    errback = on_failure(app, run)
+    for step in steps:
+        (step.body if isinstance(step, chord) else step).link_error(errback)
+    return chain(*steps)

@@ -6,6 +6,7 @@ after a crash sees the world as it is now rather than as a message once describe
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -87,7 +88,10 @@ class Runtime:
         One pool per process, made once: a fresh 16-thread pool per call cost ~3 ms of CPU, and a small
         namespace made a dozen. Only calls that submit nothing further come here, so tasks sharing it
         cannot deadlock; they only queue behind each other."""
-        return list(self._api_threads.map(call, items))
+        # Each call runs in a copy of the caller's context: a log line on an API thread names the task
+        # (shared/logs.py) that asked for it.
+        context = contextvars.copy_context()
+        return list(self._api_threads.map(lambda item: context.copy().run(call, item), items))
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -17,7 +17,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import annotated_types
@@ -36,6 +36,9 @@ PLACEHOLDER_PREFIX = "REPLACE-ME"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 Port = Annotated[int, Field(ge=0, le=65535)]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_LOG_NAMES = (*LogFormat.__args__, *LogLevel.__args__)
 Seconds = Annotated[float, Field(gt=0)]
 
 
@@ -108,6 +111,16 @@ class Settings(BaseSettings):
     """Port of a worker's Prometheus `/metrics`; 0 disables it."""
     watcher_metrics_port: Port = 9809
     """Port of the watcher's Prometheus `/metrics`; 0 disables it."""
+    log_format: LogFormat | None = Field(
+        default=None, json_schema_extra={"allowed": "json or text (unset: text on a terminal, else json)"}
+    )
+    """How every process writes its log: JSON lines (for log collectors) or readable text; unset chooses
+    by the stream (text on a terminal, JSON otherwise)."""
+    log_level: LogLevel = Field(
+        default="INFO", json_schema_extra={"allowed": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"}
+    )
+    """The least severe level written (case-insensitive). DEBUG also shows kopf's once-a-second timer
+    lines."""
     backup_signing_key: SecretStr | None = Field(
         default=None,
         min_length=32,
@@ -138,6 +151,20 @@ class Settings(BaseSettings):
                 return json.loads(value)
             except json.JSONDecodeError as error:
                 raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: object, info: Any) -> object:
+        """`JSON`, `info`: the names are matched without regard to case (an empty value means unset)."""
+        if isinstance(value, str):
+            given = value.strip()
+            if info.field_name == "log_format":
+                normal: str | None = given.lower() or None
+            else:
+                normal = given.upper() or "INFO"
+            # A value that stays wrong is reported as given, not as normalised.
+            return normal if normal in (None, *_LOG_NAMES) else value
         return value
 
     @field_validator("broker_url")

@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import logging
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,16 +17,22 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from prometheus_client import CollectorRegistry, generate_latest
 
 from kubesim import SimulatedCluster
 from kubesim.testing import SimAdmin
 from shared import logs, metrics
 from shared.celery_app import app as promote_app
 from shared.kube import Kube, RetryPolicy
+from shared.models import PolicyPhase
 from shared.pipeline import namespace_canvas, on_failure, rebuild_canvas
 from shared.progress import NamespaceRun, Progress
+from shared.runtime import Runtime
+from shared.settings import Settings, settings
 from shared.steps.rebuild import Batch, TierPlan
 from tests.pipeline.conftest import free_port
+
+UNUSED_PORT_URL = "redis://127.0.0.1:1/0"
 
 PASSWORD = base64.b64encode(b"s3cr3t-shop-1").decode()
 SECRET = {
@@ -63,6 +70,26 @@ def compensate(
 ) -> list[str]:
     logging.getLogger("shared.steps.rollback").info("rolling back")
     return ["pods web-0 is missing"] if failed_task_id == "leaves-differences" else []
+
+
+@TASKS.task(name="kosmos_promote.backup.run", shared=False)
+def backup_run(policy: str, namespace: str, run_id: str, cluster: str, attempt: int, fail: int = 0) -> None:
+    if fail:
+        raise RuntimeError("the member refused")
+
+
+@TASKS.task(name="kosmos_promote.rebuild.start", shared=False)
+def rebuild_start(policy: str, namespace: str, run_id: str, cluster: str, attempt: int) -> None:
+    """Fans its API calls out to the process's API threads, as the steps do."""
+    FAN_OUT[0].fan_out(lambda n: logging.getLogger("shared.kube.client").info("request %d", n), [1, 2])
+
+
+@TASKS.task(name="kosmos_promote.rebuild.verify", shared=False)
+def rebuild_verify(policy: str, namespace: str, run_id: str, cluster: str, attempt: int) -> None:
+    pass
+
+
+FAN_OUT: list[Runtime] = []
 
 
 def _run(policy: str, namespace: str, run_id: str, **extra: object) -> dict[str, object]:
@@ -275,23 +302,24 @@ def test_objects_are_counted_once_per_unit_whatever_the_redeliveries(redis_url: 
     assert progress.read(["shop-1"])[0].status.counts.rebuilt == 57
 
 
-def test_task_signals_time_steps_and_count_failures_and_compensation_outcomes() -> None:
-    metrics.instrument_worker()
+def test_task_signals_time_tasks_and_count_failures_and_compensation_outcomes(redis_url: str) -> None:
+    metrics.instrument_worker(redis.Redis.from_url(redis_url))
     before = {
-        "durations": sample("kpromote_step_duration_seconds_count", step="rebuild.batch"),
-        "failures": sample("kpromote_failures_total", step="rebuild.batch"),
+        "durations": sample("kpromote_task_duration_seconds_count", task="rebuild.batch"),
+        "failures": sample("kpromote_failures_total", task="rebuild.batch"),
         "rolled_back": sample("kpromote_compensations_total", outcome="rolled_back"),
         "failed_rollback": sample("kpromote_compensations_total", outcome="failed_rollback"),
     }
+    run = f"run-{uuid.uuid4().hex[:8]}"
 
-    batch.apply(kwargs=_run("p", "ns", "run", group_resource="pods", offset=0, limit=5))
-    batch.apply(kwargs=_run("p", "ns", "run", group_resource="fails", offset=0, limit=5))
-    compensate.apply(args=("",), kwargs=_run("p", "ns", "run"))
-    compensate.apply(args=("leaves-differences",), kwargs=_run("p", "ns", "run"))
+    batch.apply(kwargs=_run("p", "ns", run, group_resource="pods", offset=0, limit=5))
+    batch.apply(kwargs=_run("p", "ns", run, group_resource="fails", offset=0, limit=5))
+    compensate.apply(args=("",), kwargs=_run("p", "ns", run))
+    compensate.apply(args=("leaves-differences",), kwargs=_run("p", "ns", run))
 
     after = {
-        "durations": sample("kpromote_step_duration_seconds_count", step="rebuild.batch"),
-        "failures": sample("kpromote_failures_total", step="rebuild.batch"),
+        "durations": sample("kpromote_task_duration_seconds_count", task="rebuild.batch"),
+        "failures": sample("kpromote_failures_total", task="rebuild.batch"),
         "rolled_back": sample("kpromote_compensations_total", outcome="rolled_back"),
         "failed_rollback": sample("kpromote_compensations_total", outcome="failed_rollback"),
     }
@@ -301,6 +329,7 @@ def test_task_signals_time_steps_and_count_failures_and_compensation_outcomes() 
         "rolled_back": 1,
         "failed_rollback": 1,
     }
+    assert sample("kpromote_tasks_in_progress", task="rebuild.batch") == 0
 
 
 def test_namespaces_by_phase_follow_the_policy_status_events() -> None:
@@ -341,3 +370,196 @@ def test_the_exporter_serves_the_metrics_over_http() -> None:
         text = response.read().decode()
     assert "# TYPE kpromote_objects_total counter" in text
     assert "# TYPE kpromote_step_duration_seconds histogram" in text
+
+
+def test_a_step_is_timed_end_to_end_once_whatever_the_redeliveries(redis_url: str) -> None:
+    """rebuild runs from rebuild.start to the end of rebuild.verify, whichever workers run them: its start is
+    the first delivery's, and only the first end observes."""
+    metrics.instrument_worker(redis.Redis.from_url(redis_url))
+    kwargs = _run(f"steps-{uuid.uuid4().hex[:8]}", "shop-1", "run-1")
+
+    def observed() -> tuple[float, float, float]:
+        labels = {"step": "rebuild", "outcome": "succeeded"}
+        return (
+            sample("kpromote_step_duration_seconds_count", **labels),
+            sample("kpromote_step_duration_seconds_sum", **labels),
+            sample("kpromote_steps_started_total", step="rebuild"),
+        )
+
+    count, total, started = observed()
+    FAN_OUT[:] = [Runtime(Settings())]
+    rebuild_start.apply(kwargs=kwargs)
+    time.sleep(0.3)
+    rebuild_start.apply(kwargs=kwargs)  # redelivered: the step started at the first
+    assert observed()[0] == count, "a step that has not ended is not observed"
+    assert observed()[2] == started + 1, "a started step shows at once, and once"
+    rebuild_verify.apply(kwargs=kwargs)
+    rebuild_verify.apply(kwargs=kwargs)  # redelivered after it ended: not observed again
+    after = observed()
+    assert after[0] == count + 1
+    assert after[1] - total >= 0.3
+
+
+def test_a_failed_step_is_observed_once_as_failed(redis_url: str) -> None:
+    metrics.instrument_worker(redis.Redis.from_url(redis_url))
+    kwargs = _run(f"steps-{uuid.uuid4().hex[:8]}", "shop-1", "run-1")
+    failed = sample("kpromote_step_duration_seconds_count", step="backup", outcome="failed")
+    succeeded = sample("kpromote_step_duration_seconds_count", step="backup", outcome="succeeded")
+    backup_run.apply(kwargs={**kwargs, "fail": 1})
+    backup_run.apply(kwargs={**kwargs, "fail": 1})
+    backup_run.apply(kwargs=kwargs)  # a late redelivery that succeeds: the step has ended already
+    assert sample("kpromote_step_duration_seconds_count", step="backup", outcome="failed") == failed + 1
+    assert sample("kpromote_step_duration_seconds_count", step="backup", outcome="succeeded") == succeeded
+
+
+def test_the_step_clock_keeps_the_first_start_and_the_first_end(redis_url: str) -> None:
+    clock = metrics.StepClock(redis.Redis.from_url(redis_url))
+    policy = f"clock-{uuid.uuid4().hex[:8]}"
+    assert clock.start(policy, "run-1", "shop-1", "detach", now=100.0)
+    assert not clock.start(policy, "run-1", "shop-1", "detach", now=150.0)
+    assert clock.end(policy, "run-1", "shop-1", "detach", "succeeded", now=160.0) == 60.0
+    assert clock.end(policy, "run-1", "shop-1", "detach", "succeeded", now=170.0) is None
+    assert clock.end(policy, "run-1", "shop-2", "detach", "failed", now=170.0) is None, "no start: no guess"
+    assert clock.client.ttl(clock.key(policy, "run-1", "shop-1")) > 0
+
+
+def test_a_broken_step_clock_never_fails_the_task(captured: io.StringIO) -> None:
+    metrics.instrument_worker(redis.Redis.from_url(UNUSED_PORT_URL))
+    try:
+        result = rebuild_verify.apply(kwargs=_run("p", "ns", "run"))
+        assert result.successful()
+        assert any("step duration not recorded" in line["message"] for line in lines(captured))
+    finally:
+        metrics._clock.clear()
+
+
+def test_each_policy_has_one_phase_at_a_time() -> None:
+    def phases(policy: str) -> dict[str, float]:
+        return {p.value: sample("kpromote_policy_phase", policy=policy, phase=p.value) for p in PolicyPhase}
+
+    metrics.observe_policy(type="ADDED", name="phase-a", status={})
+    assert phases("phase-a") == {p.value: float(p is PolicyPhase.PENDING) for p in PolicyPhase}
+    metrics.observe_policy(type="MODIFIED", name="phase-a", status={"phase": "Running"})
+    metrics.observe_policy(type="MODIFIED", name="phase-b", status={"phase": "FailedRollback"})
+    assert phases("phase-a") == {p.value: float(p is PolicyPhase.RUNNING) for p in PolicyPhase}
+    assert sample("kpromote_policy_phase", policy="phase-b", phase="FailedRollback") == 1
+    metrics.observe_policy(type="DELETED", name="phase-a", status={})
+    from prometheus_client import REGISTRY
+
+    assert (
+        REGISTRY.get_sample_value("kpromote_policy_phase", {"policy": "phase-a", "phase": "Running"}) is None
+    )
+    metrics.observe_policy(type="DELETED", name="phase-b", status={})
+
+
+def test_the_watchdog_counts_stalls_by_policy() -> None:
+    before = sample("kpromote_stalls_total", policy="stalled")
+    metrics.namespace_stalled("stalled")
+    assert sample("kpromote_stalls_total", policy="stalled") == before + 1
+
+
+def test_queue_lengths_are_read_from_redis_at_each_scrape(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"queues-{uuid.uuid4().hex[:8]}:"
+    registry = CollectorRegistry()
+    metrics.watch_queues(redis_url, ["backup", "rebuild"], prefix, registry=registry)
+    try:
+        client.lpush(prefix + "rebuild", *[b"message"] * 3)
+        client.hset(prefix + "unacked", mapping={"tag-1": b"m", "tag-2": b"m"})
+        assert registry.get_sample_value("kpromote_queue_length", {"queue": "rebuild"}) == 3
+        assert registry.get_sample_value("kpromote_queue_length", {"queue": "backup"}) == 0
+        assert registry.get_sample_value("kpromote_tasks_unacked") == 2
+        assert registry.get_sample_value("kpromote_broker_up") == 1
+        client.rpop(prefix + "rebuild")
+        assert registry.get_sample_value("kpromote_queue_length", {"queue": "rebuild"}) == 2
+    finally:
+        client.delete(prefix + "rebuild", prefix + "unacked")
+
+
+def test_a_broker_that_does_not_answer_leaves_the_scrape_working() -> None:
+    registry = CollectorRegistry()
+    metrics.watch_queues(UNUSED_PORT_URL, ["backup"], registry=registry)
+    assert registry.get_sample_value("kpromote_broker_up") == 0
+    assert registry.get_sample_value("kpromote_queue_length", {"queue": "backup"}) is None
+    assert b"kpromote_broker_up 0.0" in generate_latest(registry)
+
+
+def test_no_created_series_and_every_task_series_from_the_start() -> None:
+    metrics.instrument_worker()
+    text = generate_latest().decode()
+    assert "_created" not in text
+    assert 'kpromote_failures_total{task="rebuild.verify"} 0.0' in text
+    assert 'kpromote_step_duration_seconds_count{outcome="failed",step="compensate"}' in text
+    assert {"kpromote_queue_length", "kpromote_step_duration_seconds_bucket"} <= metrics.exported_names()
+    assert "kpromote_objects" not in metrics.exported_names(), "a counter is served as _total only"
+
+
+# ------------------------------------------------------------------------------------ log settings
+def test_the_received_line_and_the_api_threads_carry_the_task_references(captured: io.StringIO) -> None:
+    data = {
+        "id": "0b8e",
+        "name": "kosmos_promote.rebuild.batch",
+        "args": "()",
+        "kwargs": repr(_run("promote-shop", "shop-1", "run-7", group_resource="pods", offset=0, limit=5)),
+        "eta": None,
+    }
+    logging.getLogger("celery.worker.strategy").info(
+        "Task %(name)s[%(id)s] received", data, extra={"data": data}
+    )
+    FAN_OUT[:] = [Runtime(Settings())]
+    rebuild_start.apply(kwargs=_run("promote-shop", "shop-2", "run-7"))
+    FAN_OUT[0].fan_out(lambda n: logging.getLogger("shared.kube.client").info("later %d", n), [1])
+
+    def context(line: dict[str, Any]) -> tuple[str | None, ...]:
+        return tuple(line.get(key) for key in ("policy", "namespace", "run", "step"))
+
+    by_message = {line["message"]: line for line in lines(captured)}
+    assert context(by_message["Task kosmos_promote.rebuild.batch[0b8e] received"]) == (
+        "promote-shop",
+        "shop-1",
+        "run-7",
+        "rebuild.batch",
+    )
+    for message in ("request 1", "request 2"):
+        assert by_message[message]["logger"] == "shared.kube.client"
+        assert context(by_message[message]) == ("promote-shop", "shop-2", "run-7", "rebuild.start"), message
+    assert context(by_message["later 1"]) == (None, None, None, None), "the task's context ends with it"
+
+
+def test_kopf_timer_lines_are_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    kopf = logging.getLogger("kopf.objects")
+    for level, shown in (("INFO", []), ("DEBUG", ["DEBUG"])):
+        stream = io.StringIO()
+        handler = logs.configure("watcher", stream, level=level)
+        try:
+            kopf.info("Timer 'report' succeeded.")
+            kopf.info("Handler 'start' succeeded.")
+        finally:
+            logging.getLogger().removeHandler(handler)
+        found = {line["message"]: line["level"] for line in lines(stream)}
+        assert [found[m] for m in found if m.startswith("Timer")] == shown, level
+        assert found["Handler 'start' succeeded."] == "INFO"
+
+
+def test_format_and_level_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KPROMOTE_LOG_FORMAT", "text")
+    monkeypatch.setenv("KPROMOTE_LOG_LEVEL", "warning")
+    settings.cache_clear()
+    stream = io.StringIO()
+    handler = logs.configure("worker", stream)
+    try:
+        logging.getLogger("shared.steps.backup").info("not shown")
+        logging.getLogger("shared.steps.backup").warning("shown as text")
+        assert logs.current_format() == "text"
+    finally:
+        logging.getLogger().removeHandler(handler)
+        monkeypatch.undo()
+        settings.cache_clear()
+        logs.configure("worker", io.StringIO())  # back to the defaults for the tests after
+        logging.getLogger().removeHandler(logs._installed[0])
+    assert stream.getvalue().splitlines() == [
+        line
+        for line in stream.getvalue().splitlines()
+        if " WARNING shared.steps.backup: shown as text" in line
+    ]
+    assert len(stream.getvalue().splitlines()) == 1

@@ -21,6 +21,7 @@ import kopf
 import kubernetes
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.celery_app import app
 from shared.claims import Claim, ClaimHeld, Claims, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
@@ -409,6 +410,7 @@ def _watchdog(
     if time.time() - updated < config.stall_timeout:
         return
     resumes = progress.bump_resumes(run.namespace)
+    metrics.namespace_stalled(run.policy)
     claim = rt.claims.get(run.cluster, run.namespace)
     log.warning(
         "namespace %s of %s made no progress for %.0fs: resume #%d (claim: %s)",

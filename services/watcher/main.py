@@ -28,5 +28,9 @@ def run(kubeconfig: str | None) -> None:
     import services.watcher.handlers  # noqa: F401  - registers the handlers
 
     kopf.on.event(GROUP, VERSION, PLURAL)(metrics.observe_policy)
+    if current.watcher_metrics_port:
+        from shared.celery_app import QUEUES
+
+        metrics.watch_queues(current.broker_url, QUEUES, current.key_prefix)
     metrics.serve(current.watcher_metrics_port)
     kopf.run(clusterwide=True, standalone=True)

@@ -52,8 +52,15 @@ from tests.deploy.support import (
     yaml_files,
 )
 
-CRD_DEFINED = {"keda.sh/v1alpha1": {"ScaledObject", "TriggerAuthentication"}}
-"""Kinds whose schema Kubernetes does not ship (their CRDs come with KEDA): validated by schemas/keda.json."""
+CRD_DEFINED = {
+    "keda.sh/v1alpha1": {"ScaledObject", "TriggerAuthentication"},
+    "monitoring.coreos.com/v1": {"PodMonitor", "PrometheusRule"},
+}
+"""Kinds whose schema Kubernetes does not ship (their CRDs come with KEDA, or with the Prometheus Operator for
+the opt-in monitoring/): validated by the minimal schemas in schemas/."""
+CRD_SCHEMAS = {"keda.sh/v1alpha1": "keda.json", "monitoring.coreos.com/v1": "prometheus-operator.json"}
+OPT_IN = (DEPLOY / "keda", DEPLOY / "monitoring")
+"""Applied after the base, each with its own kustomization: not part of the base's build."""
 WORKERS = {f"{queue}-worker": queue for queue in QUEUES}
 KPROMOTE_COMPONENTS = {"watcher", *WORKERS}
 """Components that run `kpromote` and call the Kubernetes API."""
@@ -67,7 +74,8 @@ def _crd_defined(manifest: Manifest | dict[str, Any]) -> bool:
 
 def _validate(body: dict[str, Any]) -> None:
     if _crd_defined(body):
-        schema = {"$ref": f"#/$defs/{body['kind']}", "$defs": load_json("keda.json")["$defs"]}
+        defs = load_json(CRD_SCHEMAS[body["apiVersion"]])["$defs"]
+        schema = {"$ref": f"#/$defs/{body['kind']}", "$defs": defs}
         jsonschema.Draft202012Validator(schema).validate(body)
     else:
         kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
@@ -112,11 +120,13 @@ def test_strict_validation_refuses_a_misspelt_field() -> None:
         _validate(scaled)
 
 
-def test_only_the_keda_kinds_bypass_the_kubernetes_schemas() -> None:
+def test_only_the_keda_and_monitoring_kinds_bypass_the_kubernetes_schemas() -> None:
     bypassing = {(m.body["apiVersion"], m.kind, m.path.parent.name) for m in manifests() if _crd_defined(m)}
     assert bypassing == {
         ("keda.sh/v1alpha1", "ScaledObject", "keda"),
         ("keda.sh/v1alpha1", "TriggerAuthentication", "keda"),
+        ("monitoring.coreos.com/v1", "PodMonitor", "monitoring"),
+        ("monitoring.coreos.com/v1", "PrometheusRule", "monitoring"),
     }
 
 
@@ -203,8 +213,9 @@ def test_kustomize_builds_every_object_into_the_namespace(overlay: str) -> None:
         check=True,
     ).stdout
     objects = [o for o in yaml.safe_load_all(built) if o]
-    keda = DEPLOY / "keda"
-    expected = [m for m in manifests() if m.path.is_relative_to(root) and (overlay or m.path.parent != keda)]
+    expected = [
+        m for m in manifests() if m.path.is_relative_to(root) and (overlay or m.path.parent not in OPT_IN)
+    ]
     assert not any(m.path.is_relative_to(OVERLAYS) for m in expected)
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         (m.kind, m.name) for m in expected

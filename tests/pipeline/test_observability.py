@@ -87,17 +87,27 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
     status = installation.wait_done(POLICY)
     assert status["phase"] == "Completed", status
 
-    # Workers: objects counted per step, step durations. Rebuild batches may all land on one worker.
+    # Workers: objects counted per step, task durations, and each step of the namespace timed end to end
+    # once (rebuild from rebuild.start to verify's end, whichever workers ran them). Rebuild batches may
+    # all land on one worker.
     workers = _worker_metrics(installation)
     assert _rebuilt(workers) > rebuilt_before
     timed = {
-        labels["step"]
+        labels["task"]
         for text in workers
-        for labels, value in _samples(text, "kpromote_step_duration_seconds_count")
+        for labels, value in _samples(text, "kpromote_task_duration_seconds_count")
         if value > 0
     }
     assert {"backup.run", "detach.run", "rebuild.batch", "rebuild.verify"} <= timed
+    steps = {
+        labels["step"]
+        for text in workers
+        for labels, value in _samples(text, "kpromote_step_duration_seconds_count")
+        if value > 0 and labels["outcome"] == "succeeded"
+    }
+    assert {"backup", "detach", "rebuild"} <= steps
     assert any(_samples(text, "kpromote_api_requests_total") for text in workers)
+    assert not any("_created" in text for text in workers)
 
     # Watcher: namespaces by phase, from the status it wrote (this one at least is Completed).
     watcher = f"http://127.0.0.1:{installation.metrics_ports['watcher']}/metrics"
@@ -111,6 +121,23 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
         return values[0] if values and values[0] >= 1 else None
 
     wait_until(completed, timeout=10, what="the watcher to count the namespace as Completed")
+    scraped = _get(watcher)
+    assert [
+        v
+        for labels, v in _samples(scraped, "kpromote_policy_phase")
+        if labels
+        == {
+            "policy": POLICY,
+            "phase": "Completed",
+        }
+    ] == [1.0]
+    assert {labels["queue"] for labels, _ in _samples(scraped, "kpromote_queue_length")} == {
+        "backup",
+        "detach",
+        "rebuild",
+        "rollback",
+    }
+    assert _samples(scraped, "kpromote_broker_up") == [({}, 1.0)]
 
     # Flower: the API needs the credentials; tasks are named by step and carry the references.
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -133,7 +160,12 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
         # Named references.
         assert task["kwargs"].startswith(f"{{'policy': '{POLICY}', 'namespace': '{NAMESPACE}', "), task
 
-    # Logs: JSON lines, the task ones attributed to the policy, namespace and step.
+    # Logs: JSON lines only (no Celery banner, no chord deprecation warning), the task ones attributed to
+    # the policy, namespace and step.
+    for path in installation.workdir.glob("worker-*.log"):
+        text = path.read_text()
+        assert all(_json(line) for line in text.splitlines() if line.strip()), f"{path.name}: not all JSON"
+        assert "CPendingDeprecationWarning" not in text, path.name
     attributed = [
         line
         for path in installation.workdir.glob("worker-*.log")
@@ -180,7 +212,7 @@ def _rebuilt(workers: list[str]) -> float:
 
 
 def _json(line: str) -> dict[str, Any] | None:
-    """A log line as JSON; None for what Celery prints outside logging (its start-up banner)."""
+    """A log line as JSON; None for anything else."""
     try:
         parsed = json.loads(line)
     except ValueError:
