@@ -172,16 +172,20 @@ def rules_of(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return [rule for role in roles_of_service_account(account) for rule in cluster_role_rules(role)]
 
 
-def allows(rules: list[dict[str, Any]], verb: str, group: str, resource: str) -> bool:
-    """Whether RBAC rules grant `verb` on `resource` ("plural" or "plural/subresource") in API `group`.
+def allows(
+    rules: list[dict[str, Any]], verb: str, group: str, resource: str, name: str | None = None
+) -> bool:
+    """Whether RBAC rules grant `verb` on `resource` ("plural" or "plural/subresource") in API `group`,
+    for the object `name` (None: any object).
 
     As the API server matches: "*" matches any verb and any group; a resource "*" matches every
-    resource and subresource.
+    resource and subresource; a rule with resourceNames grants those objects only.
     """
     return any(
         ({verb, "*"} & set(rule.get("verbs", [])))
         and ({group, "*"} & set(rule.get("apiGroups", [])))
         and ({resource, "*"} & set(rule.get("resources", [])))
+        and (not rule.get("resourceNames") or name in rule["resourceNames"])
         for rule in rules
     )
 

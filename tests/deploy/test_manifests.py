@@ -380,11 +380,17 @@ def test_rebuild_can_create_every_kind_promote_rebuilds_but_never_delete() -> No
     assert allows(rules, "bind", "rbac.authorization.k8s.io", "clusterroles")
     for verb in ("delete", "deletecollection", "update", "patch"):
         assert not allows(rules, verb, "", "pods"), verb
+    # Its one delete: the informer-lag barrier it made itself, by that name only.
+    assert allows(rules, "delete", "", "pods", "kpromote-barrier")
+    assert allows(rules, "delete", "apps", "replicasets", "kpromote-barrier")
+    assert not allows(rules, "delete", "apps", "replicasets", "web-5c5fb89585")
 
 
 def test_only_the_rollback_worker_may_delete() -> None:
     for name, deployment in by_component().items():
-        may_delete = any("delete" in rule["verbs"] for rule in rules_of(deployment))
+        may_delete = any(
+            "delete" in rule["verbs"] and not rule.get("resourceNames") for rule in rules_of(deployment)
+        )
         assert may_delete == (name == "rollback-worker"), name
     rules = rules_of(by_component()["rollback-worker"])
     assert allows(rules, "delete", "", "pods") and allows(rules, "patch", "", "configmaps")
