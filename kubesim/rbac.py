@@ -83,6 +83,34 @@ class Attributes:
             namespace = info.name
         return cls(info.verb, info.group, info.resource, info.subresource, namespace, info.name)
 
+    @classmethod
+    def from_url(cls, method: str, path: str, watch: bool) -> Attributes | None:
+        """The attributes of a resource URL the cluster does not serve (a custom resource whose CRD was
+        just deleted, a misspelt plural): the real server tells a resource request by the URL's shape
+        alone (Go's `RequestInfoFactory`), so it is authorized as one, and then answered 404. None for a
+        URL outside /api/v1/... and /apis/GROUP/VERSION/... (discovery, /version, /healthz)."""
+        parts = [part for part in path.split("/") if part]
+        if len(parts) >= 3 and parts[0] == "api":
+            group, rest = "", parts[2:]
+        elif len(parts) >= 4 and parts[0] == "apis":
+            group, rest = parts[1], parts[3:]
+        else:
+            return None
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) > 1:
+            namespace = rest[1]
+            if len(rest) > 2 and rest[2] not in ("status", "finalize"):
+                rest = rest[2:]
+        name = rest[1] if len(rest) > 1 else ""
+        subresource = rest[2] if len(rest) > 2 else ""
+        if method == "GET":
+            verb = "watch" if watch else ("get" if name else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+            if method == "DELETE":
+                verb = "delete" if name else "deletecollection"
+        return cls(verb, group, rest[0], subresource, namespace, name)
+
 
 def _matches(values: Iterable[str], wanted: str) -> bool:
     return any(value in ("*", wanted) for value in values)

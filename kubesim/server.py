@@ -160,7 +160,11 @@ class ApiServer:
         admission's escalation check (this request's task only)."""
         user = self.rbac.authenticate(request.headers.get("Authorization", ""))
         resource_request = self.parse_resource_path(path) is not None
-        self.rbac.authorize(user, Attributes.of(info, path, resource_request))
+        attributes = Attributes.of(info, path, resource_request)
+        if not resource_request:
+            watch = request.query.get("watch") in ("1", "true")
+            attributes = Attributes.from_url(request.method, path, watch) or attributes
+        self.rbac.authorize(user, attributes)
         current_user.set(user)
 
     def describe(self, request: web.Request, path: str) -> RequestInfo:

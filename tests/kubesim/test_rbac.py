@@ -130,6 +130,28 @@ def test_role_rules_match_verbs_resource_names_and_namespaces(
     _status(lambda: app.create_namespaced_pod(namespace, _pod("new")), 403)
 
 
+def test_a_type_the_cluster_does_not_serve_is_authorized_as_a_resource_then_not_found(
+    core: client.CoreV1Api, as_app: client.ApiClient, namespace: str
+) -> None:
+    """The real server tells a resource request by its URL (a custom resource whose CRD was just deleted
+    is still `delete widgets.example.com`): allowed, it is 404; not allowed, 403 naming the resource."""
+    rbac = client.RbacAuthorizationV1Api(core.api_client)
+    app = client.CustomObjectsApi(as_app)
+    args = ("example.com", "v1", namespace, "widgets", "w1")
+
+    body = _status(lambda: app.delete_namespaced_custom_object(*args), 403)
+    assert 'cannot delete resource "widgets" in API group "example.com"' in body["message"]
+    body = _status(lambda: app.get_namespaced_custom_object(*args), 403)
+    assert 'cannot get resource "widgets" in API group "example.com"' in body["message"]
+
+    _grant(
+        rbac, namespace, "widgets", {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["*"]}
+    )
+    _status(lambda: app.delete_namespaced_custom_object(*args), 404)
+    _status(lambda: app.get_namespaced_custom_object(*args), 404)
+    assert client.CoreApi(as_app).get_api_versions().versions, "discovery stays open"
+
+
 def test_subresources_need_their_own_rule(
     core: client.CoreV1Api, as_app: client.ApiClient, namespace: str
 ) -> None:
