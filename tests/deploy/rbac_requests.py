@@ -1,8 +1,9 @@
 """Every request each component makes to the CONTROL PLANE, with the code that makes it.
 
 This is the table the shipped RBAC is tested against (tests/deploy/test_rbac_requests.py), and that the
-pipeline test tests/pipeline/test_rbac_live.py checks is complete: every request the watcher and each
-worker send during a whole promote and rollback, told apart by User-Agent, must be a row here.
+pipeline test tests/pipeline/test_rbac_enforced.py checks is complete: every request the watcher and each
+worker send during a whole promote and rollback, each with its own ServiceAccount's token on a control
+plane that enforces the shipped RBAC and told apart by User-Agent, must be a row here (or in REFUSED).
 
 Requests to the member cluster are not here: they are made with the credentials of the member's Kosmos
 `Cluster` object, not with these accounts (deploy/README.md lists what those credentials must allow).
