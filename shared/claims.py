@@ -51,6 +51,8 @@ class RunSpec(BaseModel):
     policy_uid: str = Field(alias="policyUID")
     run_id: str = Field(alias="runId")
     generation: int
+    started: float = 0.0
+    """When the run was prechecked (epoch seconds): what existed in the member then is in its scope."""
     cluster: str
     member_id: str | None = Field(default=None, alias="memberId")
     """UID of the member's kube-system namespace: the same Cluster name may later point elsewhere."""

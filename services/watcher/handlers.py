@@ -150,6 +150,7 @@ def start(
         policy_uid=uid,
         run_id=run_id,
         generation=generation or 0,
+        started=time.time(),
         cluster=parsed.cluster_name,
         member_id=result.member_id,
         included_resources=tuple(parsed.included_namespace_scoped_resources),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,11 +115,22 @@ class Discovery:
         self._kube = kube
         self._lock = threading.Lock()
         self._index: _Index | None = None
+        self._loaded_at = 0.0
         self.failed_groups: dict[str, str] = {}
 
     def refresh(self) -> None:
         with self._lock:
+            self._loaded_at = time.time()
             self._index = self._load()
+
+    def refresh_if_loaded_before(self, moment: float) -> None:
+        """Reload unless the cached view was loaded after `moment` (epoch seconds): a run must see every
+        type that existed when it started, a CRD created a minute before included, at the cost of one
+        reload per run and process rather than one per namespace."""
+        with self._lock:
+            if self._index is None or self._loaded_at < moment:
+                self._loaded_at = time.time()
+                self._index = self._load()
 
     def all(self) -> list[ApiResource]:
         return list(self._current().resources)
@@ -163,6 +175,7 @@ class Discovery:
         if index is None:
             with self._lock:
                 if self._index is None:
+                    self._loaded_at = time.time()
                     self._index = self._load()
                 index = self._index
         return index

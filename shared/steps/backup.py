@@ -69,7 +69,9 @@ def back_up(runtime: Runtime, run: NamespaceRun) -> dict[str, Any]:
 
 def types_to_collect(runtime: Runtime, run: NamespaceRun) -> list[str]:
     spec = runtime.run_spec(run)
-    types, errors = select_types(spec.selection(), runtime.member_of(spec).discovery)
+    discovery = runtime.member_of(spec).discovery
+    discovery.refresh_if_loaded_before(spec.started)  # a CRD created since this process cached the types
+    types, errors = select_types(spec.selection(), discovery)
     if errors:
         raise ValueError("; ".join(errors))
     return [NAMESPACES, *(t.group_resource for t in types)]
