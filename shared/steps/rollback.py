@@ -64,6 +64,11 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
     spec = runtime.run_spec(run)
     context = spec.context()
     member = runtime.member_of(spec)
+    for kube in (
+        member,
+        runtime.control_plane,
+    ):  # types the run created or backed up, this process may not know
+        kube.discovery.refresh_if_loaded_before(spec.started)
     decided = decisions.load(backup)
     _revert_member_objects(member, backup, decided, context, {}, report, only=("pods",))
     owner_uids = _recreate_owners(member, backup, decided, report)
