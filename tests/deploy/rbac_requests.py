@@ -129,8 +129,9 @@ def _rows() -> list[Row]:
         rows.extend(Row(component, request, why) for request in requests)
 
     policy = "kosmos.io", "promotepolicies"
+    # Workers never read the policy: what a run acts on is frozen in its claim and its backup.
+    add("watcher", "kopf: the policy", Request("get", *policy, name="p"))
     for component in COMPONENTS:
-        add(component, "Runtime.policy / kopf: the policy", Request("get", *policy, name="p"))
         add(
             component,
             "connect_member: the member's kubeconfig",
