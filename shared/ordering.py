@@ -85,6 +85,16 @@ def rebuild_tiers(present: Iterable[str]) -> list[tuple[Tier, list[str]]]:
     return [(tier, types) for tier, types in tiers if types]
 
 
+def tier_step(present: Iterable[str], group_resource: str) -> str:
+    """Where the rebuild of `group_resource` stands among the namespace's tiers, for a person:
+    `rebuild tier 7/9 (pods): pods`."""
+    tiers = rebuild_tiers(present)
+    for index, (tier, types) in enumerate(tiers, start=1):
+        if group_resource in types:
+            return f"rebuild tier {index}/{len(tiers)} ({tier.name}): {group_resource}"
+    return f"rebuild {group_resource}"
+
+
 DETACH_OWNER_ORDER: tuple[str, ...] = (
     "deployments.apps",  # before its ReplicaSets: a Deployment being deleted re-creates none (research §1)
     "replicasets.apps",  # releases the pods

@@ -17,7 +17,7 @@ import redis
 from shared import metrics
 from shared.items import ItemRef
 from shared.models import ItemCounts, NamespacePhase, NamespaceStatus, SkippedItem
-from shared.models.times import now_rfc3339
+from shared.models.times import now_rfc3339, parse_rfc3339
 
 COUNT_KINDS = ("backedUp", "detached", "rebuilt", "skipped")
 KEY_TTL = 14 * 24 * 3600
@@ -97,9 +97,28 @@ class Progress:
 
     def phase(self, namespace: str, phase: NamespacePhase, step: str, message: str = "") -> None:
         fields = {"phase": phase.value, "step": step, "message": message}
-        if phase in (NamespacePhase.COMPLETED, NamespacePhase.FAILED, NamespacePhase.ROLLED_BACK):
+        if phase in (NamespacePhase.COMPLETED, NamespacePhase.FAILED):
             fields["completionTime"] = now_rfc3339()
+        if phase in (NamespacePhase.ROLLED_BACK, NamespacePhase.FAILED_ROLLBACK):
+            fields["rollback:completionTime"] = now_rfc3339()
+            if phase is NamespacePhase.ROLLED_BACK:
+                fields["completionTime"] = fields["rollback:completionTime"]
         self.set(namespace, **fields)
+
+    def totals(self, namespace: str, **totals: int) -> None:
+        """What a step has to do (`backedUp`, `detached`, `rebuilt`, `skipped`), so progress reads 76/80."""
+        self.set(namespace, **{f"total:{kind}": str(value) for kind, value in totals.items()})
+
+    def rollback_started(self, namespace: str) -> None:
+        """The first attempt of a rollback stamps its start; retries keep it."""
+        pipe = self.client.pipeline()
+        pipe.hsetnx(self._key("ns", namespace), "rollback:startTime", now_rfc3339())
+        pipe.execute()
+
+    def rollback_counts(self, namespace: str, **counts: int) -> None:
+        """What the rollback has done so far (`podsUnmarked`, `ownersRecreated`, `objectsRestored`,
+        `objectsDeleted`, `kept`): set, not added, so a retried rollback reports what it found to do."""
+        self.set(namespace, **{f"rollback:{kind}": str(value) for kind, value in counts.items()})
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
         """Record `value` objects for one unit of work. A zero adds nothing to the sum, so it is not
@@ -148,6 +167,9 @@ class Progress:
                 "backupSha256": fields.get("backupSha256") or None,
                 "startTime": fields.get("startTime") or None,
                 "completionTime": fields.get("completionTime") or None,
+                "durationSeconds": _seconds_between(fields.get("startTime"), fields.get("completionTime")),
+                "totals": _prefixed(fields, "total:") or None,
+                "rollback": _prefixed(fields, "rollback:") or None,
                 "counts": ItemCounts(
                     backed_up=sum(map(int, backed_up)),
                     detached=sum(map(int, detached)),
@@ -159,3 +181,13 @@ class Progress:
         )
         updated = fields.get("updated")
         return Reading(status, float(updated) if updated else None)
+
+
+def _prefixed(fields: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {key.removeprefix(prefix): value for key, value in fields.items() if key.startswith(prefix)}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((parse_rfc3339(end) - parse_rfc3339(start)).total_seconds(), 1)

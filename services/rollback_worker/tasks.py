@@ -61,8 +61,9 @@ def _undo(
     progress = rt.progress(run)
     try:
         begin()
+        progress.rollback_started(run.namespace)
         progress.phase(run.namespace, NamespacePhase.COMPENSATING, "rolling back", why)
-        report = rollback.rollback(rt, run)
+        report = rollback.rollback(rt, run, progress)
         differences = report.differences
         if not differences:
             _release(run)

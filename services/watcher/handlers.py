@@ -27,7 +27,7 @@ from shared.claims import Claim, ClaimHeld, Claims, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.conditions import with_condition
 from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus, spec_problems
-from shared.models.times import now_rfc3339
+from shared.models.times import now_rfc3339, parse_rfc3339
 from shared.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.precheck import precheck
 from shared.progress import NamespaceRun, Progress
@@ -474,7 +474,14 @@ def _refresh(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Pat
     if phase not in (PolicyPhase.RUNNING, PolicyPhase.ROLLING_BACK):
         update["completionTime"] = now_rfc3339()
         update["message"] = _summary(phase, namespaces)
-    if any(status.get(key) != value for key, value in update.items() if key != "completionTime"):
+        if status.get("startTime"):
+            elapsed = parse_rfc3339(update["completionTime"]) - parse_rfc3339(status["startTime"])
+            update["durationSeconds"] = round(elapsed.total_seconds(), 1)
+    if any(
+        status.get(key) != value
+        for key, value in update.items()
+        if key not in ("completionTime", "durationSeconds")
+    ):
         patch.status.update(update)
         _announce(body, previous, namespaces, rolling_back)
         if phase.value != status.get("phase"):

@@ -112,6 +112,19 @@ class ItemCounts(_ApiModel):
     skipped: Count = 0
 
 
+class RollbackCounts(_ApiModel):
+    """What a rollback did, counted apart from the promote's counts (which keep what the promote did)."""
+
+    pods_unmarked: Count = 0
+    owners_recreated: Count = 0
+    objects_restored: Count = 0
+    objects_deleted: Count = 0
+    kept: Count = 0
+    """Control-plane objects a migration created that are left because another namespace still uses them."""
+    start_time: Rfc3339Time | None = None
+    completion_time: Rfc3339Time | None = None
+
+
 class SkippedItem(_ApiModel):
     """Why an object was left behind, so a user can tell a deliberate skip from a lost object."""
 
@@ -127,12 +140,16 @@ class NamespaceStatus(_ApiModel):
     phase: NamespacePhase = NamespacePhase.PENDING
     step: str | None = None
     counts: ItemCounts = Field(default_factory=ItemCounts)
+    totals: ItemCounts | None = None
+    """What each step has to do, known once the backup is sealed (backup) or the step starts (detach)."""
     skipped: list[SkippedItem] = Field(default_factory=list)
     backup_location: str | None = None
     backup_sha256: str | None = None
     message: str | None = None
     start_time: Rfc3339Time | None = None
     completion_time: Rfc3339Time | None = None
+    duration_seconds: float | None = None
+    rollback: RollbackCounts | None = None
 
 
 class ConditionStatus(StrEnum):
@@ -167,6 +184,7 @@ class PromotePolicyStatus(_ApiModel):
     namespaces_total: Count = 0
     start_time: Rfc3339Time | None = None
     completion_time: Rfc3339Time | None = None
+    duration_seconds: float | None = None
 
 
 class PromotePolicy(_ApiModel):

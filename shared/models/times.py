@@ -24,3 +24,7 @@ def now_rfc3339() -> str:
 Rfc3339Time = Annotated[
     datetime, AfterValidator(as_utc), PlainSerializer(rfc3339, return_type=str, when_used="json")
 ]
+
+
+def parse_rfc3339(value: str) -> datetime:
+    return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))

@@ -17,7 +17,7 @@ from typing import Any
 from shared.backup import Manifest
 from shared.claims import Claim, RunHalted
 from shared.items import GroupResource, ItemRef, Obj
-from shared.kinds import RULES
+from shared.kinds import RULES, Move
 from shared.kube import ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
@@ -140,7 +140,11 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
             RUN_SPEC_LABEL: spec.dump(),
         }
     )
-    decisions.record(backup)
+    decided = decisions.record(backup)
+    promoted = sum(1 for decision in decided.values() if decision.move is Move.PROMOTE)
+    progress.totals(
+        run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(decided) - promoted
+    )
     _record_cluster_objects(runtime, run, manifest)
     progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}

@@ -39,6 +39,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     backup.require_intact()
     present = sorted(manifest.counts)
     decided = decisions.load(backup)
+    progress.totals(run.namespace, detached=_planned(backup, present, decided, context))
     progress.phase(run.namespace, NamespacePhase.DETACHING, "retain volumes")
     retained = _retain_volumes(member, backup.items(PV))
     progress.count(run.namespace, "detached", "retain persistentvolumes", retained)
@@ -74,6 +75,20 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
         progress.count(run.namespace, "detached", group_resource, marked[group_resource])
     progress.skip(run.namespace, skipped)
     return marked
+
+
+def _planned(backup: BackupDir, present: list[str], decided: Mapping[str, Decision], context: Context) -> int:
+    """How many objects detach acts on (the total its count runs to): the bound volumes, the owners it
+    deletes and the objects it marks. A pass over the items files, type by type, before any change."""
+    planned = backup.count(PV)
+    for group_resource in present:
+        steps = _promoted_steps(backup, group_resource, decided, context, [])
+        planned += sum(
+            1
+            for _, step in steps
+            if step.kind is DetachKind.ORPHAN_DELETE or (step.kind is DetachKind.MARK and step.patch)
+        )
+    return planned
 
 
 def _promoted_steps(

@@ -21,7 +21,7 @@ from shared.items import ItemRef, Obj
 from shared.kinds import RULES, Move
 from shared.kube import AlreadyExists, ApiResource, Kube
 from shared.models import NamespacePhase
-from shared.ordering import rebuild_tiers
+from shared.ordering import rebuild_tiers, tier_step
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.sanitize import conflicts
@@ -98,12 +98,14 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
     progress = runtime.progress(run)
     context = runtime.run_spec(run).context()
     rule = RULES.for_(batch.group_resource)
-    progress.phase(run.namespace, NamespacePhase.REBUILDING, f"rebuild {batch.group_resource}")
+    backup = runtime.backup(run)
+    backup.require_intact()
+    manifest = backup.manifest()
+    step = tier_step(manifest.counts if manifest else (), batch.group_resource)
+    progress.phase(run.namespace, NamespacePhase.REBUILDING, step)
     resource = _served(control_plane, batch.group_resource)
     bodies = []
     skipped: list[tuple[ItemRef, str]] = []
-    backup = runtime.backup(run)
-    backup.require_intact()
     decided = decisions.load(backup)
     for obj in backup.items(batch.group_resource, batch.offset, batch.limit):
         decision = decided[obj["metadata"]["uid"]]

@@ -32,7 +32,7 @@ from shared.kinds import RULES, Context, Decision, DetachKind, Move
 from shared.kinds.storage import reclaim_restore_patch
 from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
-from shared.progress import NamespaceRun
+from shared.progress import NamespaceRun, Progress
 from shared.runtime import Runtime
 from shared.sanitize import strip_for_rebuild
 from shared.steps import decisions
@@ -55,7 +55,8 @@ class RollbackReport:
     """What still differs from the backup afterwards: empty means the member is as it was."""
 
 
-def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
+def rollback(runtime: Runtime, run: NamespaceRun, progress: Progress | None = None) -> RollbackReport:
+    """Roll one namespace back; what it did so far goes to `progress` (a worker's), if given."""
     backup = runtime.backup(run)
     report = RollbackReport()
     if backup.manifest() is None:
@@ -64,15 +65,22 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
     spec = runtime.run_spec(run)
     context = spec.context()
     member = runtime.member_of(spec)
-    for kube in (
-        member,
-        runtime.control_plane,
-    ):  # types the run created or backed up, this process may not know
+    # Types the run backed up or created that this process may have cached before they existed.
+    for kube in (member, runtime.control_plane):
         kube.discovery.refresh_if_loaded_before(spec.started)
     decided = decisions.load(backup)
+
+    def counted(**counts: int) -> None:
+        if progress is not None:
+            progress.rollback_counts(run.namespace, **counts)
+
     _revert_member_objects(member, backup, decided, context, {}, report, only=("pods",))
+    unmarked = len(report.reverted)
+    counted(podsUnmarked=unmarked)
     owner_uids = _recreate_owners(member, backup, decided, report)
+    counted(ownersRecreated=len(report.recreated))
     _revert_member_objects(member, backup, decided, context, owner_uids, report, only=None)
+    counted(objectsRestored=len(report.reverted) - unmarked)
     _clear_control_plane(
         runtime.control_plane,
         backup,
@@ -82,6 +90,7 @@ def rollback(runtime: Runtime, run: NamespaceRun) -> RollbackReport:
         runtime.settings.adoption_timeout,
         _used_elsewhere(runtime.claims, run),
     )
+    counted(objectsDeleted=len(report.deleted), kept=len(report.kept))
     _restore_reclaim_policies(member, backup, report)
     deadline = time.monotonic() + runtime.settings.adoption_timeout
     while (

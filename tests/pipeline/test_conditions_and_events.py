@@ -94,3 +94,27 @@ def test_a_compensated_namespace_degrades_the_policy_with_a_warning(installation
     ]
     assert warnings and warnings[0].type == "Warning" and "deg-bad" in warnings[0].message
     assert {"NamespacePromoted", "NamespaceRolledBack"} <= set(_reasons(installation, "deg"))
+
+
+def test_progress_has_totals_and_a_rollback_has_counters_of_its_own(installation: Installation) -> None:
+    seeded = seed_namespace(installation.member_api, "totals-1", full=False)
+    installation.apply("totals", includedNamespaces=["totals-1"])
+    status = installation.wait_done("totals")
+    [promoted] = status["namespaces"]
+    counts, totals = promoted["counts"], promoted["totals"]
+    assert counts["backedUp"] == totals["backedUp"] > 0
+    assert counts["rebuilt"] == totals["rebuilt"] > 0, "every promoted object was rebuilt, no conflict"
+    assert counts["detached"] == totals["detached"] > 0
+    assert totals["skipped"] == counts["skipped"]
+    assert promoted["durationSeconds"] >= 0 and status["durationSeconds"] >= 0
+    assert "rollback" not in promoted
+
+    installation.request_rollback("totals")
+    status = installation.wait_done("totals", phases=("RolledBack", "FailedRollback"))
+    [rolled] = status["namespaces"]
+    assert rolled["counts"] == counts, "the promote's counts stay as the promote left them"
+    rollback = rolled["rollback"]
+    assert rollback["podsUnmarked"] == len(seeded.pods)
+    assert rollback["ownersRecreated"] == 2  # the Deployment and its ReplicaSet
+    assert rollback["objectsDeleted"] >= counts["rebuilt"] - 1  # all it rebuilt (its namespace included)
+    assert rollback["startTime"] <= rollback["completionTime"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.kinds import RULES, Move
-from shared.ordering import DEFAULT_EXCLUDED, DETACH_OWNER_ORDER, REBUILD_TIERS, rebuild_tiers
+from shared.ordering import DEFAULT_EXCLUDED, DETACH_OWNER_ORDER, REBUILD_TIERS, rebuild_tiers, tier_step
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -99,3 +99,11 @@ def test_detach_deletes_owners_top_down() -> None:
 def test_default_excluded_types_would_be_skipped_anyway() -> None:
     for group_resource in DEFAULT_EXCLUDED:
         assert RULES.for_(group_resource).decide({"metadata": {"name": "x"}}).move is Move.SKIP
+
+
+def test_a_rebuild_step_says_which_tier_of_how_many() -> None:
+    present = ["configmaps", "pods", "replicasets.apps", "deployments.apps", "namespaces"]
+    tiers = rebuild_tiers(present)
+    index = next(i for i, (tier, _) in enumerate(tiers, start=1) if tier.name == "pods")
+    assert tier_step(present, "pods") == f"rebuild tier {index}/{len(tiers)} (pods): pods"
+    assert tier_step([], "pods") == "rebuild pods"
