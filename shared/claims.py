@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from shared.items import Obj
 from shared.kinds import Context
@@ -45,19 +46,19 @@ class RunSpec(BaseModel):
     """What a run acts on, copied from the policy when the run starts and never read from it again: a
     later edit of the policy (another cluster, other filters) cannot change what a run does or undoes."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel)
 
     policy: str
-    policy_uid: str = Field(alias="policyUID")
-    run_id: str = Field(alias="runId")
+    policy_uid: str
+    run_id: str
     generation: int
     started: float = 0.0
     """When the run was prechecked (epoch seconds): what existed in the member then is in its scope."""
     cluster: str
-    member_id: str | None = Field(default=None, alias="memberId")
+    member_id: str | None = None
     """UID of the member's kube-system namespace: the same Cluster name may later point elsewhere."""
-    included_resources: tuple[str, ...] = Field(default=(), alias="includedNamespaceScopedResources")
-    excluded_resources: tuple[str, ...] = Field(default=(), alias="excludedNamespaceScopedResources")
+    included_resources: tuple[str, ...] = ()
+    excluded_resources: tuple[str, ...] = ()
 
     def dump(self) -> str:
         return self.model_dump_json(by_alias=True)
