@@ -16,7 +16,7 @@ import typer
 from kubesim.serve import serve_cluster, serve_pair
 from services import demo
 from services.console.common import Format, StatusFormat
-from shared import logs
+from shared import logs as logging_setup
 
 app = typer.Typer(
     name="kpromote",
@@ -24,6 +24,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"kpromote {version('kosmos-promote')}")
+        except PackageNotFoundError:
+            typer.echo("kpromote (version unknown: the kosmos-promote package is not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Promote running applications from a Kosmos member cluster into the Kosmos control plane."""
+
 
 Latency = Annotated[float, typer.Option("--latency-ms", help="Delay added to every API request.")]
 InformerLag = Annotated[
@@ -267,36 +289,98 @@ def status(
     output: Annotated[
         StatusFormat, typer.Option("--output", "-o", help="table, json or yaml.")
     ] = StatusFormat.TABLE,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Redraw every second until the policy ends or Ctrl-C (table only)."
+        ),
+    ] = False,
     kubeconfig: ControlPlane = None,
 ) -> None:
     """Show a policy's phase, progress, namespaces and what was left behind.
 
     Per namespace: phase, step, counts, message and backup location; then every skipped object and why.
+    With --watch: redrawn in place on a terminal, one timestamped line per change elsewhere.
 
     Exit codes:
-    0  shown
+    0  shown (with --watch: the policy ended, or Ctrl-C)
     1  an API failure
     2  no such policy, a bad kubeconfig or environment
     """
     from services.console import status as command
 
-    raise typer.Exit(command.run(name, output, kubeconfig))
+    if watch and output is not StatusFormat.TABLE:
+        raise typer.BadParameter("--watch shows the table; -o json|yaml print the status once")
+    raise typer.Exit(command.run(name, output, kubeconfig, watch))
+
+
+@app.command()
+def get(
+    output: Annotated[Format, typer.Option("--output", "-o", help="table or json.")] = Format.TABLE,
+    kubeconfig: ControlPlane = None,
+) -> None:
+    """List every PromotePolicy: cluster, phase, namespaces done/total, age and duration.
+
+    Exit codes:
+    0  listed
+    1  an API failure
+    2  a bad kubeconfig or environment
+    """
+    from services.console import get as command
+
+    raise typer.Exit(command.run(output, kubeconfig))
+
+
+BackupDirOption = Annotated[
+    Path | None, typer.Option("--dir", help="Backup directory (default: KPROMOTE_BACKUP_DIR).")
+]
+
+
+@app.command("logs")
+def logs_command(
+    policy: Annotated[str, typer.Argument(help="The PromotePolicy whose run to show.")],
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Only this namespace of the run.")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="This run id (no cluster needed); default: the policy's status.runId."),
+    ] = None,
+    output: Annotated[
+        Format, typer.Option("--output", "-o", help="table (text lines) or json (the raw lines).")
+    ] = Format.TABLE,
+    directory: BackupDirOption = None,
+    kubeconfig: ControlPlane = None,
+) -> None:
+    """Show what a run did, as `velero backup logs` does: every write, retry and skip, in time order.
+
+    The workers keep each run's log beside its backup (<dir>/<policy>/<namespace>/<run>/run.log). The
+    run is the policy's current one; for a policy that no longer exists, every run kept of it.
+
+    Exit codes:
+    0  shown
+    1  an API failure
+    2  no log for that policy, namespace or run; a bad kubeconfig, backup directory or environment
+    """
+    from services.console import runlog as command
+
+    raise typer.Exit(command.run(policy, namespace, run, output, directory, kubeconfig))
 
 
 backups = typer.Typer(
-    name="backups", help="Inspect the durable backups (no cluster needed).", no_args_is_help=True
+    name="backups",
+    help="Inspect the durable backups (no cluster needed), and prune old ones (reads the cluster).",
+    no_args_is_help=True,
 )
 app.add_typer(backups)
 
 
 @backups.command("list")
 def backups_list(
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="Backup directory (default: KPROMOTE_BACKUP_DIR).")
-    ] = None,
+    directory: BackupDirOption = None,
     output: Annotated[Format, typer.Option("--output", "-o", help="table or json.")] = Format.TABLE,
 ) -> None:
-    """List backups by policy, namespace and run: items, size, and whether each is sealed.
+    """List backups, oldest first: date, policy, namespace, run, phase (Completed once sealed), items, size.
 
     Exit codes:
     0  listed
@@ -307,10 +391,17 @@ def backups_list(
     raise typer.Exit(command.list_backups(directory, output))
 
 
+BackupTarget = Annotated[
+    str,
+    typer.Argument(
+        help="POLICY/NAMESPACE (its newest sealed run), POLICY/NAMESPACE/RUN, a run directory or its "
+        "backup.tar.gz."
+    ),
+]
+
+
 @backups.command("verify")
-def backups_verify(
-    path: Annotated[Path, typer.Argument(help="A run directory or its backup.tar.gz.")],
-) -> None:
+def backups_verify(target: BackupTarget, directory: BackupDirOption = None) -> None:
     """Re-read an archive and check every entry against its checksum and the manifest.
 
     Exit codes:
@@ -320,13 +411,11 @@ def backups_verify(
     """
     from services.console import backups as command
 
-    raise typer.Exit(command.verify(path))
+    raise typer.Exit(command.verify(target, directory))
 
 
 @backups.command("show")
-def backups_show(
-    path: Annotated[Path, typer.Argument(help="A run directory or its backup.tar.gz.")],
-) -> None:
+def backups_show(target: BackupTarget, directory: BackupDirOption = None) -> None:
     """List the objects of an archive as it is read, then the counts by kind.
 
     Exit codes:
@@ -336,9 +425,37 @@ def backups_show(
     """
     from services.console import backups as command
 
-    raise typer.Exit(command.show(path))
+    raise typer.Exit(command.show(target, directory))
+
+
+@backups.command("prune")
+def backups_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Remove run folders unchanged for this long: 30d, 12h, 1d12h.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    directory: BackupDirOption = None,
+    output: Annotated[Format, typer.Option("--output", "-o", help="table or json.")] = Format.TABLE,
+    kubeconfig: ControlPlane = None,
+) -> None:
+    """Remove old run folders (backup and run log) that nothing can roll back from any more.
+
+    Never one whose PromotePolicy still exists with that run in its status (it may still roll back from
+    it), nor one whose namespace claim records the run; each folder kept or removed is listed with why.
+    Reads the control plane first: without it nothing is removed.
+
+    Exit codes:
+    0  pruned (or, with --dry-run, shown)
+    1  an API failure (nothing removed), or a folder that could not be removed
+    2  a bad --older-than, backup directory, kubeconfig or environment
+    """
+    from services.console import backups as command
+
+    raise typer.Exit(command.prune(older_than, dry_run, directory, kubeconfig, output))
 
 
 def main() -> None:
-    logs.configure("cli")
+    logging_setup.configure("cli")
     app()

@@ -10,6 +10,7 @@ promote completed and no pod was deleted or re-created.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -75,6 +76,23 @@ def _continuity(console: Console, member: client.CoreV1Api, seeded: list[SeededN
     return intact
 
 
+EXPORTED = ("KPROMOTE_KUBECONFIG", "KPROMOTE_BACKUP_DIR", "KPROMOTE_BROKER_URL", "KPROMOTE_KEY_PREFIX")
+
+
+def exports(env: dict[str, str], member_kubeconfig: Path) -> list[str]:
+    """The shell lines that point kubectl, kpromote and Flower in another terminal at this demo."""
+    lines = [
+        "# In another terminal, to drive the demo with kubectl, kpromote and Flower:",
+        f"export KUBECONFIG={shlex.quote(env['KPROMOTE_KUBECONFIG'])}",
+        *(f"export {name}={shlex.quote(env[name])}" for name in EXPORTED),
+        f"#   kubectl get promotepolicies; kpromote get; kpromote status {POLICY} --watch; "
+        f"kpromote logs {POLICY}",
+        "#   kpromote backups list; kpromote flower --no-auth   (then http://127.0.0.1:5555)",
+        f"#   the member cluster: kubectl --kubeconfig {shlex.quote(str(member_kubeconfig))} get pods -A",
+    ]
+    return lines
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "services", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -124,6 +142,9 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
                 intact = _continuity(console, client.CoreV1Api(member_api), seeded)
                 intact &= not link.member_deletions
             if wait:
+                # Whole lines, never wrapped or marked up: people paste them into another terminal.
+                for line in exports(env, paths.member):
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
                 console.print("Clusters stay up until Ctrl-C.")
                 _sleep_until_interrupted()
         finally:

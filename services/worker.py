@@ -103,6 +103,8 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
         check_kubeconfig(control_plane_kubeconfig(current))
 
     logs.configure("worker")
+    # Each run's own log beside its backup, for `kpromote logs` (every write, retry and skip of the run).
+    logs.install_run_log(current.backup_dir, "worker")
     metrics.instrument_worker()
     metrics.serve(current.metrics_port)
     survive_broker_restarts()

@@ -9,6 +9,10 @@ defence the data of any Secret body that does end up in a message is masked.
 
 `KPROMOTE_LOG_FORMAT` (json, text; unset: text on a terminal) and `KPROMOTE_LOG_LEVEL` choose the rest.
 kopf's "Timer 'report' succeeded." (once a second per policy) is a DEBUG line here, not INFO.
+
+A worker also keeps each run's own log beside its backup (`RunLog`): every line about one namespace of
+one run, and every write it sent to an API server, in `<backup dir>/<policy>/<namespace>/<run>/run.log`,
+which `kpromote logs` reads as `velero backup logs` reads a backup's.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import re
+import stat
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from celery import Task, current_task
@@ -30,6 +37,13 @@ CONTEXT_KWARGS = (("policy", "policy"), ("namespace", "namespace"), ("run", "run
 """Log field -> the task keyword argument it comes from (every task takes its references by keyword)."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
+RUN_LOG_NAME = "run.log"
+WRITES = "kpromote.writes"
+"""The logger of every write sent to an API server (`shared.kube.client`), at DEBUG: kept in the run
+logs, on stderr only with KPROMOTE_LOG_LEVEL=DEBUG."""
+RUN_LOG_LINE_MAX = 4000
+"""Bytes per run-log line at most, newline included: below PIPE_BUF (4096), so that each line is one
+`write` with O_APPEND, which several threads and worker processes appending to one file never split."""
 
 _SECRET_KIND = re.compile(r"""["']kind["']\s*:\s*["']Secret["']""")
 _SECRET_DATA = re.compile(r"""(["'])(data|stringData)\1\s*:\s*\{[^{}]*\}""")
@@ -179,6 +193,7 @@ def configure(
     if not isinstance(level, int):
         level = logging.getLevelNamesMapping()[(level or configured.get("level") or "INFO").upper()]
     handler = logging.StreamHandler(stream)
+    handler.setLevel(level)  # the writes logger (WRITES) sends DEBUG lines for the run logs only
     handler.addFilter(QuietTimers(level))
     handler.addFilter(TaskContext())
     handler.addFilter(RedactSecrets())
@@ -226,3 +241,107 @@ def _isatty(stream: TextIO) -> bool:
 def _keep_ours(**_: Any) -> None:
     """A receiver of Celery's `setup_logging` tells the worker not to replace the root handlers with its
     own format; ours are in place already."""
+
+
+class RunLog(logging.Handler):
+    """Appends every record about one namespace of one run (a task's line, a retry on its API threads, a
+    write it sent, a "does nothing") as a JSON line to `<base>/<policy>/<namespace>/<run>/run.log`.
+
+    The file (mode 0600, in a run folder of mode 0700 as the backup makes it) is opened with O_APPEND for
+    each line and the whole line written in one `os.write`, so threads and processes sharing the volume
+    interleave only at line boundaries, and a run folder deleted meanwhile (`kpromote backups prune`) is
+    not written to through a stale descriptor. Records without all three references are not run lines.
+    Secrets are masked as on stderr; names that are not path segments are never turned into a path."""
+
+    def __init__(self, base: Path, component: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.base = Path(base)
+        self.setFormatter(RunLogLine(component))
+        self.addFilter(TaskContext())
+        self.addFilter(RedactSecrets())
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """As `Handler.handle`, without the handler's lock: each line is one atomic append already."""
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        policy, namespace, run = (getattr(record, key, None) for key in ("policy", "namespace", "run"))
+        if not (isinstance(policy, str) and isinstance(namespace, str) and isinstance(run, str)):
+            return
+        try:
+            folder = run_folder(self.base, policy, namespace, run)
+        except ValueError:
+            return
+        try:
+            data = (self.format(record) + "\n").encode()
+            try:
+                descriptor = _open_append(folder / RUN_LOG_NAME)
+            except FileNotFoundError:
+                _make_run_folder(folder)
+                descriptor = _open_append(folder / RUN_LOG_NAME)
+            try:
+                os.write(descriptor, data)
+            finally:
+                os.close(descriptor)
+        except Exception:
+            self.handleError(record)
+
+
+class RunLogLine(JsonLines):
+    """A `JsonLines` line cut to RUN_LOG_LINE_MAX bytes: the message's start and the traceback's end (where
+    the error is) are kept."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if len(line.encode()) < RUN_LOG_LINE_MAX:
+            return line
+        fields = json.loads(line)
+        for budget in (1500, 400):
+            if "exception" in fields:
+                fields["exception"] = _cut(fields["exception"], budget, keep_end=True)
+            fields["message"] = _cut(fields["message"], budget, keep_end=False)
+            line = json.dumps(fields, default=str)
+            if len(line.encode()) < RUN_LOG_LINE_MAX:
+                return line
+        fields.pop("exception", None)
+        fields["message"] = _cut(fields["message"], 100, keep_end=False)
+        return json.dumps(fields, default=str)
+
+
+def _cut(text: str, budget: int, *, keep_end: bool) -> str:
+    if len(text) <= budget:
+        return text
+    return f"...[cut] {text[-budget:]}" if keep_end else f"{text[:budget]} ...[cut]"
+
+
+def run_folder(base: Path, policy: str, namespace: str, run: str) -> Path:
+    """`<base>/<policy>/<namespace>/<run>`, the backup's folder; ValueError for a name that is not a path
+    segment (as `shared.backup.backup_root`, whose layout this is)."""
+    from shared.backup import backup_root
+
+    return backup_root(base, policy, namespace, run)
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _make_run_folder(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+
+
+def install_run_log(base: Path, component: str) -> RunLog:
+    """Keep each run's log beside its backup (see `RunLog`), writes included; returns the handler so that
+    a caller (a test) can take it away again."""
+    handler = RunLog(base, component)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if isinstance(h, RunLog)]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    logging.getLogger(WRITES).setLevel(logging.DEBUG)
+    return handler

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kubernetes import client, config
@@ -58,19 +60,59 @@ def test_sim_pair_links_a_member_to_the_control_plane(tmp_path: Path) -> None:
 
 
 def test_demo_promotes_the_seeded_namespace_and_reports_continuity(tmp_path: Path, redis_url: str) -> None:
+    """`demo --wait`: the promote, the continuity report, then the export lines, which drive the running
+    demo from another process (`kpromote get`, `kpromote logs`) until Ctrl-C ends it cleanly."""
     env = {**os.environ, "COLUMNS": "200", "KPROMOTE_BROKER_URL": redis_url}
-    result = subprocess.run(
-        [*KPROMOTE, "demo", "--no-wait", "--namespaces", "1", "--workdir", str(tmp_path)],
-        capture_output=True,
+    process = subprocess.Popen(
+        [*KPROMOTE, "demo", "--wait", "--namespaces", "1", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=240,
         env=env,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Promote completed; no pod restarted." in result.stdout
-    seeded = re.search(r"Seeded 1 namespace\(s\), (\d+) pods", result.stdout)
-    assert seeded and int(seeded[1]) > 0, result.stdout
+    assert process.stdout is not None
+    before: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        for line in process.stdout:
+            before.append(line)
+            if line.startswith("Clusters stay up until Ctrl-C.") or time.monotonic() > deadline:
+                break
+        exported = dict(
+            re.fullmatch(r"export (\w+)=(\S+)", line.strip()).groups()  # type: ignore[union-attr]
+            for line in before
+            if line.startswith("export ")
+        )
+        assert set(exported) == {
+            "KUBECONFIG",
+            "KPROMOTE_KUBECONFIG",
+            "KPROMOTE_BACKUP_DIR",
+            "KPROMOTE_BROKER_URL",
+            "KPROMOTE_KEY_PREFIX",
+        }, "".join(before)
+        assert exported["KUBECONFIG"] == str(tmp_path / "control-plane.kubeconfig")
+        assert exported["KPROMOTE_BACKUP_DIR"] == str(tmp_path / "backups")
+        assert exported["KPROMOTE_BROKER_URL"] == redis_url
+        driven = {**{k: v for k, v in os.environ.items() if not k.startswith("KPROMOTE_")}, **exported}
+        got = subprocess.run(
+            [*KPROMOTE, "get", "-o", "json"], env=driven, capture_output=True, text=True, timeout=60
+        )
+        assert got.returncode == 0, got.stderr
+        [policy] = json.loads(got.stdout)
+        assert (policy["name"], policy["phase"], policy["namespacesDone"]) == ("promote-shop", "Completed", 1)
+        logged = subprocess.run(
+            [*KPROMOTE, "logs", "promote-shop"], env=driven, capture_output=True, text=True, timeout=60
+        )
+        assert logged.returncode == 0 and " shop-1 " in logged.stdout, logged.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    output = "".join(before) + rest
+    assert process.returncode == 0, output
+    assert "Promote completed; no pod restarted." in output
+    seeded = re.search(r"Seeded 1 namespace\(s\), (\d+) pods", output)
+    assert seeded and int(seeded[1]) > 0, output
     # One continuity row per seeded member pod, each the same pod (the same UID) after the promote.
-    assert "RESTARTED" not in result.stdout and result.stdout.count("same pod") == int(seeded[1])
+    assert "RESTARTED" not in output and output.count("same pod") == int(seeded[1])
     assert (tmp_path / "control-plane.kubeconfig").exists() and (tmp_path / "member1.kubeconfig").exists()
     assert list((tmp_path / "backups" / "promote-shop" / "shop-1").glob("*/backup.tar.gz"))

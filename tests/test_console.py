@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -352,6 +353,7 @@ def test_following_prints_each_change_once_and_a_timeout_says_how_to_pick_up_aga
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(watch, "POLL_INTERVAL", 0.0)
+    monkeypatch.setattr(watch, "clock", lambda: "12:00:00")
     states = [
         progress("Running", "BackingUp", "backup pods"),
         progress("Running", "BackingUp", "backup pods"),
@@ -364,11 +366,12 @@ def test_following_prints_each_change_once_and_a_timeout_says_how_to_pick_up_aga
         fake(policies), "p", apply.promote_finished, console=console, timeout=None, what="promote"
     )
     assert final["status"]["phase"] == "Completed"
+    # Each line says when the change was seen (HH:MM:SS), as a log reader needs.
     assert buffer.getvalue().splitlines() == [
-        "p: Running, 0/1 namespaces done",
-        "p/shop: BackingUp - backup pods (backed up 0, detached 0, rebuilt 0, skipped 0)",
-        "p: Completed, 0/1 namespaces done",
-        "p/shop: Completed - done (backed up 9, detached 0, rebuilt 0, skipped 0)",
+        "12:00:00 p: Running, 0/1 namespaces done",
+        "12:00:00 p/shop: BackingUp - backup pods (backed up 0, detached 0, rebuilt 0, skipped 0)",
+        "12:00:00 p: Completed, 0/1 namespaces done",
+        "12:00:00 p/shop: Completed - done (backed up 9, detached 0, rebuilt 0, skipped 0)",
     ]
     running = itertools.repeat({"metadata": {"name": "p"}, "status": progress("Running", "Rebuilding", "x")})
     with pytest.raises(ConsoleError) as stopped:
@@ -376,7 +379,9 @@ def test_following_prints_each_change_once_and_a_timeout_says_how_to_pick_up_aga
             fake(running), "p", apply.promote_finished, console=console, timeout=0.01, what="promote"
         )
     assert stopped.value.code == 1 and "still Running" in str(stopped.value)
-    assert "the promote goes on in the cluster: follow it with kpromote status p" in str(stopped.value)
+    assert "the promote goes on in the cluster: follow it with kpromote status p --watch" in str(
+        stopped.value
+    )
 
 
 def test_a_policy_without_status_or_with_a_pending_rollback_request_awaits_the_watcher() -> None:
@@ -443,18 +448,24 @@ def backups(tmp_path: Path) -> Iterator[Path]:
     yield base
 
 
-def test_backups_list_shows_each_run_with_items_size_and_seal(runner: CliRunner, backups: Path) -> None:
+def test_backups_list_shows_each_run_with_date_phase_items_and_size(runner: CliRunner, backups: Path) -> None:
     result = runner.invoke(app, ["backups", "list", "--dir", str(backups)])
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.stdout.splitlines() if "promote-shop" in line]
-    assert len(rows) == 2
-    assert "cart" in rows[0] and "no (parts only)" in rows[0]
-    assert "shop" in rows[1] and " 4 " in rows[1] and "yes" in rows[1]
+    header = next(line for line in result.stdout.splitlines() if "policy" in line)
+    assert [word for word in re.split(r"[\s┃│]+", header) if word] == [
+        "date", "policy", "namespace", "run", "phase", "items", "size"
+    ]  # fmt: skip
+    rows = {line.split("│")[3].strip(): line for line in result.stdout.splitlines() if "promote-shop" in line}
+    assert set(rows) == {"cart", "shop"}
+    assert "Incomplete (parts only)" in rows["cart"]
+    assert "Completed" in rows["shop"] and " 4 " in rows["shop"]
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows["shop"]), rows["shop"]
     listing = json.loads(runner.invoke(app, ["backups", "list", "--dir", str(backups), "-o", "json"]).stdout)
-    assert [(r["namespace"], r["items"], r["sealed"]) for r in listing] == [
-        ("cart", 1, False),
-        ("shop", 4, True),
+    assert sorted((r["namespace"], r["items"], r["sealed"], r["phase"]) for r in listing) == [
+        ("cart", 1, False, "Incomplete"),
+        ("shop", 4, True, "Completed"),
     ]
+    assert all(r["date"].endswith("Z") for r in listing)
     result = runner.invoke(app, ["backups", "list"], env={"KPROMOTE_BACKUP_DIR": str(backups / "nope")})
     assert_one_line_error(result, 2, "no backup directory at", "KPROMOTE_BACKUP_DIR")
 

@@ -8,18 +8,23 @@ the archive that a rollback or rebuild reads against the signed manifest, `show`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import shutil
 import sys
 import tarfile
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -29,9 +34,15 @@ from services.console.common import (
     USAGE,
     ConsoleError,
     Format,
+    backup_base,
+    connect,
     guarded,
+    human_duration,
     load_settings,
     out,
+    parse_age,
+    path_segment,
+    policy_resource,
     print_json,
 )
 from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, BackupDir, iter_archive, verify_archive
@@ -76,6 +87,13 @@ class BackupRun:
     sealed: bool
     items: int
     size: int
+    date: float = 0.0
+    """When the backup was taken: the archive's time once sealed, else its newest part's (epoch seconds)."""
+
+    @property
+    def phase(self) -> str:
+        """Completed once sealed; before that only parts exist: a backup in progress, or one that stopped."""
+        return "Completed" if self.sealed else "Incomplete"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,25 +101,52 @@ class BackupRun:
             "namespace": self.namespace,
             "run": self.run,
             "path": str(self.path),
+            "date": _iso(self.date),
+            "phase": self.phase,
             "sealed": self.sealed,
             "items": self.items,
             "sizeBytes": self.size,
         }
 
 
+def run_folders(base: Path) -> Iterator[Path]:
+    """Every `<policy>/<namespace>/<run>` folder under `base`, sorted; symbolic links are not followed
+    (nothing outside the backup directory is ever read or removed)."""
+    for policy in _subfolders(base):
+        for namespace in _subfolders(policy):
+            yield from _subfolders(namespace)
+
+
+def _subfolders(path: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    return [Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=False)]
+
+
 def discover(base: Path) -> Iterator[BackupRun]:
     """Every run directory under `base`, sorted; a run without an archive or parts is not a backup."""
-    for run in sorted(path for path in base.glob("*/*/*") if path.is_dir()):
+    for run in run_folders(base):
         archive, parts = run / ARCHIVE_NAME, sorted((run / "parts").glob("*.jsonl"))
         sealed = archive.is_file() and (run / MANIFEST_NAME).is_file()
         if sealed:
             items = sum(index.stat().st_size for index in (run / "items").glob("*.idx")) // INDEX_ENTRY_SIZE
-            size = archive.stat().st_size
+            size, date = archive.stat().st_size, archive.stat().st_mtime
         elif parts:
             items, size = sum(_lines(part) for part in parts), sum(part.stat().st_size for part in parts)
+            date = max(part.stat().st_mtime for part in parts)
         else:
             continue
-        yield BackupRun(run.parent.parent.name, run.parent.name, run.name, run, sealed, items, size)
+        yield BackupRun(run.parent.parent.name, run.parent.name, run.name, run, sealed, items, size, date)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _local(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _lines(path: Path) -> int:
@@ -130,13 +175,48 @@ def archive_of(path: Path) -> Path:
     return archive
 
 
+def resolve(target: str, directory: Path | None) -> Path:
+    """A path as given when it exists; else POLICY/NAMESPACE[/RUN] under the backup directory, the newest
+    sealed run of that namespace when no run is named (the others are named on stderr)."""
+    given = Path(target).expanduser()
+    if given.exists() or target.startswith(("/", ".", "~")):
+        return given
+    names = target.strip("/").split("/")
+    if len(names) not in (2, 3):
+        raise ConsoleError(
+            f"no backup at {target}: pass a run directory, its {ARCHIVE_NAME}, or POLICY/NAMESPACE[/RUN]",
+            USAGE,
+        )
+    for value, what in zip(names, ("policy", "namespace", "run"), strict=False):
+        path_segment(value, what)
+    base = backup_base(directory)
+    if len(names) == 3:
+        return base.joinpath(*names)
+    policy, namespace = names
+    runs = [run for run in discover(base) if (run.policy, run.namespace) == (policy, namespace)]
+    sealed = sorted((run for run in runs if run.sealed), key=lambda run: run.date)
+    if not sealed:
+        what = f"only unsealed runs ({', '.join(run.run for run in runs)})" if runs else "no backup"
+        raise ConsoleError(
+            f"{what} of namespace {namespace} of PromotePolicy {policy} under {base}: "
+            "see kpromote backups list",
+            USAGE,
+        )
+    if len(sealed) > 1:
+        others = ", ".join(run.run for run in sealed[:-1])
+        typer.echo(
+            f"note: {policy}/{namespace} has {len(sealed)} runs; showing the newest, "
+            f"{sealed[-1].run} (older: {others})",
+            err=True,
+        )
+    return sealed[-1].path
+
+
 @stdout_closable
 @guarded
 def list_backups(directory: Path | None, output: Format) -> int:
-    base = (directory or load_settings().backup_dir).expanduser()
-    if not base.is_dir():
-        raise ConsoleError(f"no backup directory at {base}: pass --dir or set KPROMOTE_BACKUP_DIR", USAGE)
-    runs = list(discover(base))
+    base = backup_base(directory)
+    runs = sorted(discover(base), key=lambda run: (run.date, run.policy, run.namespace, run.run))
     if output is Format.JSON:
         print_json([run.to_json() for run in runs])
         return OK
@@ -147,18 +227,20 @@ def list_backups(directory: Path | None, output: Format) -> int:
     table = Table(
         title=f"Backups under {escape(str(base))}",
         title_justify="left",
-        caption="path: <dir>/<policy>/<namespace>/<run>",
+        caption="path: <dir>/<policy>/<namespace>/<run>; open one: kpromote backups show POLICY/NAMESPACE",
     )
-    for column in ("policy", "namespace", "run", "items", "size", "sealed"):
-        table.add_column(column, justify="right" if column in ("items", "size") else "left")
+    for column in ("date", "policy", "namespace", "run", "phase", "items", "size"):
+        # Names whole, never cut: people copy them into show, verify and logs --run.
+        table.add_column(column, justify="right" if column in ("items", "size") else "left", no_wrap=True)
     for run in runs:
         table.add_row(
+            _local(run.date),
             escape(run.policy),
             escape(run.namespace),
             escape(run.run),
+            run.phase if run.sealed else "[yellow]Incomplete (parts only)",
             str(run.items),
             human_size(run.size),
-            "yes" if run.sealed else "[yellow]no (parts only)",
         )
     console.print(table)
     return OK
@@ -166,10 +248,10 @@ def list_backups(directory: Path | None, output: Format) -> int:
 
 @stdout_closable
 @guarded
-def verify(path: Path) -> int:
+def verify(target: str, directory: Path | None = None) -> int:
     """The archive's entries, and in a run directory also the items files, indexes and decisions that steps
     read, checked against `manifest.json` and its signature (with KPROMOTE_BACKUP_SIGNING_KEY)."""
-    archive = archive_of(path)
+    archive = archive_of(resolve(target, directory))
     in_run = archive.name == ARCHIVE_NAME
     try:
         if in_run:
@@ -203,9 +285,9 @@ def verify(path: Path) -> int:
 
 @stdout_closable
 @guarded
-def show(path: Path) -> int:
+def show(target: str, directory: Path | None = None) -> int:
     """One line per object as the archive is read, then the counts: memory stays flat however big it is."""
-    archive = archive_of(path)
+    archive = archive_of(resolve(target, directory))
     counts: Counter[str] = Counter()
     try:
         for ref, _ in iter_archive(archive):
@@ -229,3 +311,184 @@ def show(path: Path) -> int:
         table.add_row(escape(kind), str(count))
     out().print(table)
     return OK
+
+
+# ------------------------------------------------------------------------------------------------- prune
+@dataclass(frozen=True)
+class PruneDecision:
+    """What `prune` does with one run folder, and why."""
+
+    path: Path
+    policy: str
+    namespace: str
+    run: str
+    age: float
+    """Seconds since anything in the folder last changed (a rollback reads and logs into it too)."""
+    size: int
+    remove: bool
+    reason: str
+
+    def to_json(self, dry_run: bool) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "policy": self.policy,
+            "namespace": self.namespace,
+            "run": self.run,
+            "ageSeconds": int(self.age),
+            "sizeBytes": self.size,
+            "action": ("would remove" if dry_run else "removed") if self.remove else "kept",
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Folder:
+    path: Path
+    changed: float
+    size: int
+
+
+def folder_facts(path: Path) -> Folder:
+    """When anything in a run folder last changed, and its size; a folder's own files and those one level
+    down (parts/, items/) are all a run writes."""
+    changed, size = path.lstat().st_mtime, 0
+    for entry in _entries(path):
+        info = entry.stat(follow_symlinks=False)
+        changed = max(changed, info.st_mtime)
+        if entry.is_dir(follow_symlinks=False):
+            for inner in _entries(Path(entry.path)):
+                inner_info = inner.stat(follow_symlinks=False)
+                changed, size = max(changed, inner_info.st_mtime), size + inner_info.st_size
+        else:
+            size += info.st_size
+    return Folder(path, changed, size)
+
+
+def _entries(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(path))
+    except OSError:
+        return []
+
+
+def decide(
+    folders: list[Folder],
+    *,
+    now: float,
+    older_than: float,
+    live_runs: dict[tuple[str, str], str],
+    claimed: dict[tuple[str, str, str], str],
+) -> list[PruneDecision]:
+    """Remove a run folder only when it is older than `older_than` and neither a policy that still exists
+    names its run (`live_runs`, by policy and run: it may still roll back from it) nor a namespace claim
+    records it (`claimed`, by policy, namespace and run). Pure: the caller reads the clusters and disk."""
+    decisions = []
+    for folder in folders:
+        run, namespace, policy = folder.path.name, folder.path.parent.name, folder.path.parent.parent.name
+        age = now - folder.changed
+        needed = [
+            reason
+            for reason in (live_runs.get((policy, run)), claimed.get((policy, namespace, run)))
+            if reason
+        ]
+        keep = "; ".join(needed) or None
+        if keep is None and age < older_than:
+            keep = f"younger than {human_duration(older_than)}"
+        reason = keep or f"older than {human_duration(older_than)}, no live policy or claim names it"
+        decisions.append(
+            PruneDecision(folder.path, policy, namespace, run, age, folder.size, keep is None, reason)
+        )
+    return decisions
+
+
+def in_use(
+    policies: list[dict[str, Any]], claims: list[Any]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str, str], str]]:
+    """The runs a live policy names (it may roll back from them) and those a namespace claim records."""
+    live_runs = {}
+    for policy in policies:
+        status = policy.get("status") or {}
+        if status.get("runId"):
+            name = policy["metadata"]["name"]
+            phase = status.get("phase") or "Pending"
+            live_runs[(name, status["runId"])] = f"PromotePolicy {name} ({phase}) may roll back from it"
+    claimed = {
+        (claim.spec.policy, claim.namespace, claim.run_id): (
+            f"the claim of {claim.namespace} on {claim.cluster} ({claim.state.value}) records it"
+        )
+        for claim in claims
+    }
+    return live_runs, claimed
+
+
+@guarded
+def prune(
+    older_than: str, dry_run: bool, directory: Path | None, kubeconfig: str | None, output: Format
+) -> int:
+    """Remove run folders older than `older_than` that no live policy or claim still needs."""
+    from shared.claims import Claims
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as error:
+        raise ConsoleError(f"--older-than: {error}", USAGE) from None
+    settings = load_settings()
+    base = backup_base(directory)
+    # Read what is in use before looking at the disk: a run that starts meanwhile makes a new, young folder.
+    with connect(kubeconfig, settings) as kube:
+        policies = list(kube.list(policy_resource(kube)))
+        claims = list(Claims(kube, settings.namespace).all())
+    live_runs, claimed = in_use(policies, claims)
+    decisions = decide(
+        [folder_facts(path) for path in run_folders(base)],
+        now=time.time(),
+        older_than=age,
+        live_runs=live_runs,
+        claimed=claimed,
+    )
+    failed = []
+    if not dry_run:
+        for decision in decisions:
+            if decision.remove:
+                try:
+                    shutil.rmtree(decision.path)
+                except OSError as error:
+                    failed.append(f"{decision.path}: {error.strerror or error}")
+                    continue
+                for parent in (decision.path.parent, decision.path.parent.parent):
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()  # only when empty
+    if output is Format.JSON:
+        print_json([decision.to_json(dry_run) for decision in decisions])
+    else:
+        render_prune(out(), decisions, dry_run)
+    for failure in failed:
+        typer.echo(f"error: could not remove {failure}", err=True)
+    return FAILED if failed else OK
+
+
+def render_prune(console: Console, decisions: list[PruneDecision], dry_run: bool) -> None:
+    removed = [decision for decision in decisions if decision.remove]
+    if not decisions:
+        console.print("No run folders.")
+        return
+    table = Table(title="Run folders", title_justify="left")
+    for column in ("policy", "namespace", "run", "age", "size", "action", "why"):
+        table.add_column(
+            column, justify="right" if column in ("age", "size") else "left", no_wrap=column != "why"
+        )
+    for decision in decisions:
+        action = ("would remove" if dry_run else "removed") if decision.remove else "kept"
+        table.add_row(
+            escape(decision.policy),
+            escape(decision.namespace),
+            escape(decision.run),
+            human_duration(decision.age),
+            human_size(decision.size),
+            action,
+            escape(decision.reason),
+        )
+    console.print(table)
+    freed = human_size(sum(decision.size for decision in removed))
+    verb = "Would remove" if dry_run else "Removed"
+    console.print(f"{verb} {len(removed)} run folder(s) ({freed}); kept {len(decisions) - len(removed)}.")

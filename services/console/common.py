@@ -217,3 +217,65 @@ def listed(names: list[str], limit: int = 5) -> str:
     """The first few names, then how many more: a DaemonSet's 300 pods must not flood a table."""
     shown = ", ".join(names[:limit])
     return f"{shown}, ... and {len(names) - limit} more" if len(names) > limit else shown
+
+
+def human_duration(seconds: float | None) -> str:
+    """As kubectl's AGE column reads: 45s, 3m12s, 25m, 2h5m, 9h, 3d4h, 12d; "-" for no value."""
+    if seconds is None:
+        return "-"
+    total = max(0, int(seconds))
+    minutes, hours, days = total // 60, total // 3600, total // 86400
+    if total < 60:
+        return f"{total}s"
+    if minutes < 10:
+        return f"{minutes}m{total % 60}s" if total % 60 else f"{minutes}m"
+    if hours < 1:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if days < 1:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """Seconds in "30d", "12h", "90m", "2w", "45s" or a sum of them ("1d12h"); ValueError otherwise."""
+    import re
+
+    parts = re.findall(r"(\d+)([smhdw])", text.strip())
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text.strip():
+        raise ValueError(f"{text!r} is not an age such as 30d, 12h, 90m or 1d12h")
+    return float(sum(int(number) * _AGE_UNITS[unit] for number, unit in parts))
+
+
+def backup_base(directory: Path | None) -> Path:
+    """--dir, else KPROMOTE_BACKUP_DIR: the backup volume, which must exist."""
+    base = (directory or load_settings().backup_dir).expanduser()
+    if not base.is_dir():
+        raise ConsoleError(f"no backup directory at {base}: pass --dir or set KPROMOTE_BACKUP_DIR", USAGE)
+    return base
+
+
+def path_segment(value: str, what: str) -> str:
+    """A policy, namespace or run name that is one path segment under the backup directory, never more."""
+    if not value or value in {".", ".."} or "/" in value or "\0" in value or "\\" in value:
+        raise ConsoleError(f"{what} {value!r} is not a Kubernetes name", USAGE)
+    return value
+
+
+def seconds_since(timestamp: str | None, now: float) -> float | None:
+    """Seconds from an RFC 3339 time of the API to `now` (epoch seconds); None when there is none."""
+    if not timestamp:
+        return None
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return now - moment.timestamp()

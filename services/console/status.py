@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
 from services.console.common import (
+    INTERRUPTED,
     OK,
     ConsoleError,
     StatusFormat,
@@ -24,9 +25,12 @@ from services.console.common import (
     load_settings,
     one_line_validation_error,
     out,
+    phase_of,
     print_json,
     print_yaml,
 )
+from services.console.watch import clock, follow
+from shared.kube import Kube
 from shared.models import PromotePolicy, PromotePolicyStatus
 
 COUNTS = (("backed up", "backedUp"), ("detached", "detached"), ("rebuilt", "rebuilt"), ("skipped", "skipped"))
@@ -50,21 +54,23 @@ def document(policy: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(console: Console, doc: Mapping[str, Any]) -> None:
+def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
+    """What the table form shows, in order: the headline, the run, the namespaces, what was left behind."""
+    shown: list[RenderableType] = []
     progress = f"{doc.get('namespacesDone', 0)}/{doc.get('namespacesTotal', 0)} namespaces done"
-    console.print(
+    shown.append(
         f"[bold]PromotePolicy {escape(doc['name'])}[/]  cluster {escape(doc['clusterName'])}  "
         f"phase [bold]{doc.get('phase', 'Pending')}[/]  {progress}"
     )
     for label, key in (("run", "runId"), ("started", "startTime"), ("finished", "completionTime")):
         if doc.get(key):
-            console.print(f"{label}: {escape(str(doc[key]))}")
+            shown.append(f"{label}: {escape(str(doc[key]))}")
     if doc.get("rollbackRequested"):
-        console.print("rollback: requested, not picked up by the watcher yet")
+        shown.append("rollback: requested, not picked up by the watcher yet")
     if doc.get("message"):
-        console.print(f"message: {escape(doc['message'])}")
+        shown.append(f"message: {escape(doc['message'])}")
     for error in doc.get("precheckErrors") or []:
-        console.print(f"  [red]precheck:[/] {escape(error)}")
+        shown.append(f"  [red]precheck:[/] {escape(error)}")
     namespaces = doc.get("namespaces") or []
     if namespaces:
         table = Table(title="Namespaces", title_justify="left")
@@ -79,11 +85,11 @@ def render(console: Console, doc: Mapping[str, Any]) -> None:
                 *(str(counts.get(key, 0)) for _, key in COUNTS),
                 escape(namespace.get("message") or ""),
             )
-        console.print(table)
+        shown.append(table)
         for namespace in namespaces:
             if namespace.get("backupLocation"):
                 # Outside the table, whole: people copy it into `kpromote backups verify`.
-                console.print(f"backup of {escape(namespace['name'])}: {escape(namespace['backupLocation'])}")
+                shown.append(f"backup of {escape(namespace['name'])}: {escape(namespace['backupLocation'])}")
     skipped = [(ns["name"], item) for ns in namespaces for item in ns.get("skipped") or []]
     if skipped:
         table = Table(title="Left behind (stayed in the member or skipped)", title_justify="left")
@@ -93,13 +99,35 @@ def render(console: Console, doc: Mapping[str, Any]) -> None:
             table.add_row(
                 escape(namespace), escape(item["resource"]), escape(item["name"]), escape(item["reason"])
             )
-        console.print(table)
+        shown.append(table)
+    return shown
+
+
+def render(console: Console, doc: Mapping[str, Any]) -> None:
+    for part in parts(doc):
+        console.print(part)
+
+
+ENDED = frozenset(
+    {"Completed", "PartiallyFailed", "Failed", "FailedPrecheck", "RolledBack", "FailedRollback"}
+)
+
+
+def ended(policy: Mapping[str, Any]) -> bool:
+    """Whether nothing more will happen unless someone asks: a final phase and no rollback request pending."""
+    return phase_of(policy) in ENDED and (policy.get("spec") or {}).get("rollback") != "true"
+
+
+def view(policy: Mapping[str, Any]) -> RenderableType:
+    return Group(*parts(document(policy)), f"[dim]at {clock()}; Ctrl-C stops watching[/]")
 
 
 @guarded
-def run(name: str, output: StatusFormat, kubeconfig: str | None) -> int:
+def run(name: str, output: StatusFormat, kubeconfig: str | None, watch: bool = False) -> int:
     settings = load_settings()
     with connect(kubeconfig, settings) as kube:
+        if watch:
+            return watch_policy(kube, name)
         doc = document(get_policy(kube, name))
     if output is StatusFormat.JSON:
         print_json(doc)
@@ -107,4 +135,15 @@ def run(name: str, output: StatusFormat, kubeconfig: str | None) -> int:
         print_yaml(doc)
     else:
         render(out(), doc)
+    return OK
+
+
+def watch_policy(kube: Kube, name: str) -> int:
+    """Redraw the status every second (one line per change off a terminal) until the policy has ended or
+    Ctrl-C, which is how a watch is meant to stop: exit 0 either way."""
+    try:
+        follow(kube, name, ended, console=out(), timeout=None, what="run", view=view, interval=1.0)
+    except ConsoleError as error:
+        if error.code != INTERRUPTED:
+            raise
     return OK

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -26,6 +26,13 @@ WATCHER_HINT_AFTER = 30.0
 most likely not running, which a person waiting should be told rather than left to guess."""
 
 Finished = Callable[[Mapping[str, Any]], bool]
+View = Callable[[Mapping[str, Any]], RenderableType]
+"""What a terminal shows of a policy object, redrawn in place."""
+
+
+def clock() -> str:
+    """The local time of day that starts each plain progress line: when a change was seen."""
+    return time.strftime("%H:%M:%S")
 
 
 def progress_table(name: str, status: Mapping[str, Any]) -> Table:
@@ -33,6 +40,8 @@ def progress_table(name: str, status: Mapping[str, Any]) -> Table:
         title=f"PromotePolicy {escape(name)}: {status.get('phase') or 'Pending'} "
         f"({status.get('namespacesDone', 0)}/{status.get('namespacesTotal', '?')} namespaces done)",
         title_justify="left",
+        caption=f"at {clock()}",
+        caption_justify="left",
     )
     for column in ("namespace", "phase", "step", "backed up", "detached", "rebuilt", "skipped"):
         table.add_column(
@@ -89,18 +98,32 @@ def unanswered(policy: Mapping[str, Any]) -> bool:
 
 
 def follow(
-    kube: Kube, name: str, finished: Finished, *, console: Console, timeout: float | None, what: str
+    kube: Kube,
+    name: str,
+    finished: Finished,
+    *,
+    console: Console,
+    timeout: float | None,
+    what: str,
+    view: View | None = None,
+    interval: float | None = None,
 ) -> dict[str, Any]:
     """Poll the policy until `finished(policy)`, showing its progress; the final policy object.
 
-    Stopping early (Ctrl-C, the timeout) stops only the waiting: the cluster goes on, which the error
-    says, with the command to pick the progress up again."""
+    On a terminal `view` (the progress table by default) is redrawn every `interval` seconds; elsewhere
+    each changed line is printed once, after the time it was seen. Stopping early (Ctrl-C, the timeout)
+    stops only the waiting: the cluster goes on, which the error says, with the command to pick the
+    progress up again."""
+    draw = view or (lambda policy: progress_table(name, policy.get("status") or {}))
+    pause = POLL_INTERVAL if interval is None else interval
     deadline = time.monotonic() + timeout if timeout else None
-    resume = f"{what} goes on in the cluster: follow it with kpromote status {name}"
+    resume = f"{what} goes on in the cluster: follow it with kpromote status {name} --watch"
     previous: Mapping[str, Any] | None = None
     started, hinted = time.monotonic(), False
     live = (
-        Live(progress_table(name, {}), console=console, refresh_per_second=4) if console.is_terminal else None
+        Live(progress_table(name, {}) if view is None else "", console=console, refresh_per_second=4)
+        if console.is_terminal
+        else None
     )
     try:
         if live is not None:
@@ -109,10 +132,11 @@ def follow(
             policy = get_policy(kube, name)
             status = policy.get("status") or {}
             if live is not None:
-                live.update(progress_table(name, status))
+                live.update(draw(policy))
             else:
+                seen = clock()
                 for line in changed_lines(name, previous, status):
-                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+                    console.print(f"{seen} {line}", markup=False, highlight=False, soft_wrap=True)
             previous = status
             if finished(policy):
                 return policy
@@ -125,7 +149,7 @@ def follow(
                 )
             if deadline is not None and time.monotonic() > deadline:
                 raise ConsoleError(f"still {phase_of(policy)} after {timeout:.0f}s; the {resume}", FAILED)
-            time.sleep(POLL_INTERVAL)
+            time.sleep(pause)
     except KeyboardInterrupt:
         raise ConsoleError(f"stopped waiting; the {resume}", INTERRUPTED) from None
     finally:

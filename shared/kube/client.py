@@ -30,6 +30,9 @@ from shared.kube.errors import KubeError, NotFound, Unreachable, error_from_resp
 from shared.kube.limits import ClusterLimits
 
 log = logging.getLogger(__name__)
+writes = logging.getLogger("kpromote.writes")
+"""One DEBUG line per write and its outcome: what a run's own log (`shared.logs.RunLog`) keeps."""
+WRITE_VERBS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
 
 PatchType = Literal["merge", "json", "strategic"]
 Propagation = Literal["Orphan", "Background", "Foreground"]
@@ -338,13 +341,23 @@ class Kube:
         """Send one request, repeating it while the failure is transient; parsed JSON of the answer."""
         url = f"{self.url}{path}?{urlencode(query)}" if query else f"{self.url}{path}"
         attempt = 1
+        # raw_get's target already starts with its method: the retry line said "GET GET /api/v1".
+        what = target if target.startswith(f"{method} ") else f"{method} {target}"
         while True:
             try:
-                return self._attempt(method, url, body, content_type, target)
+                answer = self._attempt(method, url, body, content_type, target)
             except _Transient as transient:
                 if attempt >= self.retry.attempts:
                     raise _final_error(transient, attempt, target) from transient.__cause__
-                self._wait_to_retry(transient, attempt, f"{method} {target}")
+                self._wait_to_retry(transient, attempt, what)
+            except KubeError as error:
+                if method in WRITE_VERBS and writes.isEnabledFor(logging.DEBUG):
+                    writes.debug("%s %s: %d %s", WRITE_VERBS[method], target, error.status, error.reason)
+                raise
+            else:
+                if method in WRITE_VERBS and writes.isEnabledFor(logging.DEBUG):
+                    writes.debug("%s %s", WRITE_VERBS[method], target)
+                return answer
             attempt += 1
 
     def _attempt(

@@ -9,6 +9,9 @@ in the control plane."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,7 +126,12 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
     )
     assert not (backup_dir / POLICY).exists(), "a plan writes no backup"
 
-    # apply --wait, stdout not a terminal: plain lines, one per change, exit 0 on Completed.
+    # apply --wait, stdout not a terminal: plain lines, one per change, each after the time it was seen,
+    # exit 0 on Completed. The control plane answers the first ConfigMap create of the namespace with a
+    # 503: the worker retries it, and the run's log says so.
+    SimAdmin(installation.control_plane.url).add_fault(
+        verb="create", resource="configmaps", namespace=NAMESPACE, status=503, nth=1
+    )
     applied = kpromote(
         installation, "apply", "-f", str(policy_file), "--wait", "--timeout", "240", timeout=300
     )
@@ -131,8 +139,11 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
     lines = applied.stdout.splitlines()
     assert "\x1b[" not in applied.stdout, "no live display when stdout is not a terminal"
     assert lines[0] == f"PromotePolicy {POLICY} created."
-    assert f"{POLICY}: Running, 0/1 namespaces done" in lines
-    assert any(line.startswith(f"{POLICY}/{NAMESPACE}: Completed") for line in lines)
+    progress = lines[1:-1]
+    assert progress and all(re.match(r"\d\d:\d\d:\d\d ", line) for line in progress), progress
+    untimed = [line[9:] for line in progress]
+    assert f"{POLICY}: Running, 0/1 namespaces done" in untimed
+    assert any(line.startswith(f"{POLICY}/{NAMESPACE}: Completed") for line in untimed)
     assert lines[-1] == f"PromotePolicy {POLICY} Completed: 1 namespace(s) promoted."
     again = kpromote(installation, "apply", "-f", str(policy_file))
     assert again.returncode == 0 and f"PromotePolicy {POLICY} already exists (Completed)" in again.stdout
@@ -161,6 +172,7 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
     assert run["sealed"] and run["path"] == str(archive.parent) and run["items"] > 20
     contents = kpromote(installation, "backups", "show", str(archive.parent))
     assert contents.returncode == 0 and f"deployments.apps\t{NAMESPACE}/web" in contents.stdout.splitlines()
+    check_velero_style_commands(installation, status, tmp_path)
 
     # now the namespace is in the control plane: the precheck refuses a second promote (exit 3).
     refused = kpromote(installation, "plan", "-f", str(policy_file))
@@ -174,6 +186,12 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
     assert rolled_back.stdout.splitlines()[-1].startswith(f"PromotePolicy {POLICY} RolledBack:")
     final = yaml.safe_load(kpromote(installation, "status", POLICY, "-o", "yaml").stdout)
     assert final["phase"] == "RolledBack" and final["namespaces"][0]["phase"] == "RolledBack"
+    # The rollback writes into the same run's log; `status --watch` of an ended policy draws it once.
+    logged = kpromote(installation, "logs", POLICY, "-n", NAMESPACE, "-o", "json")
+    steps = {json.loads(line).get("step", "") for line in logged.stdout.splitlines()}
+    assert any(step.startswith("rollback.") for step in steps), steps
+    watched = kpromote(installation, "status", POLICY, "--watch", timeout=60)
+    assert watched.returncode == 0 and f"{POLICY}: RolledBack" in watched.stdout, explain(watched)
     twice = kpromote(installation, "rollback", POLICY)
     assert twice.returncode == 2 and "already RolledBack" in twice.stderr
 
@@ -199,3 +217,91 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
         (CLUSTER_ROLES, role)
     ]
     assert table.returncode == 4 and "Conflicts with the control plane" in table.stdout
+
+
+def check_velero_style_commands(installation: Installation, status: dict[str, Any], tmp_path: Path) -> None:
+    """get, logs, backups list/show by name, prune (which keeps the live policy's backup), --version."""
+    run_id = status["runId"]
+    [promoted] = status["namespaces"]
+    run_folder = Path(promoted["backupLocation"]).parent
+
+    version = kpromote(installation, "--version")
+    assert version.returncode == 0 and re.fullmatch(r"kpromote \d+\.\d+\.\d+\S*\n", version.stdout)
+
+    # get: every policy, with done/total, age and duration.
+    listed = kpromote(installation, "get", "-o", "json")
+    assert listed.returncode == 0, explain(listed)
+    [row] = [row for row in json.loads(listed.stdout) if row["name"] == POLICY]
+    assert (row["phase"], row["namespacesDone"], row["namespacesTotal"], row["runId"]) == (
+        "Completed",
+        1,
+        1,
+        run_id,
+    )
+    assert row["ageSeconds"] >= row["durationSeconds"] >= 0
+    table = kpromote(installation, "get")
+    assert table.stdout.splitlines()[0].split() == ["NAME", "CLUSTER", "PHASE", "DONE", "AGE", "DURATION"]
+    [line] = [line.split() for line in table.stdout.splitlines() if line.startswith(f"{POLICY} ")]
+    assert line[:4] == [POLICY, "member1", "Completed", "1/1"], table.stdout
+
+    # logs: the run's own log, beside its backup: the namespace's writes and the retried create.
+    assert oct((run_folder / "run.log").stat().st_mode & 0o777) == "0o600"
+    logged = kpromote(installation, "logs", POLICY)
+    assert logged.returncode == 0, explain(logged)
+    text = logged.stdout.splitlines()
+    writes = [line for line in text if f"create deployments.apps {NAMESPACE}/web on control-plane" in line]
+    assert writes and all(f" {NAMESPACE} rebuild." in line for line in writes), text[:20]
+    assert any(f"delete deployments.apps {NAMESPACE}/web on member1" in line for line in text)
+    assert any(
+        re.search(rf"retry 1/\d+ of POST configmaps {NAMESPACE}/\S+ on control-plane", line) for line in text
+    )
+    assert not any("GET GET" in line for line in text)
+    times = [line[:23] for line in text if re.match(r"\d{4}-\d\d-\d\d ", line)]
+    assert times == sorted(times) and len(times) > 50
+    raw = kpromote(installation, "logs", POLICY, "-n", NAMESPACE, "-o", "json")
+    records = [json.loads(line) for line in raw.stdout.splitlines()]
+    assert {(r["policy"], r["namespace"], r["run"]) for r in records} == {(POLICY, NAMESPACE, run_id)}
+    assert kpromote(installation, "logs", POLICY, "-n", "no-such-namespace").returncode == 2
+
+    # backups list: date, policy, namespace, run, phase, items, size.
+    listing = kpromote(installation, "backups", "list")
+    header = next(line for line in listing.stdout.splitlines() if " policy " in line)
+    assert re.findall(r"\w+", header) == ["date", "policy", "namespace", "run", "phase", "items", "size"]
+    [ours] = [line for line in listing.stdout.splitlines() if run_id in line]
+    assert re.search(
+        rf"\d{{4}}-\d\d-\d\d .*{POLICY}.*{NAMESPACE}.*{run_id}.*Completed.*\d+ .*(KiB|MiB)", ours
+    )
+
+    # backups show POLICY/NAMESPACE: addressed by name, the newest sealed run.
+    by_name = kpromote(installation, "backups", "show", f"{POLICY}/{NAMESPACE}")
+    assert by_name.returncode == 0, explain(by_name)
+    assert f"deployments.apps\t{NAMESPACE}/web" in by_name.stdout.splitlines()
+
+    # backups prune, on a copy of the volume (the session's backups belong to other tests too): the live
+    # policy's run stays however old; an old run of a policy that is gone goes; a young one stays.
+    volume = tmp_path / "volume"
+    kept = volume / POLICY / NAMESPACE / run_id
+    shutil.copytree(run_folder, kept)
+    gone = volume / "deleted-policy" / "web" / "20200101-000000-old"
+    young = volume / "deleted-policy" / "web" / "20990101-000000-new"
+    for folder in (gone, young):
+        folder.mkdir(parents=True)
+        (folder / "run.log").write_text("{}\n")
+    for path in [kept, *kept.rglob("*"), gone, gone / "run.log"]:
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    dry = kpromote(installation, "backups", "prune", "--older-than", "30d", "--dir", str(volume), "--dry-run")
+    assert dry.returncode == 0 and "Would remove 1 run folder(s)" in dry.stdout, explain(dry)
+    assert gone.exists()
+    pruned = kpromote(
+        installation, "backups", "prune", "--older-than", "30d", "--dir", str(volume), "-o", "json"
+    )
+    assert pruned.returncode == 0, explain(pruned)
+    actions = {(d["policy"], d["run"]): (d["action"], d["reason"]) for d in json.loads(pruned.stdout)}
+    assert actions[(POLICY, run_id)][0] == "kept"
+    assert actions[(POLICY, run_id)][1] == (
+        f"PromotePolicy {POLICY} (Completed) may roll back from it; "
+        f"the claim of {NAMESPACE} on member1 (completed) records it"
+    )
+    assert actions[("deleted-policy", gone.name)][0] == "removed"
+    assert actions[("deleted-policy", young.name)] == ("kept", "younger than 30d")
+    assert kept.is_dir() and not gone.exists() and young.is_dir()
