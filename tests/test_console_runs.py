@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.console import backups, get, runlog, status
 from services.console.common import human_duration, parse_age
+from services.console.watch import count_cells, rollback_summary
 from shared import logs
 from shared.backup import BackupDir, backup_root
 from shared.claims import Claim, ClaimState, RunSpec
@@ -416,3 +417,15 @@ def test_a_retry_line_names_the_method_once(caplog: pytest.LogCaptureFixture) ->
         server.shutdown()
     [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("retry")]
     assert re.match(r"retry 1/2 of GET /api/v1 on flaky in ", line), line
+
+
+def test_counts_read_against_their_totals_and_a_rollback_says_what_it_did() -> None:
+    namespace = {
+        "name": "shop-1",
+        "counts": {"backedUp": 80, "detached": 12, "rebuilt": 76, "skipped": 4},
+        "totals": {"backedUp": 80, "rebuilt": 80, "skipped": 4},
+        "rollback": {"podsUnmarked": 3, "ownersRecreated": 2, "objectsDeleted": 70, "kept": 1},
+    }
+    assert count_cells(namespace) == ["80/80", "12", "76/80", "4/4"]
+    assert rollback_summary(namespace) == "unmarked 3, re-created 2, deleted 70, kept 1"
+    assert rollback_summary({"name": "shop-2"}) == ""

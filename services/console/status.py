@@ -29,7 +29,7 @@ from services.console.common import (
     print_json,
     print_yaml,
 )
-from services.console.watch import clock, follow
+from services.console.watch import clock, count_cells, follow, rollback_summary
 from shared.kube import Kube
 from shared.models import PromotePolicy, PromotePolicyStatus
 
@@ -65,6 +65,8 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
     for label, key in (("run", "runId"), ("started", "startTime"), ("finished", "completionTime")):
         if doc.get(key):
             shown.append(f"{label}: {escape(str(doc[key]))}")
+    if doc.get("durationSeconds") is not None:
+        shown.append(f"took: {doc['durationSeconds']}s")
     if doc.get("rollbackRequested"):
         shown.append("rollback: requested, not picked up by the watcher yet")
     if doc.get("message"):
@@ -77,15 +79,17 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
         for column in ("namespace", "phase", "step", *(label for label, _ in COUNTS), "message"):
             table.add_column(column, justify="right" if column in dict(COUNTS) else "left")
         for namespace in namespaces:
-            counts = namespace.get("counts") or {}
             table.add_row(
                 escape(namespace["name"]),
                 namespace.get("phase", "Pending"),
                 escape(namespace.get("step") or ""),
-                *(str(counts.get(key, 0)) for _, key in COUNTS),
+                *count_cells(namespace),
                 escape(namespace.get("message") or ""),
             )
         shown.append(table)
+        for namespace in namespaces:
+            if namespace.get("rollback"):
+                shown.append(f"rollback of {escape(namespace['name'])}: {rollback_summary(namespace)}")
         for namespace in namespaces:
             if namespace.get("backupLocation"):
                 # Outside the table, whole: people copy it into `kpromote backups verify`.

@@ -48,17 +48,38 @@ def progress_table(name: str, status: Mapping[str, Any]) -> Table:
             column, justify="right" if column in ("backed up", "detached", "rebuilt", "skipped") else "left"
         )
     for namespace in status.get("namespaces") or []:
-        counts = namespace.get("counts") or {}
         table.add_row(
             escape(namespace["name"]),
             namespace.get("phase") or "Pending",
             escape(namespace.get("step") or ""),
-            str(counts.get("backedUp", 0)),
-            str(counts.get("detached", 0)),
-            str(counts.get("rebuilt", 0)),
-            str(counts.get("skipped", 0)),
+            *count_cells(namespace),
         )
     return table
+
+
+COUNT_KEYS = ("backedUp", "detached", "rebuilt", "skipped")
+ROLLBACK_COUNTS = (
+    ("unmarked", "podsUnmarked"),
+    ("re-created", "ownersRecreated"),
+    ("restored", "objectsRestored"),
+    ("deleted", "objectsDeleted"),
+    ("kept", "kept"),
+)
+
+
+def count_cells(namespace: Mapping[str, Any]) -> list[str]:
+    """Each step's count, against its total once known: `76/80`."""
+    counts, totals = namespace.get("counts") or {}, namespace.get("totals") or {}
+    return [
+        f"{counts.get(key, 0)}/{totals[key]}" if key in totals else str(counts.get(key, 0))
+        for key in COUNT_KEYS
+    ]
+
+
+def rollback_summary(namespace: Mapping[str, Any]) -> str:
+    """What a rollback did, apart from the promote's counts: `unmarked 3, re-created 2, …`."""
+    done = namespace.get("rollback") or {}
+    return ", ".join(f"{label} {done[key]}" for label, key in ROLLBACK_COUNTS if key in done)
 
 
 def status_lines(name: str, status: Mapping[str, Any]) -> dict[str, str]:
