@@ -2,8 +2,10 @@
 
 Loading the app rather than passing a bare broker URL gives Flower the same broker, key prefix and
 transport options as the workers, so it sees their events and reads queue lengths under the same keys.
-Tasks show as `kosmos_promote.<queue>.<step>` with the references policy, namespace, run id as their
-first arguments: a namespace's whole run can be followed by filtering on its name.
+A task shows under its shadow name, step then policy/namespace (`backup.run promote-shop/shop-1`,
+`rebuild.batch promote-shop/shop-1 pods[0:50]`; shared/pipeline.py), with its references as keyword
+arguments (policy, namespace, run_id, cluster, attempt, …); `TASKS_COLUMNS` puts both on the tasks page,
+so a namespace's whole run can be followed by searching `kwargs:namespace=NAME`.
 
 Flower shows every task's arguments and can revoke tasks and shut workers down, so it never starts open
 by accident: credentials are required unless `--no-auth` says otherwise, and it listens on the loopback
@@ -19,6 +21,10 @@ from shared import logs
 from shared.settings import PLACEHOLDER_PREFIX, ConfigurationError, startup_settings
 
 log = logging.getLogger(__name__)
+
+TASKS_COLUMNS = ("name", "state", "kwargs", "received", "runtime", "worker")
+"""The tasks page's columns: Flower's default has no arguments (so no run id); UUID and Started would push
+the worker off a 1600-pixel page. A task's name links to its own page, which has those and every field."""
 
 CREDENTIAL_VARIABLES = ("KPROMOTE_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH")
 """Where credentials may come from besides --basic-auth, off the command line; the first one set wins.
@@ -71,7 +77,12 @@ def run(port: int, address: str, basic_auth: list[str], no_auth: bool) -> None:
     else:
         how = f"basic auth, {len(users)} user(s)" if users else "OAuth (FLOWER_AUTH)"
         log.info("Flower serves %s with authentication on (%s)", where, how)
-    argv = ["flower", f"--address={address}", f"--port={port}"]
+    app.start(flower_argv(port, address, users))
+
+
+def flower_argv(port: int, address: str, users: list[str]) -> list[str]:
+    """Flower's command line: where it listens, the tasks page's columns, the credentials if any."""
+    argv = ["flower", f"--address={address}", f"--port={port}", f"--tasks_columns={','.join(TASKS_COLUMNS)}"]
     if users:
         argv.append(f"--basic-auth={','.join(users)}")
-    app.start(argv)
+    return argv

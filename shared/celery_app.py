@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from celery.app.amqp import AMQP
 from celery.exceptions import Ignore
 
 from shared.settings import settings
@@ -61,13 +62,35 @@ class ForwardTask(PromoteTask):
         runtime().progress(run).set(run.namespace, error=f"{step}: {type(exc).__name__}: {exc}")
 
 
+class ShadowedAMQP(AMQP):
+    """The `task-sent` event names a message by its shadow (`backup.run promote-shop/shop-1`, set by
+    shared/pipeline.py), as the worker's `task-received` event does: Celery puts the task name in it, and
+    Flower would show a waiting task under that name, or even rename a task it has already seen received
+    when the sender's event arrives late (a late task-sent overwrites the name). Only the event changes:
+    the message keeps its task name, which routes it and picks the task."""
+
+    def as_task_v2(self, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(*args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> Celery:
     url = broker_url or settings().broker_url
     prefix = settings().key_prefix if key_prefix is None else key_prefix
     visibility: dict[str, object] = {"visibility_timeout": settings().visibility_timeout}
     if prefix:
         visibility["global_keyprefix"] = prefix
-    app = Celery("kosmos_promote", broker=url, backend=url, include=list(TASK_MODULES), task_cls=ForwardTask)
+    app = Celery(
+        "kosmos_promote",
+        broker=url,
+        backend=url,
+        include=list(TASK_MODULES),
+        task_cls=ForwardTask,
+        amqp=ShadowedAMQP,
+    )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

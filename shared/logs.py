@@ -49,6 +49,8 @@ _SECRET_KIND = re.compile(r"""["']kind["']\s*:\s*["']Secret["']""")
 _SECRET_DATA = re.compile(r"""(["'])(data|stringData)\1\s*:\s*\{[^{}]*\}""")
 _STRING_VALUE = re.compile(r"""(:\s*)(["'])(?:\\.|(?!\2).)*\2""")
 _KOPF_TIMER = re.compile(r"^Timer '[^']*' succeeded\.$")
+_SHADOW = re.compile(r"^\w+\.\w+ [^ /]+/[^ /]+")
+"""A message's shadow name, "backup.run promote-shop/shop-1 …" (shared/pipeline.py): step first."""
 _installed: list[logging.Handler] = []
 _format: list[str] = []
 _task: ContextVar[dict[str, str] | None] = ContextVar("kpromote_task", default=None)
@@ -73,8 +75,10 @@ def _context(record: logging.LogRecord) -> dict[str, str]:
     if running is not None:
         return running
     data = getattr(record, "data", None)  # Celery's "Task … received": the message's kwargs, as a repr
-    if isinstance(data, dict) and str(data.get("name", "")).startswith("kosmos_promote."):
-        return task_context(data["name"], _literal(data.get("kwargs")))
+    if isinstance(data, dict):
+        name = str(data.get("name", ""))  # the message's shadow name when it has one
+        if name.startswith("kosmos_promote.") or _SHADOW.match(name):
+            return task_context(name.split(" ")[0], _literal(data.get("kwargs")))
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict) and ref.get("kind") == "PromotePolicy" and ref.get("name"):
         return {"policy": ref["name"]}

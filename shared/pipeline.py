@@ -8,7 +8,8 @@ backup is sealed (how many objects each tier holds), so `rebuild.start` builds t
 it. Not with `Task.replace`: it raises an exception whose traceback Celery copies frame by frame,
 measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). Signatures are made
 by task name, so this module needs no worker code; every task carries references only, as keyword
-arguments (policy, namespace, run, cluster, attempt), which is also what Flower shows.
+arguments (policy, namespace, run, cluster, attempt), which is also what Flower shows, under a shadow name
+that says which step of which policy/namespace a message is (`shadow_name`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,42 @@ from shared.progress import NamespaceRun
 from shared.steps.rebuild import TierPlan, stages
 
 
+def shadow_name(queue: str, step: str, run: NamespaceRun, **extra: object) -> str:
+    """What Flower's Name column and the worker's "received/succeeded" lines call a message: its step, the
+    policy/namespace it works for, then what part of the step it is (`rebuild.batch promote-shop/shop-1
+    pods[0:50]`). Celery's `shadow` changes that displayed name only: the message keeps its task name,
+    which routes it to its queue and picks the registered task."""
+    name = f"{queue}.{step} {run.policy}/{run.namespace}"
+    offset, limit, names = extra.get("offset"), extra.get("limit"), extra.get("names")
+    if isinstance(offset, int) and isinstance(limit, int):
+        name += f" {extra.get('group_resource')}[{offset}:{offset + limit}]"
+    elif "tier" in extra:
+        name += f" {extra['tier']}"
+    elif isinstance(names, list):
+        name += " " + ",".join(map(str, names))
+    if run.attempt > 1:
+        name += f" (attempt {run.attempt})"
+    return name
+
+
 def _sig(app: Celery, queue: str, step: str, run: NamespaceRun, **extra: object) -> Signature:
-    return app.signature(task_name(queue, step), kwargs={**run.message(), **extra}, immutable=True)
+    return app.signature(
+        task_name(queue, step),
+        kwargs={**run.message(), **extra},
+        immutable=True,
+        shadow=shadow_name(queue, step, run, **extra),
+    )
 
 
 def on_failure(app: Celery, run: NamespaceRun) -> Signature:
     """Compensation of this namespace only: a bound errback, so it runs on the rollback queue as a real
     task (an unbound multi-argument errback would run inline on the failing worker); Celery passes the
     failed task's id as its first argument."""
-    return app.signature(task_name("rollback", "compensate"), kwargs=run.message())
+    return app.signature(
+        task_name("rollback", "compensate"),
+        kwargs=run.message(),
+        shadow=shadow_name("rollback", "compensate", run),
+    )
 
 
 def compensate_namespace(app: Celery, run: NamespaceRun) -> None:

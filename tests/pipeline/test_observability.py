@@ -139,7 +139,8 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
     }
     assert _samples(scraped, "kpromote_broker_up") == [({}, 1.0)]
 
-    # Flower: the API needs the credentials; tasks are named by step and carry the references.
+    # Flower: the API needs the credentials; tasks are named by their shadow, step then policy/namespace
+    # (what the tasks page's Name column shows), and carry the references.
     with pytest.raises(urllib.error.HTTPError) as refused:
         _get(f"{flower}/api/tasks")
     assert refused.value.code == 401
@@ -147,18 +148,25 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
     def listed() -> dict[str, Any] | None:
         tasks = json.loads(_get(f"{flower}/api/tasks?limit=100000", AUTH))
         ours = {k: t for k, t in tasks.items() if f"'namespace': '{NAMESPACE}'" in (t.get("kwargs") or "")}
-        names = {t["name"] for t in ours.values()}
-        wanted = {
-            "kosmos_promote.backup.run",
-            "kosmos_promote.rebuild.batch",
-            "kosmos_promote.rebuild.verify",
-        }
-        return ours if wanted <= names else None
+        steps = {str(t["name"]).split(" ")[0] for t in ours.values()}
+        wanted = {"backup.run", "detach.run", "rebuild.start", "rebuild.batch", "rebuild.verify"}
+        settled = all(t["state"] == "SUCCESS" for t in ours.values())
+        return ours if wanted <= steps and settled else None
 
-    tasks = wait_until(listed, timeout=15, what="Flower to list the promote's tasks")
+    tasks = wait_until(listed, timeout=15, what="Flower to list the promote's tasks, all succeeded")
     for task in tasks.values():
+        step = task["name"].split(" ")[0]
+        assert task["name"].startswith(f"{step} {POLICY}/{NAMESPACE}"), task
+        # The shadow is only a display name: the message was routed by its task name to the step's queue
+        # (the routing key on Redis) and ran there (SUCCESS, above).
+        assert task["routing_key"] == step.split(".")[0], task
         # Named references.
         assert task["kwargs"].startswith(f"{{'policy': '{POLICY}', 'namespace': '{NAMESPACE}', "), task
+    batches = [t["name"] for t in tasks.values() if t["name"].startswith("rebuild.batch ")]
+    assert all(name.endswith("]") for name in batches), batches  # `… pods[0:1]`: which slice of which type
+    # `kpromote flower` ships the tasks page's columns: the arguments are on it (Flower's default has none).
+    page = _get(f"{flower}/tasks", AUTH)
+    assert 'data-column="kwargs"' in page and 'data-column="name"' in page, page
 
     # Logs: JSON lines only (no Celery banner, no chord deprecation warning), the task ones attributed to
     # the policy, namespace and step.
@@ -176,6 +184,10 @@ def test_a_promote_is_observable_and_its_secret_appears_nowhere(
         line["policy"] == POLICY and line["component"] == "worker" for line in attributed
     )
     assert {"backup.run", "rebuild.batch"} <= {line["step"] for line in attributed}
+    # Celery's own "Task … received" line names the message by its shadow, and is attributed too.
+    received = [line for line in attributed if line["message"].endswith(" received")]
+    assert any(line["message"].startswith(f"Task backup.run {POLICY}/{NAMESPACE}[") for line in received)
+    assert all(line["step"] == line["message"].split(" ")[1] for line in received), received
 
     # The Secret's value, encoded or not, is in no log, no task message, no metric.
     decoded = f"s3cr3t-{NAMESPACE}"
