@@ -1,4 +1,4 @@
-"""The two detach behaviours several kind families share (kosmos-promote.md §5 table)."""
+"""The two detach behaviours several kind families share."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ from shared.markers import CLUSTER_OWNERS
 
 class OwnerRule(KindRule):
     """A workload owner. Detach deletes it with Orphan propagation: the garbage collector releases its
-    dependents in 0.04-0.07 s and no pod is touched; while it carries a deletionTimestamp its controller
-    does nothing (real-control-plane.md §1). The rollback re-creates it from the backup, so there is no
-    revert patch. Its rebuild is the generic strip only: its pod template must stay byte-identical, any
-    change is a rollout in the control plane (real-control-plane.md §4)."""
+    dependents in 0.04-0.07 s and no pod is touched; while it carries a deletionTimestamp its controller does
+    nothing (docs/control-plane-traps.md#orphan-deletion). The rollback re-creates it from the backup, so
+    there is no revert patch. Its rebuild is the generic strip only: its pod template must stay
+    byte-identical, any change is a rollout in the control plane
+    (docs/control-plane-traps.md#template-changes)."""
 
     promoted_with: ClassVar[tuple[str, ...]] = ()
     """Kinds of controller that are promoted too, so may own this one (a ReplicaSet's Deployment)."""
@@ -33,7 +34,8 @@ class OwnerRule(KindRule):
     def decide(self, obj: Obj) -> Decision:
         """An owner that is itself controlled by another kind (an operator's custom resource) stays: that
         controller, still running in the member, would re-create what detach deletes. Owner kinds are not
-        promoted yet (see `shared.kinds.custom`); the original deleted them (kosmos-promote.md §5 step 3)."""
+        promoted yet (see `shared.kinds.custom`); the original deleted them
+        (docs/design.md#original-kosmos-promote)."""
         ref = controller_ref(obj)
         if ref is not None and ref.get("kind") not in self.promoted_with:
             return Decision(
@@ -46,13 +48,14 @@ class OwnerRule(KindRule):
 
 
 class ClusterOwnedRule(KindRule):
-    """A kind Kosmos tracks with `kosmos-io/cluster-owners` (kosmos-promote.md §5, §9).
+    """A kind Kosmos tracks with `kosmos-io/cluster-owners` (docs/control-plane-traps.md#kosmos-markers).
 
     In the member the annotation makes the object look like a Kosmos-made copy, and its ownerReferences
     are removed (an owner deleted by detach would otherwise take it along). In the control plane the
     annotation is what makes Kosmos act on ConfigMaps, Secrets and PVCs; rules for kinds Kosmos does not
     act on there set `annotate_in_control_plane = False`. The rollback takes it off the control-plane
-    object *before* deleting it, or Kosmos deletes the member twin (real-control-plane.md §7).
+    object *before* deleting it, or Kosmos deletes the member twin
+    (docs/control-plane-traps.md#kosmos-twin-deletion).
     """
 
     annotate_in_control_plane: ClassVar[bool] = True

@@ -1,9 +1,9 @@
 """Jobs and CronJobs.
 
-A Job is never copied: a finished one has nothing left to do, and a running one would run again in
-the control plane (a Job's selector also carries its member `controller-uid`, so the copy is refused
-anyway, kosmos-promote.md §10 item 12). A CronJob moves: orphan-deleted in the member, so the Jobs it
-already started keep running there, and the next runs are scheduled by the control plane.
+A Job is never copied: a finished one has nothing left to do, and a running one would run again in the control
+plane (a Job's selector also carries its member `controller-uid`, so the copy is refused anyway,
+docs/control-plane-traps.md#duplicate-workloads). A CronJob moves: orphan-deleted in the member, so the Jobs
+it already started keep running there, and the next runs are scheduled by the control plane.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class JobRule(KindRule):
 
 @RULES.register
 class CronJobRule(OwnerRule):
-    """Spec untouched: the job template is a template like any other (real-control-plane.md §4)."""
+    """Spec untouched: the job template is a template like any other
+    (docs/control-plane-traps.md#template-changes)."""
 
     group_resources = ("cronjobs.batch",)

@@ -1,9 +1,9 @@
 """ConfigMaps, Secrets, and Events.
 
-ConfigMaps and Secrets are marked `kosmos-io/cluster-owners` in both clusters (kosmos-promote.md §5,
-§6.3): in the control plane the annotation makes Kosmos treat them as the masters of the member
-copies, which is also why the rollback must take it off before deleting them (real-control-plane.md
-§7). The ones each cluster makes for itself are not moved.
+ConfigMaps and Secrets are marked `kosmos-io/cluster-owners` in both clusters
+(docs/control-plane-traps.md#kosmos-markers): in the control plane the annotation makes Kosmos treat them as
+the masters of the member copies, which is also why the rollback must take it off before deleting them
+(docs/control-plane-traps.md#kosmos-twin-deletion). The ones each cluster makes for itself are not moved.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class SecretRule(ClusterOwnedRule):
 
     def decide(self, obj: Obj) -> Decision:
         """A token Secret names a member ServiceAccount UID; the control plane's token controller issues its
-        own (research §9) and may delete a copy, which Kosmos would pass on to the member twin
-        (kosmos-promote.md §10 item 14)."""
+        own and may delete a copy, which Kosmos would pass on to the member twin
+        (docs/control-plane-traps.md#token-secrets)."""
         if obj.get("type") == TOKEN_SECRET:
             return Decision(Move.SKIP, "issued by the cluster's token controller")
         return PROMOTE

@@ -22,7 +22,8 @@ class DefaultRule(KindRule):
     def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
         """The CRD serving this object's kind (`<plural>.<group>`, which only discovery knows: hence the
         catalog), None for built-in kinds. Raises without a catalog, rather than silently back up a custom
-        resource without its definition (kosmos-promote.md §4.2 step 8)."""
+        resource without its definition (the original's backups could be silently incomplete:
+        docs/design.md#original-kosmos-promote)."""
         if catalog is None:
             raise ValueError("the dependencies of a custom resource need a catalog of CRDs")
         name = catalog.crd_for(obj["apiVersion"], obj["kind"])

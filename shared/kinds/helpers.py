@@ -1,7 +1,7 @@
 """Metadata reading and merge-patch building shared by several kind rules (Velero's `actionhelpers`).
 
 Patches are JSON merge patches (RFC 7386) that carry only the keys that change, as the Kosmos code
-computes them between the backed-up and the modified copy (kosmos-promote.md §5): a re-run on an
+computes them between the backed-up and the modified copy: a re-run on an
 object already in the wanted state produces no patch at all, and a `null` value removes a key.
 """
 
@@ -48,7 +48,8 @@ def mark(
     drop_owner_references: bool = False,
 ) -> DetachStep:
     """A MARK step setting these labels/annotations (and removing ownerReferences) where they differ;
-    a NONE step when `obj` is already marked (kosmos-promote.md §5 table: the patch is then skipped)."""
+    a NONE step when `obj` is already marked (the patch is then skipped, as in the
+    Kosmos code)."""
     patch: Obj = {}
     for field, wanted in (("labels", labels or {}), ("annotations", annotations or {})):
         current = metadata_map(obj, field)
@@ -80,10 +81,10 @@ def restore_metadata(
     plane), or None when they already match.
 
     With `owner_references`, backed-up owner references are put back too (the original never did,
-    kosmos-promote.md §10 item 11), but only those whose owner appears in `owner_uids` (backed-up UID →
-    UID of that owner now, e.g. after the rollback re-created it). A reference to any other UID must not
-    be written: the garbage collector deletes a dependent whose owner UID does not exist
-    (real-control-plane.md §5).
+    docs/design.md#original-kosmos-promote), but only those whose owner appears in `owner_uids` (backed-up
+    UID → UID of that owner now, e.g. after the rollback re-created it). A reference to any other UID must
+    not be written: the garbage collector deletes a dependent whose owner UID does not exist
+    (docs/control-plane-traps.md#stale-ownerreferences).
     """
     patch: Obj = {}
     for field in ("labels", "annotations"):

@@ -1,10 +1,10 @@
 """Pods: the objects that must not restart. Everything else in promote exists to keep them running.
 
-Member side, a pod is only labelled `kosmos-io/pod=true`, last of all; from then on Kosmos treats it as
-the member half of a control-plane pod (kosmos-promote.md §5, §9). Control-plane side, it is created
-already bound to the virtual node with the member's name and namespace and an otherwise identical
-spec: Kosmos finds the running member pod and only updates it (§9), and spec fields that are immutable
-on a running pod must match.
+Member side, a pod is only labelled `kosmos-io/pod=true`, last of all; from then on Kosmos treats it as the
+member half of a control-plane pod (docs/control-plane-traps.md#kosmos-pods). Control-plane side, it is
+created already bound to the virtual node with the member's name and namespace and an otherwise identical
+spec: Kosmos finds the running member pod and only updates it, and spec fields that are immutable on a running
+pod must match.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class PodRule(KindRule):
     group_resources = ("pods",)
 
     def decide(self, obj: Obj) -> Decision:
-        """Finished pods are not moved (Velero and Kosmos skip them, kosmos-promote.md §6.2 step 2); pods of
-        a DaemonSet or a Job stay with their owner (§10 item 12), static pods with their kubelet."""
+        """Finished pods are not moved (Velero and Kosmos skip them); pods of a DaemonSet or a Job stay with
+        their owner (docs/control-plane-traps.md#duplicate-workloads), static pods with their kubelet."""
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return Decision(Move.SKIP, "finished pod, not moved")
         if MIRROR_POD in (obj["metadata"].get("annotations") or {}):
@@ -64,7 +64,8 @@ class PodRule(KindRule):
         return PROMOTE
 
     def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
-        """Its PriorityClass: Priority admission rejects a pod whose class is missing (§10 item 15)."""
+        """Its PriorityClass: Priority admission rejects a pod whose class is missing
+        (docs/control-plane-traps.md#pod-admission)."""
         name = (obj.get("spec") or {}).get("priorityClassName")
         return [ItemRef(PRIORITY_CLASSES, "", name)] if name else []
 
@@ -82,8 +83,9 @@ class PodRule(KindRule):
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
         """Bound to the virtual node, marked, and tolerating its taint; the rest of spec unchanged (the
         projected kube-api-access volume, serviceAccountName and priority are accepted as they are,
-        real-control-plane.md §2). The toleration goes on pods only, never on templates (§4), and is
-        added to an absent list too (the original left nil lists untouched, kosmos-promote.md §10 item 8)."""
+        docs/control-plane-traps.md#pod-admission). The toleration goes on pods only, never on templates
+        (docs/control-plane-traps.md#template-changes), and is added to an absent list too (the original
+        left nil lists untouched, docs/design.md#original-kosmos-promote)."""
         spec = body.setdefault("spec", {})
         spec["nodeName"] = ctx.virtual_node
         tolerations = spec.get("tolerations") or []
@@ -93,8 +95,9 @@ class PodRule(KindRule):
         set_metadata(body, "labels", SYNCED_LABEL, "true")
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
-        """Removes `kosmos-io/pod`, as Kosmos' own revert does (§6.3; `kosmos-io/synced` is read by nothing).
-        What keeps the member pod alive is that the rollback removed the member's marker first (§7)."""
+        """Removes `kosmos-io/pod`, as Kosmos' own revert does (`kosmos-io/synced` is read by nothing).
+        What keeps the member pod alive is that the rollback removed the member's marker first
+        (docs/control-plane-traps.md#kosmos-pods)."""
         return remove_markers(live, labels=[POD_MARKER])
 
 

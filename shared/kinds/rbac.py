@@ -1,9 +1,9 @@
 """ServiceAccounts and RBAC.
 
 Namespaced ones are marked with `kosmos-io/cluster-owners` in the member, as Kosmos does
-(kosmos-promote.md §5), but not in the control plane, where Kosmos does nothing with the annotation on
-these kinds (§9). Cluster-scoped ones come only as dependencies of a ServiceAccount and are never
-touched in the member.
+(docs/ordering.md#detach-order), but not in the control plane, where Kosmos does nothing with the annotation
+on these kinds (docs/control-plane-traps.md#kosmos-markers). Cluster-scoped ones come only as dependencies of
+a ServiceAccount and are never touched in the member.
 """
 
 from __future__ import annotations
@@ -35,24 +35,25 @@ class ServiceAccountRule(ClusterOwnedRule):
     annotate_in_control_plane = False
 
     def decide(self, obj: Obj) -> Decision:
-        """The control plane makes `default` in every new namespace (0.01 s, real-control-plane.md §2)."""
+        """The control plane makes `default` in every new namespace (0.01 s,
+        docs/control-plane-traps.md#default-serviceaccount)."""
         if obj["metadata"]["name"] == "default":
             return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)
         return PROMOTE
 
     def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
         """The ClusterRoleBindings naming exactly this account as a subject, and their ClusterRoles
-        (Velero's `RelatedItemsForServiceAccount`, peers.md §1.3). The original took every binding of
-        any account in the namespace, shared roles like `cluster-admin` included (kosmos-promote.md §10
-        item 9). Raises without a catalog: a silent [] would be a silently incomplete backup (§4.2)."""
+        (Velero's `RelatedItemsForServiceAccount`). The original took every binding of any account in the
+        namespace, shared roles like `cluster-admin` included (docs/design.md#original-kosmos-promote).
+        Raises without a catalog: a silent [] would be a silently incomplete backup."""
         if catalog is None:
             raise ValueError("the dependencies of a ServiceAccount need a catalog of ClusterRoleBindings")
         return bindings_of(obj, catalog.cluster_role_bindings())
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
-        """Token Secrets `<sa>-token-*` are issued anew by the control plane's token controller and
-        appended here (research §9); listing the member's ones would name Secrets that do not exist
-        there (Velero's service_account_action, peers.md §1.2)."""
+        """Token Secrets `<sa>-token-*` are issued anew by the control plane's token controller and appended
+        here (docs/control-plane-traps.md#token-secrets); listing the member's ones would name Secrets that do
+        not exist there (as Velero's service_account_action does)."""
         prefix = f"{body['metadata']['name']}-token-"
         kept = [ref for ref in body.get("secrets") or [] if not ref.get("name", "").startswith(prefix)]
         if kept:
@@ -96,7 +97,8 @@ class ClusterRbacRule(KindRule):
 
     def decide(self, obj: Obj) -> Decision:
         """The API server's bootstrap policy (`cluster-admin`, `view`, `system:*`…) exists in every cluster
-        and is reconciled there; a rollback must never delete it (kosmos-promote.md §10 item 9)."""
+        and is reconciled there; a rollback must never delete it
+        (docs/control-plane-traps.md#shared-cluster-scoped-objects)."""
         key, value = BOOTSTRAP_LABEL
         if (obj["metadata"].get("labels") or {}).get(key) == value:
             return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)

@@ -1,11 +1,10 @@
 """The per-kind rule registry: what promote does with one object of one kind, in each phase.
 
-Shaped after Velero's item actions (research/style-anchors.md §1, §4): one small rule per kind family,
+Shaped after Velero's item actions: one small rule per kind family,
 keyed by group-resource, registered with a decorator into a registry that rejects duplicates. A rule
 only adds its kind's *delta*; what every kind shares (decide → promote, nothing to detach, generic
 `strip_for_rebuild`, our PROMOTED_BY annotation) lives here once, so a subclass overrides only what
-differs. Each phase hook has its revert beside it, as the Execute/Revert pairs of the Kosmos code
-(kosmos-promote.md §5-§7).
+differs. Each phase hook has its revert beside it, as the Execute/Revert pairs of the Kosmos code.
 
 Everything here is pure: plain dicts in (raw Kubernetes JSON as served, never mutated), plain dicts or
 small frozen values out. The steps in `shared.steps` do the I/O.
@@ -61,7 +60,8 @@ PROMOTE = Decision(Move.PROMOTE)
 
 class DetachKind(StrEnum):
     ORPHAN_DELETE = "orphan-delete"
-    """DELETE with propagationPolicy=Orphan: the owner goes, its dependents keep running (research §1)."""
+    """DELETE with propagationPolicy=Orphan: the owner goes, its dependents keep running
+    (docs/control-plane-traps.md#orphan-deletion)."""
     MARK = "mark"
     """Apply `DetachStep.patch`: set Kosmos markers, drop ownerReferences."""
     NONE = "none"
@@ -88,7 +88,7 @@ NOTHING_TO_DETACH = DetachStep(DetachKind.NONE, reason="not changed in the membe
 
 class Catalog(Protocol):
     """Cluster-wide facts a rule may ask about while finding related objects; the backup lists them
-    once per run, not once per object, as Velero does for ClusterRoleBindings (peers.md §1.3)."""
+    once per run, not once per object, as Velero does for ClusterRoleBindings."""
 
     def cluster_role_bindings(self) -> Iterable[Obj]: ...
 
@@ -125,7 +125,7 @@ class KindRule:
         return PROMOTE
 
     def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
-        """Cluster-scoped objects `obj` needs in the control plane, to back up with it (peers.md §1.3)."""
+        """Cluster-scoped objects `obj` needs in the control plane, to back up with it."""
         return []
 
     def detach(self, obj: Obj, ctx: Context) -> DetachStep:
@@ -144,7 +144,7 @@ class KindRule:
     def rebuild(self, obj: Obj, ctx: Context) -> Obj:
         """Body to create in the control plane: stripped (`shared.sanitize`), the kind's delta, and our
         PROMOTED_BY annotation on the top-level metadata only: never on a pod template, where any change
-        is a rollout (real-control-plane.md §4)."""
+        is a rollout (docs/control-plane-traps.md#template-changes)."""
         body = strip_for_rebuild(obj)
         self.tailor(body, obj, ctx)
         metadata = body["metadata"]
@@ -160,7 +160,8 @@ class KindRule:
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         """Merge patch that takes the Kosmos markers off the live control-plane object before the rollback
-        deletes it, so that Kosmos does not delete the member twin (research §7), or None."""
+        deletes it, so that Kosmos does not delete the member twin
+        (docs/control-plane-traps.md#kosmos-twin-deletion), or None."""
         return None
 
 

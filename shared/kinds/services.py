@@ -1,9 +1,9 @@
 """Services, and the endpoint objects the cluster derives from them.
 
-A Service is re-created in the control plane with `kosmos.io/auto-create-mcs`, so Kosmos exports it to
-every cluster; the member Service keeps its cluster IP, and only gets the same annotation as a marker
-(kosmos-promote.md §5, §6.3, §9). Values the cluster allocated are not copied (research §9 "Never copy
-a cluster IP"; Velero's `service_action.go`, peers.md §1.2).
+A Service is re-created in the control plane with `kosmos.io/auto-create-mcs`, so Kosmos exports it to every
+cluster; the member Service keeps its cluster IP, and only gets the same annotation as a marker
+(docs/control-plane-traps.md#kosmos-markers). Values the cluster allocated are not copied
+(docs/control-plane-traps.md#cluster-ips; as Velero's `service_action.go` does).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ class ServiceRule(KindRule):
         return restore_metadata(backed_up, live, owner_uids, owner_references=True)
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
-        """The member's cluster IP is taken in the control plane too (both allocate from the same range:
-        a copy is refused with 422) and cannot be had by chance, so it is left to the control plane; a
-        headless Service stays `None` (real-control-plane.md §9). Node ports likewise, unless the user
+        """The member's cluster IP is taken in the control plane too (both allocate from the same range: a
+        copy is refused with 422) and cannot be had by chance, so it is left to the control plane; a headless
+        Service stays `None` (docs/control-plane-traps.md#cluster-ips). Node ports likewise, unless the user
         set them explicitly: then the control plane must honour them."""
         spec = body.setdefault("spec", {})
         if spec.get("clusterIP") != "None":

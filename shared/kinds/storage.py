@@ -2,9 +2,10 @@
 
 Both clusters end up with a PV for the same backing volume, so the one failure that loses data is a
 reclaim: the member PVs are switched to Retain before anything is changed (`retain_patch`), and the
-rollback sets the control-plane PV to Retain before deleting its claim (real-control-plane.md §7).
-The binding in the control plane works best with the PV created first, the claim's binding
-annotations removed and no claim UID on the PV (§6, last-but-one row of the table).
+rollback sets the control-plane PV to Retain before deleting its claim
+(docs/control-plane-traps.md#pv-reclaim). The binding in the control plane works best with the PV
+created first, the claim's binding annotations removed and no claim UID on the PV
+(docs/control-plane-traps.md#pv-binding).
 """
 
 from __future__ import annotations
@@ -27,19 +28,21 @@ BINDING_ANNOTATIONS = (
     "volume.kubernetes.io/selected-node",
 )
 """Set on a claim by the member's PV controller and scheduler. Kept, they make the control plane think
-the claim lost its volume (`ClaimLost`/`ClaimMisbound`, real-control-plane.md §6); Velero's pvc_action
-removes the same ones (peers.md §1.2)."""
+the claim lost its volume (`ClaimLost`/`ClaimMisbound`, docs/control-plane-traps.md#pv-binding); Velero's
+pvc_action removes the same ones."""
 
 
 def retain_patch(pv: Obj) -> Obj | None:
-    """Merge patch switching a PV to Retain before detach, None if it already is (research §7)."""
+    """Merge patch switching a PV to Retain before detach, None if it already is
+    (docs/control-plane-traps.md#pv-reclaim)."""
     if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") == RETAIN:
         return None
     return {"spec": {"persistentVolumeReclaimPolicy": RETAIN}}
 
 
 def reclaim_restore_patch(original_policy: str) -> Obj:
-    """Merge patch giving a member PV back its backed-up policy: the *last* rollback step (research §7)."""
+    """Merge patch giving a member PV back its backed-up policy: the *last* rollback step
+    (docs/control-plane-traps.md#kosmos-twin-deletion)."""
     return {"spec": {"persistentVolumeReclaimPolicy": original_policy}}
 
 
@@ -73,8 +76,8 @@ class PersistentVolumeRule(KindRule):
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
         """claimRef keeps namespace/name but loses the member claim's uid and resourceVersion: the control
-        plane fills in its own claim's (research §6). Unlike claims, the PV gets no `cluster-owners`: with
-        it, deleting the control-plane PV would make Kosmos delete the member's."""
+        plane fills in its own claim's (docs/control-plane-traps.md#pv-binding). Unlike claims, the PV gets
+        no `cluster-owners`: with it, deleting the control-plane PV would make Kosmos delete the member's."""
         claim = (body.get("spec") or {}).get("claimRef") or {}
         claim.pop("uid", None)
         claim.pop("resourceVersion", None)
@@ -82,7 +85,8 @@ class PersistentVolumeRule(KindRule):
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         """Retain before the rollback deletes the claim, or the control plane reclaims the shared volume
-        (research §7); and any `cluster-owners` Kosmos may have put on it, off."""
+        (docs/control-plane-traps.md#pv-reclaim); and any `cluster-owners` Kosmos may have put on it,
+        off."""
         patch = retain_patch(live) or {}
         markers = remove_markers(live, annotations=[CLUSTER_OWNERS])
         return {**patch, **(markers or {})} or None

@@ -2,8 +2,9 @@
 
 Deployments, ReplicaSets and StatefulSets are orphan-deleted in the member and re-created in the
 control plane after their pods, where they adopt them: no new pod and no new ReplicaSet as long as the
-template is untouched (real-control-plane.md §2). Their rebuild is therefore the generic strip and
-nothing else: not even our annotation goes on the template (§4: any template change is a rollout).
+template is untouched (docs/control-plane-traps.md#adoption). Their rebuild is therefore the generic strip and
+nothing else: not even our annotation goes on the template (any template change is a rollout:
+docs/control-plane-traps.md#template-changes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ DAEMONSET_STAYS = "a control-plane copy would run duplicate pods through the vir
 @RULES.register
 class DeploymentRule(OwnerRule):
     """The Deployment finds its restored ReplicaSet by template equality (`EqualIgnoreHash`) and keeps
-    `deployment.kubernetes.io/revision` (real-control-plane.md §2)."""
+    `deployment.kubernetes.io/revision` (docs/control-plane-traps.md#adoption)."""
 
     group_resources = ("deployments.apps",)
 
@@ -27,8 +28,9 @@ class DeploymentRule(OwnerRule):
 @RULES.register
 class ReplicaSetRule(OwnerRule):
     """Every ReplicaSet, the scaled-down history ones included: left out, the Deployment makes a new one
-    and history is lost (real-control-plane.md §5). Its `deployment.kubernetes.io/revision` annotation
-    is kept by the generic strip, so the Deployment's revision does not fall back to 1 (§8)."""
+    and history is lost (docs/control-plane-traps.md#deployment-before-its-replicasets). Its
+    `deployment.kubernetes.io/revision` annotation is kept by the generic strip, so the Deployment's
+    revision does not fall back to 1."""
 
     group_resources = ("replicasets.apps",)
     promoted_with = ("Deployment",)
@@ -41,7 +43,7 @@ class StatefulSetRule(OwnerRule):
     def decide(self, obj: Obj) -> Decision:
         """The revision name hashes the template *and* `status.collisionCount`, which starts empty in the
         control plane: a member StatefulSet with collisions would get a new revision name there, so its
-        pods would be rolled (real-control-plane.md §3, last paragraph)."""
+        pods would be rolled (docs/control-plane-traps.md#collisioncount)."""
         collisions = (obj.get("status") or {}).get("collisionCount") or 0
         if collisions > 0:
             return Decision(
@@ -59,14 +61,15 @@ class ControllerRevisionRule(KindRule):
     def decide(self, obj: Obj) -> Decision:
         """Not carried over: the StatefulSet controller re-creates the current revision under the same name
         and its pods match it, while a copy sent through the Python client's JSON is never adopted and
-        wedges the StatefulSet (real-control-plane.md §3). Only rollout history is lost. A DaemonSet's
-        revisions stay with the DaemonSet."""
+        wedges the StatefulSet (docs/control-plane-traps.md#controllerrevision-bytes). Only rollout history
+        is lost. A DaemonSet's revisions stay with the DaemonSet."""
         if controller_kind(obj) == "DaemonSet":
             return Decision(Move.STAY, "belongs to a DaemonSet, which stays in the member")
         return Decision(
             Move.SKIP,
             "the StatefulSet controller re-creates the current revision under the same name; "
-            "copying it through JSON breaks adoption (research §3)",
+            "a copy breaks adoption, as the controller compares revision data byte for byte and JSON "
+            "re-encoding changes the bytes",
         )
 
 
@@ -76,5 +79,5 @@ class DaemonSetRule(KindRule):
 
     def decide(self, obj: Obj) -> Decision:
         """Its pods run on every member node; a copy in the control plane would target the virtual node
-        and start duplicates there (kosmos-promote.md §10 item 12)."""
+        and start duplicates there (docs/control-plane-traps.md#duplicate-workloads)."""
         return Decision(Move.STAY, DAEMONSET_STAYS)
