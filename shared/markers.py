@@ -1,8 +1,8 @@
 """The labels, annotations and toleration that tell Kosmos (and people) what an object is.
 
 Values are those of Kosmos clustertree (`pkg/utils/constants.go@923bddf6`); what each one makes Kosmos
-do is in research/kosmos-promote.md §9. They are only ever set or removed through the kind rules in
-`shared.kinds`, so that every place that sets a marker has a matching revert.
+do is in docs/control-plane-traps.md#kosmos-markers. They are only ever set or removed through the
+kind rules in `shared.kinds`, so that every place that sets a marker has a matching revert.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ POD_MARKER: Final = "kosmos-io/pod"
 """Label "true": Kosmos syncs the member pod's status up, and deletes it with its control-plane twin."""
 
 SYNCED_LABEL: Final = "kosmos-io/synced"
-"""Label, value "true": set on control-plane pods by the rebuild, as Kosmos' own restore does (§6.3)."""
+"""Label, value "true": set on control-plane pods by the rebuild, as Kosmos' own restore
+does; nothing reads it (docs/control-plane-traps.md#kosmos-pods)."""
 
 CLUSTER_OWNERS: Final = "kosmos-io/cluster-owners"
 """Annotation, comma-separated clusters: deleting the control-plane ConfigMap/Secret/PVC deletes the twins."""
@@ -41,5 +42,6 @@ never what a later run of a policy of the same name created in the same namespac
 
 
 def virtual_node(cluster: str) -> str:
-    """The node that stands for a member cluster in Kosmos "ALL" leaf mode, the only mode supported (§9)."""
+    """The node that stands for a member cluster in Kosmos "ALL" leaf mode, the only mode supported
+    (docs/control-plane-traps.md#virtual-node)."""
     return f"kosmos-{cluster}"

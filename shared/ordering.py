@@ -1,8 +1,10 @@
-"""Order and scope as data, each entry with its reason (Velero's restore priorities, peers.md §1.1).
+"""Order and scope as data, each entry with its reason (after Velero's restore priorities).
+
+The reasons are explained in docs/ordering.md.
 
 The rebuild goes bottom-up: what an object needs at admission or for adoption exists before it, and
 pods exist before any controller that could otherwise create replacements
-(research/real-control-plane.md §2, the order measured to adopt everything with nothing new). One
+(docs/ordering.md#rebuild-tiers, the order measured to adopt everything with nothing new). One
 pure function, `rebuild_tiers`, consumes the table.
 """
 
@@ -32,12 +34,12 @@ REBUILD_TIERS: tuple[Tier, ...] = (
     Tier(
         "classes",
         ("storageclasses.storage.k8s.io", "priorityclasses.scheduling.k8s.io"),
-        "claims bind through their class; Priority admission rejects a pod whose class is missing (§10.15)",
+        "claims bind through their class; Priority admission rejects a pod whose class is missing",
     ),
     Tier(
         "persistentvolumes",
         ("persistentvolumes",),
-        "PV first, then its claim without binding annotations: binds cleanly, no ClaimLost (research §6)",
+        "PV first, then its claim without binding annotations: binds cleanly, no ClaimLost",
     ),
     Tier("persistentvolumeclaims", ("persistentvolumeclaims",), "pods mounting a claim need it to exist"),
     Tier(
@@ -55,12 +57,12 @@ REBUILD_TIERS: tuple[Tier, ...] = (
     Tier(
         "pods",
         ("pods",),
-        "before any controller, so controllers adopt them instead of creating new ones (research §2, §5)",
+        "before any controller, so controllers adopt them instead of creating new ones",
     ),
     Tier(
         "replicasets",
         ("replicasets.apps", "controllerrevisions.apps"),
-        "before Deployments, which adopt the existing ReplicaSets and keep their history (research §5, §8)",
+        "before Deployments, which adopt the existing ReplicaSets and keep their history",
     ),
     Tier(
         "controllers",
@@ -96,7 +98,7 @@ def tier_step(present: Iterable[str], group_resource: str) -> str:
 
 
 DETACH_OWNER_ORDER: tuple[str, ...] = (
-    "deployments.apps",  # before its ReplicaSets: a Deployment being deleted re-creates none (research §1)
+    "deployments.apps",  # before its ReplicaSets: a Deployment being deleted re-creates none
     "replicasets.apps",  # releases the pods
     "statefulsets.apps",  # releases its pods and ControllerRevisions
     "cronjobs.batch",  # its running Jobs are released and finish in the member
@@ -105,7 +107,7 @@ DETACH_OWNER_ORDER: tuple[str, ...] = (
 
 DEFAULT_EXCLUDED: tuple[str, ...] = (
     "events",  # history of the member; never restorable (Velero nonRestorableResources)
-    "events.events.k8s.io",  # the same events through the other API group (kosmos-promote.md §4.2)
+    "events.events.k8s.io",  # the same events through the other API group
     "endpoints",  # written by each cluster's endpoints controller from the Service
     "endpointslices.discovery.k8s.io",  # likewise, by the EndpointSlice controller
 )
@@ -115,6 +117,6 @@ PROTECTED_NAMESPACES: tuple[str, ...] = (
     "kube-system",  # the cluster's own components
     "kube-public",  # cluster-info, read by anyone
     "kube-node-lease",  # node heartbeats
-    "kosmos-system",  # Kosmos itself; a rollback would delete it from the control plane (§10 item 3)
+    "kosmos-system",  # Kosmos itself; a rollback would delete it from the control plane
 )
 """Namespaces that are never promoted."""

@@ -1,21 +1,22 @@
 """Generic cleanup of an object backed up from the member before it is created in the control plane.
 
 This runs once for every kind, before the kind's own delta (`shared.kinds`), as Velero's
-`resetMetadata`/`resetStatus` do (research/peers.md §1.2). What is removed and why:
+`resetMetadata`/`resetStatus` do. What is removed and why:
 
 * uid, resourceVersion, creationTimestamp, generation, selfLink, deletion fields: the member's
   bookkeeping; the control plane assigns its own.
-* managedFields: a create ignores them anyway (research/real-control-plane.md §5 "managedFields are
-  not a copy channel").
+* managedFields: a create ignores them anyway (docs/control-plane-traps.md#managedfields).
 * ownerReferences: they carry member UIDs, and the control plane's garbage collector deletes a
   dependent whose owner UID does not exist. Pods created with them were deleted in both clusters
-  (real-control-plane.md §5). Controllers re-adopt by selector instead (§2).
+  (docs/control-plane-traps.md#stale-ownerreferences). Controllers re-adopt by selector instead
+  (docs/control-plane-traps.md#adoption).
 * generateName, when a name is set: the name is what must match; a leftover prefix is noise.
-* finalizers: unlike the original Kosmos code (kosmos-promote.md §6.2 step 5), which kept them. A
+* finalizers: unlike the original Kosmos code, which kept them (docs/control-plane-traps.md#finalizers). A
   finalizer belongs to a controller of the member (or to a built-in one that re-adds it when it
   runs in the control plane too, such as `kubernetes.io/pvc-protection`). One whose controller does
   not run in the control plane would block the deletion there forever, rollback included.
-* status: written by controllers; Kosmos copies the member pod status into the control plane (§9).
+* status: written by controllers; Kosmos copies the member pod status into the control plane
+  (docs/control-plane-traps.md#kosmos-pods).
 
 Labels, annotations (`kubectl.kubernetes.io/last-applied-configuration` included: the Service rule
 reads it), name, namespace and all of spec are kept.
@@ -70,7 +71,8 @@ def strip_for_rebuild(obj: Mapping[str, Any]) -> Obj:
 def normalized(obj: Mapping[str, Any]) -> Obj:
     """`obj` reduced to what two clusters agree on, to compare an object that already exists in the
     control plane with the body we would create: equal means it is the same thing, different means a
-    conflict that we report and leave alone (research §10 item 10: never take over someone else's).
+    conflict that we report and leave alone (never take over someone else's:
+    docs/control-plane-traps.md#shared-cluster-scoped-objects).
 
     Dropped on top of `strip_for_rebuild`: our PROMOTED_BY annotation, the volume controllers' binding
     annotations, empty label/annotation maps, and the per-kind values each cluster allocates itself
@@ -92,7 +94,8 @@ def _nothing(body: Obj) -> None:
 
 
 def _service_allocations(body: Obj) -> None:
-    """Each cluster allocates cluster IPs and node ports from its own ranges (research §9 "Services")."""
+    """Each cluster allocates cluster IPs and node ports from its own ranges
+    (docs/control-plane-traps.md#cluster-ips)."""
     spec = body.get("spec") or {}
     if spec.get("clusterIP") != "None":
         spec.pop("clusterIP", None)
@@ -103,12 +106,14 @@ def _service_allocations(body: Obj) -> None:
 
 
 def _service_account_tokens(body: Obj) -> None:
-    """Each cluster's token controller issues its own token Secret names (research §9)."""
+    """Each cluster's token controller issues its own token Secret names
+    (docs/control-plane-traps.md#token-secrets)."""
     body.pop("secrets", None)
 
 
 def _volume_claim_uid(body: Obj) -> None:
-    """claimRef.uid is the UID of the claim in whichever cluster bound it (research §6)."""
+    """claimRef.uid is the UID of the claim in whichever cluster bound it
+    (docs/control-plane-traps.md#pv-binding)."""
     claim = (body.get("spec") or {}).get("claimRef") or {}
     for key in ("uid", "resourceVersion"):
         claim.pop(key, None)

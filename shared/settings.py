@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     """How long detach waits for the member's garbage collector to release orphaned dependents."""
     stall_timeout: Seconds = 300.0
     """The watcher's watchdog resumes a namespace whose progress has not moved for this long (a lost chord
-    member never reports, research/celery.md §2.1); after `max_resumes` it compensates instead."""
+    member never reports, docs/celery.md#lost-chord-members); after `max_resumes` it compensates instead."""
     max_resumes: int = Field(default=3, ge=0)
     visibility_timeout: int = Field(default=3600, ge=1)
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""

@@ -1,6 +1,6 @@
 """Detach in the member: the only step that changes the member, and it never deletes a pod.
 
-Order (research/real-control-plane.md §1, §7): bound PVs switched to Retain first, so that no later
+Order (docs/ordering.md#detach-order): bound PVs switched to Retain first, so that no later
 delete anywhere can reclaim a volume; owners deleted top-down with Orphan propagation (a Deployment
 being deleted does nothing, so its ReplicaSets cannot be re-created), then we wait until the garbage
 collector has released every dependent; finally the Kosmos markers, pods last, because from that

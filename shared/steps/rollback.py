@@ -4,7 +4,7 @@ this migration created. The same routine serves a user's rollback and the compen
 It derives what to do from the sealed backup and the live clusters, never from a record of what the
 forward steps did, so it undoes exactly what happened however far the migration got, and it can run
 again after a crash (or twice at once) with the same result. Order is what keeps data and pods alive
-(research/real-control-plane.md §7-8):
+(docs/ordering.md#rollback-order):
 
 1. member pods lose their Kosmos markers, so Kosmos stops syncing them and a control-plane delete can no
    longer reach them;
@@ -38,7 +38,8 @@ from shared.sanitize import strip_for_rebuild
 from shared.steps import decisions
 
 RECREATE_ORDER = ("replicasets.apps", "statefulsets.apps", "cronjobs.batch", "deployments.apps")
-"""Bottom-up: a Deployment created before its ReplicaSets makes its own and loses the history (§8)."""
+"""Bottom-up: a Deployment created before its ReplicaSets makes its own and loses the history
+(docs/control-plane-traps.md#deployment-before-its-replicasets)."""
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 NAMESPACED_DELETE_ORDER = ("pods",)
 """Pods first, with grace 0: bound pods deleted with a grace period stay Terminating without a kubelet."""
