@@ -1,7 +1,8 @@
 """Kosmos clustertree between a simulated control plane and one simulated member ("ALL" leaf mode).
 
 Only the behaviour that decides whether a promote or a rollback keeps pods and data alive is emulated
-(research notes: kosmos-promote.md §9, real-control-plane.md §7-8):
+(docs/control-plane-traps.md#kosmos-pods, #kosmos-twin-deletion, #kosmos-markers and
+docs/ordering.md#rollback-order):
 
 * a member pod labelled `kosmos-io/pod=true` has its status copied to the control-plane pod of the
   same namespace/name, and gets the control-plane pod's labels and annotations (plus the marker);

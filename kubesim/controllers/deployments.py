@@ -1,6 +1,7 @@
 """The Deployment controller: owns ReplicaSets, finds "the new one" by template, rolls out changes.
 
-What promote depends on (research §2, §4, §5, §8):
+What promote depends on (docs/control-plane-traps.md, sections adoption, template changes, missing
+pods, Deployment before its ReplicaSets):
 
 * Restored ReplicaSets are adopted, and the one whose template equals the Deployment's ignoring the
   `pod-template-hash` label (Go's `EqualIgnoreHash`) becomes the new ReplicaSet: nothing is created,
@@ -237,7 +238,8 @@ class DeploymentController(Controller):
         return [(namespace_of(pod), rs_ref.get("name", ""))]
 
     def reconcile(self, key: Hashable) -> float | None:
-        """A Deployment being deleted does nothing: the orphaning delete of research §1 relies on it."""
+        """A Deployment being deleted does nothing: the orphaning delete relies on it
+        (docs/control-plane-traps.md#deleting-owner-is-inert)."""
         namespace, name = cast(Key, key)
         deployment = self.store.get(self.deployments, namespace, name)
         if deployment is None or is_terminating(deployment):

@@ -1,9 +1,9 @@
 """The garbage collector of kube-controller-manager: cascading deletion through ownerReferences.
 
-It is the reason promote must strip ownerReferences before restoring pods: an object whose owner
-UID does not exist in this cluster is deleted at once (research §5, "Pods restored with their member
-ownerReferences"), and the reason a detach must delete owners with `propagationPolicy=Orphan`: the
-dependents are released within 0.04-0.07 s and keep running (research §1).
+It is the reason promote must strip ownerReferences before restoring pods: an object whose owner UID does not
+exist in this cluster is deleted at once (docs/control-plane-traps.md#stale-ownerreferences), and the reason a
+detach must delete owners with `propagationPolicy=Orphan`: the dependents are released within 0.04-0.07 s and
+keep running (docs/control-plane-traps.md#orphan-deletion).
 
 The logic follows pkg/controller/garbagecollector: an owner-uid -> dependents index kept up to date
 from every store event (the "dependency graph"), `attemptToDeleteItem` with its classification of
@@ -125,7 +125,8 @@ class GarbageCollector(Controller):
             self._delete_dependents_first(rt, owner)
 
     def _orphan_dependents(self, owner_uid: str) -> None:
-        """Release every dependent before the owner goes: how a detach keeps its pods (research §1)."""
+        """Release every dependent before the owner goes: how a detach keeps its pods
+        (docs/control-plane-traps.md#orphan-deletion)."""
         for rt, dependent in self._live_dependents(owner_uid):
             self._remove_refs(rt, dependent, {owner_uid})
 

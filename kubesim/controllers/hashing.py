@@ -2,7 +2,7 @@
 
 Both names are pure functions of the template (plus a collision count), which is why a Deployment or
 StatefulSet re-created in another cluster finds its ReplicaSet or ControllerRevision under the same name
-(research §2 and §5). The FNV variants and the encoding follow the Go sources:
+(docs/control-plane-traps.md#adoption). The FNV variants and the encoding follow the Go sources:
 `controller.ComputeHash` uses FNV-1a, `history.HashControllerRevision` uses FNV-1, and both encode the
 decimal value with `rand.SafeEncodeString`.
 """

@@ -1,12 +1,12 @@
 """Namespace lifecycle controllers: deletion of a namespace's content, its default SA and CA bundle.
 
-`NamespaceController` is pkg/controller/namespace: a namespace being deleted has all its content
-deleted with default options and is finalized only once nothing is left. Pods bound to a node keep
-their grace period and, with no kubelet, stay Terminating, so they block the namespace until they are
-deleted with `gracePeriodSeconds=0` (research §8: the control-plane namespace is finalized about 6 s
-after a rollback that does so). `ServiceAccountController` and `RootCAPublisher` give every Active
-namespace what pods need to be admitted and to mount their API access volume (research §2: the
-default ServiceAccount appears 0.01 s after the namespace).
+`NamespaceController` is pkg/controller/namespace: a namespace being deleted has all its content deleted with
+default options and is finalized only once nothing is left. Pods bound to a node keep their grace period and,
+with no kubelet, stay Terminating, so they block the namespace until they are deleted with
+`gracePeriodSeconds=0` (docs/control-plane-traps.md#pod-grace-period: the control-plane namespace is finalized
+about 6 s after a rollback that does so). `ServiceAccountController` and `RootCAPublisher` give every Active
+namespace what pods need to be admitted and to mount their API access volume (the default ServiceAccount
+appears 0.01 s after the namespace: docs/control-plane-traps.md#default-serviceaccount).
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ class ServiceAccountController(Controller):
     """Creates ServiceAccount `default` in every Active namespace, again whenever it is deleted.
 
     Pod admission refuses a pod whose ServiceAccount does not exist (403), so a tool restoring pods
-    into a fresh namespace must wait for this account (research §2).
+    into a fresh namespace must wait for this account
+    (docs/control-plane-traps.md#default-serviceaccount).
     """
 
     name = "service-account-controller"

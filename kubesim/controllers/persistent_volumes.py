@@ -1,11 +1,12 @@
 """The PersistentVolume binder of kube-controller-manager (pkg/controller/volume/persistentvolume).
 
-Only statically provisioned volumes exist here (there is no provisioner), which is what a promote
-restores: its PV and PVC are copies. The outcome of such a restore depends on the order of creation
-and on the PVC's `pv.kubernetes.io/bind-completed` annotation exactly as `syncClaim` / `syncVolume`
-decide it (research §6): a restored bound claim whose volume is missing or bound to another uid is
-Lost, with a Warning event that stays in the namespace. Reclaim is where data is lost (research §7):
-a Released volume with policy Delete is deleted here as a CSI driver would delete the disk.
+Only statically provisioned volumes exist here (there is no provisioner), which is what a promote restores:
+its PV and PVC are copies. The outcome of such a restore depends on the order of creation and on the PVC's
+`pv.kubernetes.io/bind-completed` annotation exactly as `syncClaim` / `syncVolume` decide it
+(docs/control-plane-traps.md#pv-binding): a restored bound claim whose volume is missing or bound to another
+uid is Lost, with a Warning event that stays in the namespace. Reclaim is where data is lost
+(docs/control-plane-traps.md#pv-reclaim): a Released volume with policy Delete is deleted here as a CSI driver
+would delete the disk.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class PersistentVolumeController(Controller):
         """A volume change concerns its claim and every claim still waiting; a claim change its volumes.
 
         The real controller also resyncs everything every 15 s; reacting to each change instead makes
-        the simulator converge at once where a real cluster takes 0.1-8 s (research §6).
+        the simulator converge at once where a real cluster takes 0.1-8 s.
         """
         obj = event.obj
         if event.rt.plural == "persistentvolumes":
@@ -280,7 +281,8 @@ class PersistentVolumeController(Controller):
         return _spec(volume).get("persistentVolumeReclaimPolicy") or "Retain"
 
     def _release(self, volume: Obj) -> None:
-        """The claim is gone: Released, then the reclaim policy runs (the data-loss path of research §7)."""
+        """The claim is gone: Released, then the reclaim policy runs (the data-loss path:
+        docs/control-plane-traps.md#pv-reclaim)."""
         if _phase(volume) not in ("Released", "Failed"):
             volume = self._volume_phase(volume, "Released")
         policy = self._policy(volume)

@@ -1,10 +1,10 @@
 """The ReplicaSet controller: keep `spec.replicas` active pods, adopting orphans before creating any.
 
-Adoption before creation is what makes promote restart-free: pods restored without ownerReferences
-are adopted by the restored ReplicaSet within ~0.1 s and no new pod appears (research §2); without
-the pods, the ReplicaSet creates fresh, unscheduled ones (research §5). The logic follows
-pkg/controller/replicaset: claim active pods, `manageReplicas` once the controller has seen its
-previous creations and deletions (expectations), `calculateStatus`.
+Adoption before creation is what makes promote restart-free: pods restored without ownerReferences are adopted
+by the restored ReplicaSet within ~0.1 s and no new pod appears (docs/control-plane-traps.md#adoption);
+without the pods, the ReplicaSet creates fresh, unscheduled ones (docs/control-plane-traps.md#missing-pods).
+The logic follows pkg/controller/replicaset: claim active pods, `manageReplicas` once the controller has seen
+its previous creations and deletions (expectations), `calculateStatus`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The StatefulSet controller: ordinal pods, claims from templates, and byte-compared revisions.
 
-What promote depends on (research §2, §3, §4, §5):
+What promote depends on (docs/control-plane-traps.md, sections adoption, ControllerRevision bytes,
+template changes, missing pods):
 
 * ControllerRevisions are adopted by an update that re-encodes `data` the way Go does. A revision
   restored with other bytes (the Python client's `json.dumps` puts spaces after `:` and `,`) makes that
@@ -8,7 +9,8 @@ What promote depends on (research §2, §3, §4, §5):
   adopts neither revisions nor pods and its status stays empty. Revisions restored with Go's bytes are
   adopted and reused, keeping their revision numbers.
 * A revision is identified by its bytes: equal bytes reuse the stored revision; otherwise one is created
-  as `<sts>-<hash>`, the same name in every cluster for the same template (research §3, "Not restored").
+  as `<sts>-<hash>`, the same name in every cluster for the same template
+  (docs/control-plane-traps.md#controllerrevision-bytes, "not restored at all").
 * OrderedReady creates ordinal i only once 0..i-1 are Running and Ready; Parallel creates all at once.
 * RollingUpdate deletes the highest-ordinal pod whose `controller-revision-hash` is not the update
   revision, one at a time and only while every pod is Ready: a modified template restarts pods.
@@ -163,7 +165,8 @@ class StatefulSetController(Controller):
     # ------------------------------------------------------------------ revisions
     def _adopt_orphan_revisions(self, statefulset: Obj, selector: LabelSelector) -> None:
         """The adoption update carries `data` re-encoded by Go; admission refuses it when the stored bytes
-        differ, and the ApiError fails the whole sync (research §3)."""
+        differ, and the ApiError fails the whole sync
+        (docs/control-plane-traps.md#controllerrevision-bytes)."""
         for revision in self.store.list(self.revisions, namespace_of(statefulset)):
             if controller_ref(revision) is None and selector.matches(labels_of(revision)):
                 adopt(self.store, self.revisions, statefulset, revision)

@@ -1,11 +1,12 @@
 """What the ReplicaSet, Deployment and StatefulSet controllers share: claiming dependents and finding owners.
 
 Claiming is Go's `ControllerRefManager.ClaimObject`: an owner keeps what it controls and still selects,
-releases what it controls but no longer selects, and adopts orphans it selects that are not being
-deleted. Adoption is how promote moves running pods between clusters without restarting them: pods,
-ReplicaSets and revisions restored without ownerReferences are taken over by the re-created owners
-(research §2). Callers never claim for an owner that is being deleted; the real managers refuse to
-adopt for one, which is what lets an orphaning delete of Deployment then ReplicaSets leave pods alone.
+releases what it controls but no longer selects, and adopts orphans it selects that are not being deleted.
+Adoption is how promote moves running pods between clusters without restarting them: pods, ReplicaSets and
+revisions restored without ownerReferences are taken over by the re-created owners
+(docs/control-plane-traps.md#adoption). Callers never claim for an owner that is being deleted; the real
+managers refuse to adopt for one, which is what lets an orphaning delete of Deployment then ReplicaSets leave
+pods alone.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Garbage collection, namespace lifecycle and PV binding, seen through the official client over HTTP.
 
-These are the control-plane behaviours that decide whether a promote keeps pods and data (research
-real-control-plane.md §1, §5, §6, §7, §8). Owner chains are built by hand from ConfigMaps: the
-garbage collector treats every kind alike, and no workload controller interferes.
+These are the control-plane behaviours that decide whether a promote keeps pods and data
+(docs/control-plane-traps.md: orphan deletion, stale ownerReferences, PV binding, PV reclaim, pod grace
+period). Owner chains are built by hand from ConfigMaps: the garbage collector treats every kind alike, and no
+workload controller interferes.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def test_foreground_deletion_runs_down_a_chain_of_owners(
 
 
 def test_objects_created_with_a_foreign_owner_uid_are_collected_at_once(core: client.CoreV1Api) -> None:
-    """Research §5: pods restored with their member ownerReferences are deleted by the control plane."""
+    """docs/control-plane-traps.md#stale-ownerreferences:
+    pods restored with their member ownerReferences are deleted by the control plane."""
     ns = _namespace(core, "gc-dangling")
     same_name = _config_map(core, ns, "web")
     _pod(core, ns, "restored-bound", _dangling_ref(), bound=True)
@@ -271,7 +273,8 @@ def test_owners_must_share_the_namespace_or_be_cluster_scoped(
 def test_namespace_deletion_is_blocked_by_a_bound_pod_until_grace_zero(
     core: client.CoreV1Api, simulator: SimulatorThread, cluster: SimulatedCluster
 ) -> None:
-    """Research §8: the rollback must delete bound pods with gracePeriodSeconds=0."""
+    """docs/control-plane-traps.md#pod-grace-period:
+    the rollback must delete bound pods with gracePeriodSeconds=0."""
     ns = _namespace(core, "ns-delete")
     _config_map(core, ns, "cfg")
     core.create_namespaced_secret(ns, {"metadata": {"name": "sec"}, "stringData": {"k": "v"}})
@@ -397,7 +400,8 @@ def _assert_bound(core: client.CoreV1Api, ns: str, claim: str, volume: str) -> N
 
 
 def test_restored_bound_claim_before_its_volume_is_lost_then_bound(core: client.CoreV1Api) -> None:
-    """Research §6 row 1 (Kosmos order): Lost with ClaimLost, then Bound; the Warning stays."""
+    """docs/control-plane-traps.md#pv-binding:
+    row 1 (Kosmos order): Lost with ClaimLost, then Bound; the Warning stays."""
     ns = _namespace(core, "pv-row1")
     pvc = core.create_namespaced_persistent_volume_claim(
         ns, _pvc("data", volume="pv-row1", restored_annotations=True)
@@ -415,7 +419,8 @@ def test_restored_bound_claim_before_its_volume_is_lost_then_bound(core: client.
 def test_restored_bound_claim_with_a_uidless_volume_is_misbound_for_good(
     core: client.CoreV1Api, simulator: SimulatorThread, cluster: SimulatedCluster
 ) -> None:
-    """Research §6 row 2: the PV was never bound to this claim's uid, so the claim is Lost for good."""
+    """docs/control-plane-traps.md#pv-binding:
+    row 2: the PV was never bound to this claim's uid, so the claim is Lost for good."""
     ns = _namespace(core, "pv-row2")
     core.create_persistent_volume(_pv("pv-row2", claim=(ns, "data", None)))
     wait_until(lambda: _volume_phase(core, "pv-row2") == "Available", what="the PV to be Available")
@@ -432,7 +437,8 @@ def test_restored_bound_claim_with_a_uidless_volume_is_misbound_for_good(
 
 
 def test_volume_first_then_clean_claim_binds_without_warning(core: client.CoreV1Api) -> None:
-    """Research §6 row 3 (works best): the controller fills in the claimRef uid."""
+    """docs/control-plane-traps.md#pv-binding:
+    row 3 (works best): the controller fills in the claimRef uid."""
     ns = _namespace(core, "pv-row3")
     core.create_persistent_volume(_pv("pv-row3", claim=(ns, "data", None)))
     core.create_namespaced_persistent_volume_claim(ns, _pvc("data", volume="pv-row3"))
@@ -446,7 +452,8 @@ def test_volume_first_then_clean_claim_binds_without_warning(core: client.CoreV1
 def test_clean_claim_then_volume_with_its_uid_binds_without_warning(
     core: client.CoreV1Api, simulator: SimulatorThread, cluster: SimulatedCluster
 ) -> None:
-    """Research §6 row 4: Pending until the PV appears, then Bound."""
+    """docs/control-plane-traps.md#pv-binding:
+    row 4: Pending until the PV appears, then Bound."""
     ns = _namespace(core, "pv-row4")
     pvc = core.create_namespaced_persistent_volume_claim(ns, _pvc("data", volume="pv-row4"))
     _settle(simulator, cluster)
@@ -489,7 +496,8 @@ def test_claim_prefers_the_volume_pre_bound_to_it(core: client.CoreV1Api) -> Non
 
 
 def test_deleting_the_claim_of_a_delete_volume_deletes_the_volume(core: client.CoreV1Api) -> None:
-    """Research §7: with reclaim policy Delete the disk goes with the claim."""
+    """docs/control-plane-traps.md#pv-reclaim:
+    with reclaim policy Delete the disk goes with the claim."""
     ns = _namespace(core, "pv-reclaim-delete")
     core.create_persistent_volume(_pv("pv-reclaim-delete", claim=(ns, "data", None), policy="Delete"))
     core.create_namespaced_persistent_volume_claim(ns, _pvc("data", volume="pv-reclaim-delete"))

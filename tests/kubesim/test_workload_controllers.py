@@ -1,10 +1,11 @@
 """The ReplicaSet, Deployment and StatefulSet controllers, driven through the official client over HTTP.
 
-Each test reproduces a behaviour measured on real control planes (shared/research/real-control-plane.md
-§1-5 and §8) that promote depends on: adoption without new pods or ReplicaSets, deterministic names,
-byte-exact ControllerRevisions, and the restarts a modified template causes. Restore tests run a
-"member" cluster and the test's cluster as the control plane, and copy objects the way promote does:
-without uid, resourceVersion, creationTimestamp, generation, managedFields, ownerReferences and status.
+Each test reproduces a behaviour measured on real control planes (docs/control-plane-traps.md, sections orphan
+deletion to Deployment before its ReplicaSets) that promote depends on: adoption without new pods or
+ReplicaSets, deterministic names, byte-exact ControllerRevisions, and the restarts a modified template causes.
+Restore tests run a "member" cluster and the test's cluster as the control plane, and copy objects the way
+promote does: without uid, resourceVersion, creationTimestamp, generation, managedFields, ownerReferences and
+status.
 """
 
 from __future__ import annotations
@@ -372,7 +373,8 @@ def test_deployment_creates_a_deterministically_named_replicaset_and_pods(plane:
 
 
 def test_modified_template_surges_a_new_replicaset_and_keeps_the_old_one(plane: Clients) -> None:
-    """Research §4: the Kosmos toleration added to the template is a rollout, not an adoption."""
+    """docs/control-plane-traps.md#template-changes:
+    the Kosmos toleration added to the template is a rollout, not an adoption."""
     namespace = _namespace(plane)
     plane.apps.create_namespaced_deployment(namespace, _workload("web", 2))
     _drive(plane, namespace, _deployment_rolled_out(plane, namespace, "web", 2), "web rolled out")
@@ -413,7 +415,8 @@ def test_recreate_removes_old_pods_before_the_new_replicaset_scales_up(plane: Cl
 
 
 def test_orphaning_deletes_of_deployment_then_replicaset_keep_the_pods(plane: Clients) -> None:
-    """Research §1: detach deletes top-down with propagationPolicy=Orphan and no pod is touched."""
+    """docs/control-plane-traps.md#orphan-deletion:
+    detach deletes top-down with propagationPolicy=Orphan and no pod is touched."""
     namespace = _namespace(plane)
     plane.apps.create_namespaced_deployment(namespace, _workload("web", 2))
     _drive(plane, namespace, _deployment_rolled_out(plane, namespace, "web", 2), "web rolled out")
@@ -437,7 +440,8 @@ def test_orphaning_deletes_of_deployment_then_replicaset_keep_the_pods(plane: Cl
 
 
 def test_owners_being_deleted_adopt_nothing(plane: Clients) -> None:
-    """Research §1: while an owner carries deletionTimestamp its controller does not act, so the dependents
+    """docs/control-plane-traps.md#deleting-owner-is-inert:
+    while an owner carries deletionTimestamp its controller does not act, so the dependents
     the garbage collector orphaned stay orphans (a finalizer keeps both owners terminating here)."""
     namespace = _namespace(plane)
     plane.apps.create_namespaced_deployment(namespace, _workload("web", 2))
@@ -468,7 +472,8 @@ def test_owners_being_deleted_adopt_nothing(plane: Clients) -> None:
 def test_restored_pods_and_replicasets_are_adopted_without_creating_anything(
     member: Clients, plane: Clients
 ) -> None:
-    """Research §2: pods, then both ReplicaSets, then the Deployment: adoption only, history kept."""
+    """docs/control-plane-traps.md#adoption:
+    pods, then both ReplicaSets, then the Deployment: adoption only, history kept."""
     namespace = _web_in_member(member)
     member_rses = {rs.metadata.name: rs for rs in member.apps.list_namespaced_replica_set(namespace).items}
     _namespace(plane, namespace)
@@ -505,7 +510,8 @@ def test_restored_pods_and_replicasets_are_adopted_without_creating_anything(
 def test_deployment_restored_without_replicasets_recreates_the_same_name(
     member: Clients, plane: Clients
 ) -> None:
-    """Research §5/§8: same ReplicaSet name, same pods, but a ScalingReplicaSet event and no history."""
+    """docs/control-plane-traps.md#deployment-before-its-replicasets:
+    same ReplicaSet name, same pods, but a ScalingReplicaSet event and no history."""
     namespace = _web_in_member(member)
     current = next(
         rs.metadata.name
@@ -556,7 +562,8 @@ def test_statefulset_creates_ordinals_in_order_with_their_claims(plane: Clients)
 
 
 def test_statefulset_template_change_deletes_the_highest_ordinal_once_pods_are_ready(plane: Clients) -> None:
-    """Research §4: the restart a modified template causes, and why it hides while pods are not Ready."""
+    """docs/control-plane-traps.md#template-changes:
+    the restart a modified template causes, and why it hides while pods are not Ready."""
     namespace = _namespace(plane)
     plane.apps.create_namespaced_stateful_set(namespace, _statefulset("db", 2))
     _drive(plane, namespace, _statefulset_rolled_out(plane, namespace, "db", 2), "db ready")
@@ -595,7 +602,8 @@ def test_parallel_statefulset_creates_all_ordinals_and_scales_down_from_the_top(
 
 
 def test_restored_go_encoded_revisions_and_pods_are_adopted(member: Clients, plane: Clients) -> None:
-    """Research §3: revisions sent with Go's bytes are adopted, keep their numbers, nothing is created."""
+    """docs/control-plane-traps.md#controllerrevision-bytes:
+    revisions sent with Go's bytes are adopted, keep their numbers, nothing is created."""
     namespace = _db_in_member(member)
     member_status = member.apps.read_namespaced_stateful_set("db", namespace).status
     _namespace(plane, namespace)
@@ -621,7 +629,8 @@ def test_restored_go_encoded_revisions_and_pods_are_adopted(member: Clients, pla
 def test_revisions_sent_by_the_client_serialiser_block_the_statefulset(
     member: Clients, plane: Clients
 ) -> None:
-    """Research §3: `json.dumps` bytes differ from Go's, the adoption update is refused as a change of the
+    """docs/control-plane-traps.md#controllerrevision-bytes:
+    `json.dumps` bytes differ from Go's, the adoption update is refused as a change of the
     immutable `data`, and the StatefulSet never adopts anything."""
     namespace = _db_in_member(member)
     _namespace(plane, namespace)
@@ -646,7 +655,8 @@ def test_revisions_sent_by_the_client_serialiser_block_the_statefulset(
 def test_statefulset_without_restored_revisions_recreates_the_same_revision_name(
     member: Clients, plane: Clients
 ) -> None:
-    """Research §3 "Not restored": same name, revision 1, pods adopted, no rollout."""
+    """docs/control-plane-traps.md#controllerrevision-bytes:
+    not restored at all: same name, revision 1, pods adopted, no rollout."""
     namespace = _db_in_member(member)
     member_status = member.apps.read_namespaced_stateful_set("db", namespace).status
     _namespace(plane, namespace)

@@ -18,9 +18,9 @@ What is not, and why:
 - Whether the killed task's own message comes back. With late acknowledgement a SIGKILLed worker's
   message stays in Redis' unacked set and kombu restores it once it is older than the visibility timeout
   (20 s here), but its sweep runs only every ~100 s (unacked_restore_interval 10 s x throttle 10); a
-  replacement worker sweeps once at start, before the message is old enough (research/celery.md §2.2).
-  So recovery must come from the watchdog, and a late duplicate may or may not arrive: steps are
-  idempotent and a rolled-back namespace ignores it.
+  replacement worker sweeps once at start, before the message is old enough
+  (docs/celery.md#visibility-timeout). So recovery must come from the watchdog, and a late duplicate may
+  or may not arrive: steps are idempotent and a rolled-back namespace ignores it.
 - After a Redis restart, what each process was doing when its connection broke (a publish, a running
   task, the watcher's status pass) and how long each takes to reconnect. That every worker process
   survives it, with no replacement, is asserted here and in test_broker_restart.py.

@@ -1,4 +1,4 @@
-"""The per-kind rules, hook by hook, as tables of named cases (research traps called out by name)."""
+"""The per-kind rules, hook by hook, as tables of named cases (control-plane traps called out by name)."""
 
 from __future__ import annotations
 
