@@ -48,7 +48,7 @@ from services.console.common import (
 from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, BackupDir, iter_archive, verify_archive
 
 INDEX_ENTRY_SIZE = 8
-"""Bytes per object in `items/<gr>.idx` (one little-endian offset each, `shared.backup.archive`)."""
+"""Bytes per object in `items/<gr>.idx` (one little-endian offset each, `shared.backup.itemfiles`)."""
 _BUFFER = 1 << 20
 READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
 """What a damaged tar.gz raises while it is streamed (truncation, bad bytes, a lost gzip trailer)."""

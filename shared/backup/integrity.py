@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Final, Generic, TypeVar
+from typing import IO, Final, Generic, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -29,7 +29,8 @@ KEY_VARIABLE: Final = "KPROMOTE_BACKUP_SIGNING_KEY"
 _SIGNATURE_PREFIX: Final = b'{"signature":"hmac-sha256:'
 _SIGNATURE_HEX: Final = 64
 _SIGNATURE_END: Final = b'",'
-_BUFFER: Final = 1 << 20
+BUFFER: Final = 1 << 20
+"""How much of a backup file is read or written at a time: streaming keeps memory at one buffer."""
 SETTLED_NS = 1_000_000_000
 """A file version is cached only once its timestamps are this old. File timestamps come from a coarse
 clock (a scheduler tick), so a file rewritten in place with the same size within the tick in which it
@@ -155,15 +156,22 @@ def digest_file(path: Path, *, cached: bool = True) -> FileDigest | None:
         return None
     with file:
         version = version_of(os.fstat(file.fileno()))
-        digest = hashlib.sha256()
-        size = 0
-        while chunk := file.read(_BUFFER):
-            digest.update(chunk)
-            size += len(chunk)
-    result = FileDigest(sha256=digest.hexdigest(), size=size)
+        sha256, size = digest_stream(file)
+    result = FileDigest(sha256=sha256, size=size)
     if cached:
         DIGESTS.put(path, version, result)
     return result
+
+
+def digest_stream(stream: IO[bytes]) -> tuple[str, int]:
+    """(sha256, size) of what is left to read in `stream`, one buffer at a time; a tuple rather than a
+    `FileDigest`, which costs a validation, because verification keeps one per archive entry."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(BUFFER):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _mac(body: bytes, key: SecretStr) -> str:
