@@ -29,7 +29,7 @@ RUN /opt/kosmos-promote/bin/pip install .
 FROM python:3.11-slim
 # The same uid/gid as `runAsUser`/`fsGroup` in deploy/ and `user:` in docker-compose.yml. Numeric, so that
 # Kubernetes can verify `runAsNonRoot` without looking the name up. Celery warns when it runs
-# as root (research/celery.md §6.1).
+# as root.
 ARG UID=10001
 ARG GID=10001
 # The backup mount point exists in the image and belongs to the service user, so that a Docker named volume
