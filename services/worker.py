@@ -1,7 +1,7 @@
 """`kpromote worker`: one Celery worker process consuming the given step queues.
 
 Threads, not processes: every task waits on the Kubernetes API, and one process with N threads shares
-one connection pool per cluster (research/celery.md §3.4). A broker restart is survived: see
+one connection pool per cluster (docs/celery.md#pools). A broker restart is survived: see
 `survive_broker_restarts`.
 """
 

@@ -2,7 +2,7 @@
 
 Tasks are routed by name (`kosmos_promote.<queue>.<step>`), so each worker process consumes only its
 step's queue and scales on its own. Reliability follows the measured behaviour on Redis
-(research/celery.md §2): late acknowledgement with re-queue on worker loss, one prefetched message per
+(docs/celery.md): late acknowledgement with re-queue on worker loss, one prefetched message per
 process, and a visibility timeout set in all three places that read it.
 """
 

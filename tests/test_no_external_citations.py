@@ -16,15 +16,6 @@ CITATIONS = ("research §", "research/", "../shared/research")
 
 SUFFIXES = (".py", ".md", ".yaml", ".yml")
 
-EXCLUDED = {
-    # Being changed by other engineers while this test was written; each still cites
-    # research/celery.md in its module docstring. Their owners replace the citation (docs/celery.md has
-    # the facts: #late-acks, #prefetch, #visibility-timeout; #pools) and then remove the file from here.
-    "shared/celery_app.py",
-    "services/worker.py",
-}
-
-
 def _tracked() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -36,7 +27,7 @@ def test_no_tracked_file_cites_research_outside_the_repository() -> None:
     this = Path(__file__).resolve().relative_to(ROOT).as_posix()
     found = []
     for path in _tracked():
-        if path in EXCLUDED or path == this or not (ROOT / path).is_file():
+        if path == this or not (ROOT / path).is_file():
             continue
         for number, line in enumerate((ROOT / path).read_text(encoding="utf-8").splitlines(), start=1):
             if any(citation in line for citation in CITATIONS):
