@@ -16,6 +16,7 @@ CITATIONS = ("research §", "research/", "../shared/research")
 
 SUFFIXES = (".py", ".md", ".yaml", ".yml")
 
+
 def _tracked() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
