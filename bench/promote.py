@@ -47,7 +47,7 @@ import yaml
 from kubernetes import client
 
 from kubesim.testing import SimAdmin, api_client, busiest_window, most_in_flight, wait_until
-from shared.celery_app import QUEUES, create_app
+from services.celery_app import QUEUES, create_app
 from shared.embedded_redis import EmbeddedRedis
 from shared.kube import Kube
 from shared.kube.client import USER_AGENT

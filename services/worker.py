@@ -16,6 +16,7 @@ from typing import TextIO
 
 import celery
 
+from services import task_logs, task_metrics
 from shared import logs, metrics
 from shared.settings import (
     ConfigurationError,
@@ -89,7 +90,7 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
         os.environ["KPROMOTE_KUBECONFIG"] = kubeconfig
         settings.cache_clear()
     current = startup_settings()  # before the Celery app, which reads the settings when imported
-    from shared.celery_app import QUEUES, app
+    from services.celery_app import QUEUES, app
 
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown or not queues:
@@ -103,9 +104,10 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
         check_kubeconfig(control_plane_kubeconfig(current))
 
     logs.configure("worker")
+    task_logs.install()
     # Each run's own log beside its backup, for `kpromote logs` (every write, retry and skip of the run).
     logs.install_run_log(current.backup_dir, "worker")
-    metrics.instrument_worker()
+    task_metrics.instrument_worker()
     metrics.serve(current.metrics_port)
     survive_broker_restarts()
 

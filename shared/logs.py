@@ -17,20 +17,17 @@ which `kpromote logs` reads as `velero backup logs` reads a backup's.
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-
-from celery import Task, current_task
-from celery.signals import setup_logging, task_postrun, task_prerun
 
 CONTEXT = ("policy", "namespace", "run", "step")
 CONTEXT_KWARGS = (("policy", "policy"), ("namespace", "namespace"), ("run", "run_id"))
@@ -49,8 +46,6 @@ _SECRET_KIND = re.compile(r"""["']kind["']\s*:\s*["']Secret["']""")
 _SECRET_DATA = re.compile(r"""(["'])(data|stringData)\1\s*:\s*\{[^{}]*\}""")
 _STRING_VALUE = re.compile(r"""(:\s*)(["'])(?:\\.|(?!\2).)*\2""")
 _KOPF_TIMER = re.compile(r"^Timer '[^']*' succeeded\.$")
-_SHADOW = re.compile(r"^\w+\.\w+ [^ /]+/[^ /]+")
-"""A message's shadow name, "backup.run promote-shop/shop-1 …" (shared/pipeline.py): step first."""
 _installed: list[logging.Handler] = []
 _format: list[str] = []
 _task: ContextVar[dict[str, str] | None] = ContextVar("kpromote_task", default=None)
@@ -59,8 +54,9 @@ run in a copy of the task thread's context, `Runtime.fan_out`), where Celery has
 
 
 class TaskContext(logging.Filter):
-    """Adds policy, namespace, run and step to each record, from the Celery task running in this thread
-    (the threads pool keeps one task stack per thread) or from kopf's reference to the object."""
+    """Adds policy, namespace, run and step to each record: from the task running in this thread (see
+    CONTEXT_SOURCES) or the one that fanned this thread's work out, or from kopf's reference to the
+    object."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in _context(record).items():
@@ -68,21 +64,29 @@ class TaskContext(logging.Filter):
         return True
 
 
+ContextSource = Callable[[logging.LogRecord], "dict[str, str] | None"]
+CONTEXT_SOURCES: list[ContextSource] = []
+"""Where a process finds the task a record belongs to, asked in order (a worker adds its Celery task's:
+services/task_logs.py); then the context a task set for its API threads, then kopf's object."""
+
+
 def _context(record: logging.LogRecord) -> dict[str, str]:
-    if current_task and current_task.name and current_task.name.startswith("kosmos_promote."):
-        return task_context(current_task.name, current_task.request.kwargs)
+    for source in CONTEXT_SOURCES:
+        found = source(record)
+        if found:
+            return found
     running = _task.get()
     if running is not None:
         return running
-    data = getattr(record, "data", None)  # Celery's "Task … received": the message's kwargs, as a repr
-    if isinstance(data, dict):
-        name = str(data.get("name", ""))  # the message's shadow name when it has one
-        if name.startswith("kosmos_promote.") or _SHADOW.match(name):
-            return task_context(name.split(" ")[0], _literal(data.get("kwargs")))
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, dict) and ref.get("kind") == "PromotePolicy" and ref.get("name"):
         return {"policy": ref["name"]}
     return {}
+
+
+def set_task(context: dict[str, str] | None) -> None:
+    """The running task's context (None when it ends), for its lines and those of its API threads."""
+    _task.set(context)
 
 
 def task_context(name: str, kwargs: Any) -> dict[str, str]:
@@ -90,23 +94,6 @@ def task_context(name: str, kwargs: Any) -> dict[str, str]:
     kwargs = kwargs if isinstance(kwargs, dict) else {}
     context = {key: str(kwargs[arg]) for key, arg in CONTEXT_KWARGS if arg in kwargs}
     return {**context, "step": name.removeprefix("kosmos_promote.")}
-
-
-def _literal(text: Any) -> Any:
-    """A message's kwargs repr (references and scalars only, as every task takes) back to a dict."""
-    try:
-        return ast.literal_eval(text) if isinstance(text, str) else text
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-
-
-def _task_started(task: Task | None = None, kwargs: Any = None, **_: Any) -> None:
-    if task is not None and task.name and task.name.startswith("kosmos_promote."):
-        _task.set(task_context(task.name, kwargs))
-
-
-def _task_ended(**_: Any) -> None:
-    _task.set(None)
 
 
 class QuietTimers(logging.Filter):
@@ -210,9 +197,6 @@ def configure(
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # Python warnings (Celery's, say) as records, so as JSON too
-    setup_logging.connect(_keep_ours)
-    task_prerun.connect(_task_started)
-    task_postrun.connect(_task_ended)
     return handler
 
 
@@ -240,11 +224,6 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-def _keep_ours(**_: Any) -> None:
-    """A receiver of Celery's `setup_logging` tells the worker not to replace the root handlers with its
-    own format; ours are in place already."""
 
 
 class RunLog(logging.Handler):

@@ -19,11 +19,12 @@ import pytest
 from celery import Task
 from celery.contrib.testing.worker import start_worker
 
+from services import task_logs
+from services.celery_app import QUEUES, create_app
+from services.celery_app import app as promote_app
 from services.flower import TASKS_COLUMNS, flower_argv
+from services.pipeline import _sig, namespace_canvas, on_failure, rebuild_canvas, shadow_name
 from shared import logs
-from shared.celery_app import QUEUES, create_app
-from shared.celery_app import app as promote_app
-from shared.pipeline import _sig, namespace_canvas, on_failure, rebuild_canvas, shadow_name
 from shared.progress import NamespaceRun
 from shared.steps.rebuild import Batch, TierPlan
 
@@ -144,6 +145,7 @@ def test_the_received_line_of_a_shadowed_message_carries_the_task_references() -
     stream = io.StringIO()
     root, level = logging.getLogger(), logging.getLogger().level
     handler = logs.configure("worker", stream)
+    task_logs.install()
     try:
         data = {
             "id": "0b8e",

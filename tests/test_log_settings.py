@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from kubesim.testing import wait_until
-from shared.celery_app import create_app
+from services.celery_app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 BANNER = "-------------- ["  # Celery's ASCII banner: " -------------- [queues]"

@@ -21,11 +21,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from kubesim import SimulatedCluster
 from kubesim.testing import SimAdmin
+from services import task_logs, task_metrics
+from services.celery_app import app as promote_app
+from services.pipeline import namespace_canvas, on_failure, rebuild_canvas
 from shared import logs, metrics
-from shared.celery_app import app as promote_app
 from shared.kube import Kube, RetryPolicy
 from shared.models import PolicyPhase
-from shared.pipeline import namespace_canvas, on_failure, rebuild_canvas
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import Runtime
 from shared.settings import Settings, settings
@@ -108,6 +109,7 @@ def captured() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     level = root.level
     handler = logs.configure("worker", stream)
+    task_logs.install()
     yield stream
     root.removeHandler(handler)
     root.setLevel(level)
@@ -161,6 +163,7 @@ def test_the_compensation_is_attributed_to_its_namespace_not_to_the_failed_task_
 def test_a_terminal_gets_readable_text_with_the_context() -> None:
     stream = Terminal()
     handler = logs.configure("worker", stream)
+    task_logs.install()
     try:
         batch.apply(
             kwargs=_run("promote-shop", "shop-1", "run-7", group_resource="services", offset=0, limit=50)
@@ -303,7 +306,7 @@ def test_objects_are_counted_once_per_unit_whatever_the_redeliveries(redis_url: 
 
 
 def test_task_signals_time_tasks_and_count_failures_and_compensation_outcomes(redis_url: str) -> None:
-    metrics.instrument_worker(redis.Redis.from_url(redis_url))
+    task_metrics.instrument_worker(redis.Redis.from_url(redis_url))
     before = {
         "durations": sample("kpromote_task_duration_seconds_count", task="rebuild.batch"),
         "failures": sample("kpromote_failures_total", task="rebuild.batch"),
@@ -375,7 +378,7 @@ def test_the_exporter_serves_the_metrics_over_http() -> None:
 def test_a_step_is_timed_end_to_end_once_whatever_the_redeliveries(redis_url: str) -> None:
     """rebuild runs from rebuild.start to the end of rebuild.verify, whichever workers run them: its start is
     the first delivery's, and only the first end observes."""
-    metrics.instrument_worker(redis.Redis.from_url(redis_url))
+    task_metrics.instrument_worker(redis.Redis.from_url(redis_url))
     kwargs = _run(f"steps-{uuid.uuid4().hex[:8]}", "shop-1", "run-1")
 
     def observed() -> tuple[float, float, float]:
@@ -401,7 +404,7 @@ def test_a_step_is_timed_end_to_end_once_whatever_the_redeliveries(redis_url: st
 
 
 def test_a_failed_step_is_observed_once_as_failed(redis_url: str) -> None:
-    metrics.instrument_worker(redis.Redis.from_url(redis_url))
+    task_metrics.instrument_worker(redis.Redis.from_url(redis_url))
     kwargs = _run(f"steps-{uuid.uuid4().hex[:8]}", "shop-1", "run-1")
     failed = sample("kpromote_step_duration_seconds_count", step="backup", outcome="failed")
     succeeded = sample("kpromote_step_duration_seconds_count", step="backup", outcome="succeeded")
@@ -424,13 +427,13 @@ def test_the_step_clock_keeps_the_first_start_and_the_first_end(redis_url: str) 
 
 
 def test_a_broken_step_clock_never_fails_the_task(captured: io.StringIO) -> None:
-    metrics.instrument_worker(redis.Redis.from_url(UNUSED_PORT_URL))
+    task_metrics.instrument_worker(redis.Redis.from_url(UNUSED_PORT_URL))
     try:
         result = rebuild_verify.apply(kwargs=_run("p", "ns", "run"))
         assert result.successful()
         assert any("step duration not recorded" in line["message"] for line in lines(captured))
     finally:
-        metrics._clock.clear()
+        task_metrics._clock.clear()
 
 
 def test_each_policy_has_one_phase_at_a_time() -> None:
@@ -485,7 +488,7 @@ def test_a_broker_that_does_not_answer_leaves_the_scrape_working() -> None:
 
 
 def test_no_created_series_and_every_task_series_from_the_start() -> None:
-    metrics.instrument_worker()
+    task_metrics.instrument_worker()
     text = generate_latest().decode()
     assert "_created" not in text
     assert 'kpromote_failures_total{task="rebuild.verify"} 0.0' in text
@@ -547,6 +550,7 @@ def test_format_and_level_come_from_the_settings(monkeypatch: pytest.MonkeyPatch
     settings.cache_clear()
     stream = io.StringIO()
     handler = logs.configure("worker", stream)
+    task_logs.install()
     try:
         logging.getLogger("shared.steps.backup").info("not shown")
         logging.getLogger("shared.steps.backup").warning("shown as text")

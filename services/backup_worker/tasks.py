@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.celery_app import app, task_name
+from services.celery_app import app, task_name
 from shared.progress import NamespaceRun
 from shared.runtime import forward_run, runtime
 from shared.steps import backup

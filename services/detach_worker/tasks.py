@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.celery_app import app, task_name
+from services.celery_app import app, task_name
 from shared.progress import NamespaceRun
 from shared.runtime import forward_run, runtime
 from shared.steps import detach

@@ -3,9 +3,9 @@ large one in parallel tasks, verify adoption; the last one marks the claim compl
 
 from __future__ import annotations
 
-from shared.celery_app import app, task_name
+from services.celery_app import app, task_name
+from services.pipeline import rebuild_canvas
 from shared.models import NamespacePhase
-from shared.pipeline import rebuild_canvas
 from shared.progress import NamespaceRun
 from shared.runtime import forward_run, runtime
 from shared.steps import rebuild, verify

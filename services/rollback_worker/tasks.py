@@ -18,8 +18,8 @@ from dataclasses import replace
 from celery import Task
 from celery.result import AsyncResult
 
+from services.celery_app import PromoteTask, app, task_name
 from shared.backup import BackupTampered
-from shared.celery_app import PromoteTask, app, task_name
 from shared.claims import Claim, ClaimState, RunHalted, compensation_verdict, rollback_verdict
 from shared.models import NamespacePhase
 from shared.progress import NamespaceRun

@@ -21,14 +21,14 @@ import kopf
 import kubernetes
 from pydantic import ValidationError
 
+from services.celery_app import app
+from services.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared import metrics
-from shared.celery_app import app
 from shared.claims import Claim, ClaimHeld, Claims, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.conditions import with_condition
 from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus, spec_problems
 from shared.models.times import now_rfc3339, parse_rfc3339
-from shared.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.precheck import precheck
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import runtime

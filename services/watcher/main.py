@@ -29,7 +29,7 @@ def run(kubeconfig: str | None) -> None:
 
     kopf.on.event(GROUP, VERSION, PLURAL)(metrics.observe_policy)
     if current.watcher_metrics_port:
-        from shared.celery_app import QUEUES
+        from services.celery_app import QUEUES
 
         metrics.watch_queues(current.broker_url, QUEUES, current.key_prefix)
     metrics.serve(current.watcher_metrics_port)

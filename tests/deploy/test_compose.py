@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared.celery_app import QUEUES
+from services.celery_app import QUEUES
 from shared.settings import Settings
 from tests.deploy.support import (
     DEPLOY,

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.celery_app import QUEUES
+from services.celery_app import QUEUES
 from shared.kube import Kube
 from shared.ordering import REBUILD_TIERS
 from shared.settings import Settings

@@ -29,8 +29,8 @@ from kubesim.kosmos import KosmosLink
 from kubesim.seed import seed_cluster_scoped
 from kubesim.serve import start_pair
 from kubesim.testing import MERGE_PATCH, api_client, wait_until
+from services.celery_app import create_app
 from services.install import install
-from shared.celery_app import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck", "RolledBack", "FailedRollback")

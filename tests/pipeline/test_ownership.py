@@ -17,9 +17,9 @@ from kubernetes import client
 
 from kubesim.seed import seed_namespace
 from kubesim.testing import MERGE_PATCH, SimAdmin, wait_until
+from services.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.claims import lease_name
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
-from shared.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.progress import NamespaceRun
 from tests.pipeline.conftest import Installation
 from tests.pipeline.snapshots import diff, pod_uids, snapshot

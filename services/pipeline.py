@@ -17,7 +17,7 @@ from __future__ import annotations
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
-from shared.celery_app import task_name
+from services.celery_app import task_name
 from shared.progress import NamespaceRun
 from shared.steps.rebuild import TierPlan, stages
 

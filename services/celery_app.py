@@ -64,7 +64,7 @@ class ForwardTask(PromoteTask):
 
 class ShadowedAMQP(AMQP):
     """The `task-sent` event names a message by its shadow (`backup.run promote-shop/shop-1`, set by
-    shared/pipeline.py), as the worker's `task-received` event does: Celery puts the task name in it, and
+    services/pipeline.py), as the worker's `task-received` event does: Celery puts the task name in it, and
     Flower would show a waiting task under that name, or even rename a task it has already seen received
     when the sender's event arrives late (a late task-sent overwrites the name). Only the event changes:
     the message keeps its task name, which routes it and picks the task."""
@@ -109,7 +109,7 @@ def create_app(broker_url: str | None = None, key_prefix: str | None = None) -> 
         # stopped); False is warned about (the default in Celery 6). Broker restarts: services/worker.py.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # A chord's errback on its body only (a failing batch fails the body), as so far; stated, since
-        # Celery means to change the default. shared/pipeline.py links it there itself: chord.link_error
+        # Celery means to change the default. services/pipeline.py links it there itself: chord.link_error
         # under this setting warns (CPendingDeprecationWarning) once per chord, i.e. per rebuild.
         task_allow_error_cb_on_chord_header=False,
         task_routes={f"kosmos_promote.{queue}.*": {"queue": queue} for queue in QUEUES},
