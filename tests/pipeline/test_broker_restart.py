@@ -82,7 +82,7 @@ def _held_task(installation: Installation, namespace: str) -> str:
     def running() -> str | None:
         for tasks in (_active(installation) or {}).values():
             for task in tasks:
-                if task["name"] == HELD_TASK and task["kwargs"].get("namespace") == namespace:
+                if task["type"] == HELD_TASK and task["kwargs"].get("namespace") == namespace:
                     return str(task["id"])
         return None
 

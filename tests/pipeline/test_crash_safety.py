@@ -131,7 +131,7 @@ def _worker_running(installation: Installation, task: str, namespace: str) -> su
         _pid(hostname)
         for hostname, tasks in active.items()
         for entry in tasks
-        if entry["name"] == task and entry["kwargs"].get("namespace") == namespace
+        if entry["type"] == task and entry["kwargs"].get("namespace") == namespace
     }
     assert len(pids) == 1, f"{task} for {namespace} runs on {pids}: {active}"
     return next(p for p in installation.processes if p.pid in pids)
