@@ -31,6 +31,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,17 @@ class BackupDir:
             self._write_manifest(manifest.model_copy(update={"files": files}))
 
     def manifest(self) -> Manifest | None:
-        """The outer manifest as written by seal, without re-reading the archive (see `verify_archive`)."""
+        """The outer manifest as written by seal, without re-reading the archive (see `verify_archive`).
+
+        Parsed once per process and file version: every rebuild batch asks for it, and a 10,000-object
+        manifest is megabytes of JSON (the model is frozen, so sharing it is safe)."""
         try:
-            data = self.manifest_path.read_bytes()
+            version = self.manifest_path.stat()
         except FileNotFoundError:
             return None
-        return Manifest.model_validate_json(data)
+        return _parsed_manifest(
+            self.manifest_path, version.st_ino, version.st_mtime_ns, version.st_ctime_ns, version.st_size
+        )
 
     def items(
         self, group_resource: str, offset: int = 0, limit: int | None = None
@@ -326,3 +332,12 @@ class BackupDir:
     def _write_manifest(self, manifest: Manifest) -> None:
         with atomic_file(self.manifest_path) as out:
             out.write(sign(manifest.model_dump_json(by_alias=True).encode(), self.signing_key))
+
+
+@lru_cache(maxsize=16)
+def _parsed_manifest(path: Path, inode: int, mtime_ns: int, ctime_ns: int, size: int) -> Manifest | None:
+    """One parse per file version (the arguments after `path` only key the cache)."""
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
