@@ -471,12 +471,12 @@ def test_ten_thousand_objects_seal_in_bounded_memory(backup: BackupDir) -> None:
 
 
 def test_small_files_written_by_many_threads_at_once_end_whole(tmp_path: Path) -> None:
-    """Two runs of one task in one worker share a process id: their writes of decisions.json or
-    state.json must not share a temporary file."""
-    target = tmp_path / "state.json"
-    payloads = [orjson.dumps({"phase": "rolling-back", "writer": str(n) * 5000}) for n in range(16)]
+    """Two runs of one task in one worker share a process id: their writes of one derived file (the
+    decisions, the manifest) must not share a temporary file."""
+    target = tmp_path / "decisions.json"
+    payloads = [orjson.dumps({"uid": "promote", "writer": str(n) * 5000}) for n in range(16)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda data: write_atomically(target, data), payloads * 4))
     assert target.read_bytes() in payloads
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["decisions.json"]
