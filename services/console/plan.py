@@ -31,10 +31,11 @@ from services.console.common import (
     out,
     print_json,
 )
+from shared.claims import ClaimHeld, Claims
 from shared.items import ItemRef, Obj
 from shared.kinds import RULES, Context, DetachKind, Move, decide_all
 from shared.kinds.storage import retain_patch
-from shared.kube import ApiResource, Kube
+from shared.kube import ApiResource, Forbidden, Kube
 from shared.kube.connect import connect_member
 from shared.models import PromotePolicy
 from shared.precheck import precheck
@@ -238,7 +239,8 @@ def build(control_plane: Kube, policy: PromotePolicy, settings: Settings) -> Pla
     (also when the precheck failed for other reasons, so one run shows everything there is to fix)."""
     spec, name = policy.spec, policy.metadata["name"]
     result = precheck(control_plane, spec, settings.protected_namespaces, settings.member_kubeconfigs)
-    plan = Plan(name, spec.cluster_name, list(result.errors))
+    held = _held_elsewhere(control_plane, settings, spec.cluster_name, result.namespaces)
+    plan = Plan(name, spec.cluster_name, [*result.errors, *held])
     candidates = [ns for ns in result.namespaces if ns not in settings.protected_namespaces]
     if not candidates:
         return plan
@@ -253,6 +255,18 @@ def build(control_plane: Kube, policy: PromotePolicy, settings: Settings) -> Pla
             if obj is not None:
                 plan.namespaces.append(inventory.namespace(obj, types))
     return plan
+
+
+def _held_elsewhere(
+    control_plane: Kube, settings: Settings, cluster: str, namespaces: list[str]
+) -> list[str]:
+    """What the watcher's claims would refuse: namespaces another run owns (read only; nothing is claimed
+    here). Not allowed to read the claims, the plan says nothing of them: the watcher still checks."""
+    claims = Claims(control_plane, settings.namespace)
+    try:
+        return [str(ClaimHeld(claim)) for ns in sorted(namespaces) if (claim := claims.get(cluster, ns))]
+    except Forbidden:
+        return []
 
 
 @guarded

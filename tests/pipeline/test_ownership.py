@@ -345,3 +345,39 @@ def test_a_namespace_whose_policy_is_gone_is_rolled_back_from_its_backup_alone(
     again = kpromote(installation, "rollback", "--backup", promoted["backupLocation"])
     assert again.returncode == 0, explain(again)  # idempotent: nothing left to do
     assert diff(before, snapshot(installation.member_api, "orphan-1")) == []
+
+
+def test_kpromote_plan_names_the_policy_that_holds_a_namespace_mid_run(
+    installation: Installation, tmp_path: Any
+) -> None:
+    """The plan reads the claims the watcher will check, so a second policy is told before it is applied
+    (here while the first one is still detaching, before the namespace exists in the control plane)."""
+    seed_namespace(installation.member_api, "held-1", full=False)
+    member = SimAdmin(installation.member.url)
+    held = member.add_fault(
+        verb="delete",
+        resource="deployments.apps",
+        namespace="held-1",
+        status="timeout",
+        timeout_seconds=6,
+        times=1,
+    )
+    try:
+        installation.apply("held-first", includedNamespaces=["held-1"])
+        wait_until(
+            lambda: any(f["id"] == held["id"] and f["fired"] for f in member.faults()),
+            what="the first policy to be detaching",
+        )
+        second = tmp_path / "second.yaml"
+        second.write_text(
+            "apiVersion: kosmos.io/v1alpha1\n"
+            "kind: PromotePolicy\n"
+            "metadata: {name: held-second}\n"
+            "spec: {clusterName: member1, includedNamespaces: [held-1]}\n"
+        )
+        planned = kpromote(installation, "plan", "-f", str(second))
+    finally:
+        member.clear_faults()
+    assert planned.returncode == 3, explain(planned)
+    assert 'claimed by PromotePolicy "held-first"' in planned.stdout, explain(planned)
+    assert installation.wait_done("held-first")["phase"] == "Completed"
