@@ -171,18 +171,8 @@ class DaemonSetController(Controller):
         if event.rt == self.nodes:
             return [key_of(ds) for ds in self.store.iter(self.daemonsets)]
         if event.rt == self.pods:
-            self._observe(event)
+            self.expectations.observe_pod(event, self.daemonsets.kind)
         return owner_keys(self.store, event, self.daemonsets)
-
-    def _observe(self, event: WatchEvent) -> None:
-        ref = controller_ref(event.obj)
-        if ref is None or ref.get("kind") != self.daemonsets.kind:
-            return
-        owner = (namespace_of(event.obj), ref.get("name", ""))
-        if event.type == "DELETED" or (is_terminating(event.obj) and not is_terminating(event.old or {})):
-            self.expectations.deletion_observed(owner, f"{owner[0]}/{name_of(event.obj)}")
-        elif event.type == "ADDED":
-            self.expectations.creation_observed(owner)
 
     def reconcile(self, key: Hashable) -> float | None:
         namespace, name = cast(Key, key)

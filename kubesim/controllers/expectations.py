@@ -13,6 +13,9 @@ import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
+from kubesim.objects import controller_ref, is_terminating, name_of, namespace_of
+from kubesim.store import WatchEvent
+
 EXPECTATIONS_TIMEOUT = 300.0
 """`ExpectationsTimeout`: after this long, expectations never met no longer hold a controller back."""
 
@@ -55,3 +58,15 @@ class Expectations:
 
     def forget(self, owner: Hashable) -> None:
         self._expected.pop(owner, None)
+
+    def observe_pod(self, event: WatchEvent, owner_kind: str) -> None:
+        """The pod event handlers' part: a pod controlled by an `owner_kind` seen created, or seen going
+        (deleted, or newly terminating), counts down its owner's expectations."""
+        ref = controller_ref(event.obj)
+        if ref is None or ref.get("kind") != owner_kind:
+            return
+        owner = (namespace_of(event.obj), ref.get("name", ""))
+        if event.type == "DELETED" or (is_terminating(event.obj) and not is_terminating(event.old or {})):
+            self.deletion_observed(owner, f"{owner[0]}/{name_of(event.obj)}")
+        elif event.type == "ADDED":
+            self.creation_observed(owner)

@@ -89,18 +89,8 @@ class JobController(Controller):
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.jobs:
             return [key_of(event.obj)]
-        self._observe(event)
+        self.expectations.observe_pod(event, self.jobs.kind)
         return owner_keys(self.store, event, self.jobs)
-
-    def _observe(self, event: WatchEvent) -> None:
-        ref = controller_ref(event.obj)
-        if ref is None or ref.get("kind") != self.jobs.kind:
-            return
-        owner = (namespace_of(event.obj), ref.get("name", ""))
-        if event.type == "DELETED" or (is_terminating(event.obj) and not is_terminating(event.old or {})):
-            self.expectations.deletion_observed(owner, f"{owner[0]}/{name_of(event.obj)}")
-        elif event.type == "ADDED":
-            self.expectations.creation_observed(owner)
 
     def reconcile(self, key: Hashable) -> float | None:
         namespace, name = cast(Key, key)

@@ -95,20 +95,8 @@ class ReplicaSetController(Controller):
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.replicasets:
             return [key_of(event.obj)]
-        self._observe(event)
+        self.expectations.observe_pod(event, self.replicasets.kind)
         return owner_keys(self.store, event, self.replicasets)
-
-    def _observe(self, event: WatchEvent) -> None:
-        """The pod event handlers' part of expectations: a pod of ours seen created, or seen going."""
-        ref = controller_ref(event.obj)
-        if ref is None or ref.get("kind") != self.replicasets.kind:
-            return
-        owner = (namespace_of(event.obj), ref.get("name", ""))
-        going = event.type == "DELETED" or is_terminating(event.obj)
-        if going and (event.old is None or event.type == "DELETED" or not is_terminating(event.old)):
-            self.expectations.deletion_observed(owner, f"{owner[0]}/{name_of(event.obj)}")
-        elif event.type == "ADDED":
-            self.expectations.creation_observed(owner)
 
     def reconcile(self, key: Hashable) -> float | None:
         """A ReplicaSet being deleted does nothing, so an orphaning delete never replaces a pod."""
