@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +31,8 @@ from shared.models import PromotePolicySpec
 from shared.progress import NamespaceRun
 
 LEASES = "leases.coordination.k8s.io"
+RUN_SPEC_LABEL = "runSpec"
+"""The manifest label holding the run's frozen spec: a sealed backup says by itself what to undo."""
 PREFIX = "promote.kosmos.io/"
 CLAIM_LABEL = f"{PREFIX}claim"
 MAX_NAME = 253
@@ -62,6 +64,12 @@ class RunSpec(BaseModel):
 
     def dump(self) -> str:
         return self.model_dump_json(by_alias=True)
+
+    @classmethod
+    def recorded_in(cls, labels: Mapping[str, str]) -> RunSpec | None:
+        """The spec a sealed backup's manifest records (label RUN_SPEC_LABEL), if it records one."""
+        recorded = labels.get(RUN_SPEC_LABEL)
+        return cls.model_validate_json(recorded) if recorded is not None else None
 
     def context(self) -> Context:
         return Context(cluster=self.cluster, policy=self.policy, run=self.run_id)
@@ -264,6 +272,26 @@ class Claims:
             except Conflict:
                 time.sleep(0.05)
         raise Conflict(409, "Conflict", f"claim of {namespace} kept changing", target=LEASES)
+
+    def roll_back(self, cluster: str, namespace: str, run_id: str, *from_states: ClaimState) -> Claim | None:
+        """Move `run_id`'s claim to rolling back from one of `from_states` (one already rolling back stays
+        so); the claim as it is then, or None when the run does not hold the namespace."""
+
+        def rolling_back(claim: Claim | None) -> Claim | None:
+            if claim is None or claim.run_id != run_id:
+                return None
+            if claim.state in from_states:
+                return replace(claim, state=ClaimState.ROLLING_BACK)
+            return claim
+
+        claim = self.change(cluster, namespace, rolling_back)
+        return claim if claim is not None and claim.run_id == run_id else None
+
+    def release_run(self, cluster: str, namespace: str, run_id: str) -> None:
+        """Release the claim if `run_id` still holds it (its rollback is done); another run's stays."""
+        claim = self.get(cluster, namespace)
+        if claim is not None and claim.run_id == run_id:
+            self.release(claim)
 
     def release(self, claim: Claim) -> None:
         """Delete the claim, only if it is still the object that was read (its uid)."""

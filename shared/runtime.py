@@ -24,8 +24,6 @@ from shared.kube.connect import connect_member, member_identity
 from shared.progress import NamespaceRun, Progress
 from shared.settings import Settings, settings
 
-RUN_SPEC_LABEL = "runSpec"
-"""The manifest label holding the run's frozen spec: a sealed backup says by itself what to undo."""
 IDENTITY_TTL = 5.0
 T = TypeVar("T")
 R = TypeVar("R")
@@ -118,9 +116,8 @@ class Runtime:
         if spec is not None:
             return spec
         manifest = self.backup(run).manifest()
-        if manifest is not None and RUN_SPEC_LABEL in manifest.labels:
-            spec = RunSpec.model_validate_json(manifest.labels[RUN_SPEC_LABEL])
-        else:
+        spec = RunSpec.recorded_in(manifest.labels) if manifest is not None else None
+        if spec is None:
             claim = self.claims.get(run.cluster, run.namespace)
             if claim is None or claim.run_id != run.run_id:
                 raise RunHalted(run, "neither a sealed backup nor a claim records this run")

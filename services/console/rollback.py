@@ -8,7 +8,6 @@ where the watcher would ignore it, so that nobody waits for a rollback that will
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ from services.console.common import (
 )
 from services.console.watch import follow, report
 from shared.backup import BackupDir
-from shared.claims import Claim, ClaimHeld, ClaimState, RunSpec
+from shared.claims import ClaimHeld, ClaimState, RunSpec
 from shared.models import PolicyPhase
 from shared.progress import NamespaceRun
-from shared.runtime import RUN_SPEC_LABEL, Runtime
+from shared.runtime import Runtime
 from shared.steps import rollback
 
 ROLLBACK_FROM = frozenset(
@@ -116,9 +115,9 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
     root = location.parent if location.is_file() else location
     backup = BackupDir(root)
     manifest = backup.manifest()
-    if manifest is None or RUN_SPEC_LABEL not in manifest.labels:
+    spec = RunSpec.recorded_in(manifest.labels) if manifest is not None else None
+    if manifest is None or spec is None:
         raise ConsoleError(f"{root} holds no sealed backup of a run: pass a run folder or its archive", USAGE)
-    spec = RunSpec.model_validate_json(manifest.labels[RUN_SPEC_LABEL])
     namespace = manifest.labels["namespace"]
     settings = load_settings().model_copy(
         update={
@@ -142,7 +141,7 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
         raise ConsoleError(
             f"{held}: this backup's run no longer owns it, so nothing was done", USAGE
         ) from None
-    rt.claims.change(spec.cluster, namespace, lambda claim: _rolling_back(claim, spec.run_id))
+    rt.claims.roll_back(spec.cluster, namespace, spec.run_id, ClaimState.PROMOTING, ClaimState.COMPLETED)
     console.print(
         f"Rolling back {escape(namespace)} of cluster {escape(spec.cluster)} from run {spec.run_id}…"
     )
@@ -152,9 +151,7 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
             console.print(f"  left: {escape(line)}")
         console.print("The rollback did not restore everything; fix the cause and run it again.")
         return FAILED
-    claim = rt.claims.get(spec.cluster, namespace)
-    if claim is not None and claim.run_id == spec.run_id:
-        rt.claims.release(claim)
+    rt.claims.release_run(spec.cluster, namespace, spec.run_id)
     console.print(
         f"Rolled back: {len(result.recreated)} owner(s) re-created, {len(result.reverted)} object(s) "
         f"restored, {len(result.deleted)} control-plane object(s) deleted"
@@ -162,9 +159,3 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
         + "."
     )
     return OK
-
-
-def _rolling_back(claim: Claim | None, run_id: str) -> Claim | None:
-    if claim is None or claim.run_id != run_id or claim.state is ClaimState.ROLLING_BACK:
-        return None
-    return replace(claim, state=ClaimState.ROLLING_BACK)

@@ -102,10 +102,7 @@ def _undo(
 def _release(run: NamespaceRun) -> None:
     """The namespace is back: its claim goes, and another run may take it. Should this worker die before
     it records RolledBack, the watchdog finds the claim gone and records it."""
-    claims = runtime().claims
-    claim = claims.get(run.cluster, run.namespace)
-    if claim is not None and claim.run_id == run.run_id:
-        claims.release(claim)
+    runtime().claims.release_run(run.cluster, run.namespace, run.run_id)
 
 
 def _halt_unless(run: NamespaceRun, verdict: str | None) -> None:

@@ -297,9 +297,11 @@ def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: k
         ns["name"] for ns in status.get("namespaces", []) if ns.get("phase") != NamespacePhase.ROLLED_BACK
     ]
     for namespace in pending:
-        claim = _mark_rolling_back(rt.claims, _run_of(name, namespace, status), ClaimState.COMPLETED)
+        claim = rt.claims.roll_back(
+            status["clusterName"], namespace, status["runId"], ClaimState.PROMOTING, ClaimState.COMPLETED
+        )
         run = _run_of(name, namespace, status, claim)
-        if claim is None or claim.run_id != run.run_id:
+        if claim is None:
             rt.progress(run).phase(namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
         else:
             rollback_namespace(app, run)
@@ -310,20 +312,6 @@ def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: k
 
 
 RELEASED = "already rolled back: the run no longer holds the namespace"
-
-
-def _mark_rolling_back(claims: Claims, run: NamespaceRun, *also_from: ClaimState) -> Claim | None:
-    """The run's claim moved to "rolling back" (from promoting, or `also_from`); None if not ours."""
-
-    def rolling_back(claim: Claim | None) -> Claim | None:
-        if claim is None or claim.run_id != run.run_id:
-            return None
-        if claim.state in (ClaimState.PROMOTING, *also_from):
-            return replace(claim, state=ClaimState.ROLLING_BACK)
-        return claim
-
-    claim = claims.change(run.cluster, run.namespace, rolling_back)
-    return claim if claim is not None and claim.run_id == run.run_id else None
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -370,12 +358,15 @@ def cancel(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch
             rt.claims.release(claim)
             continue
         if claim.state is ClaimState.PROMOTING:
-            claim = _mark_rolling_back(rt.claims, run)
+            claim = rt.claims.roll_back(run.cluster, namespace, run.run_id, ClaimState.PROMOTING)
             if claim is None:
                 continue
             rollback_namespace(app, _run_of(name, namespace, status, claim))
-            kopf.info(
-                body, reason="NamespaceCancelled", message=f"{namespace}: rolling back, the policy is deleted"
+            kopf.event(
+                body,
+                type="Normal",
+                reason="NamespaceCancelled",
+                message=f"{namespace}: rolling back, the policy is deleted",
             )
         elif reading.status.phase is NamespacePhase.FAILED_ROLLBACK:
             rollback_namespace(app, _run_of(name, namespace, status, claim))

@@ -15,14 +15,14 @@ from functools import cached_property
 from typing import Any
 
 from shared.backup import Manifest
-from shared.claims import Claim, RunHalted
+from shared.claims import RUN_SPEC_LABEL, Claim, RunHalted
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Move
 from shared.kube import ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
 from shared.progress import NamespaceRun
-from shared.runtime import RUN_SPEC_LABEL, Runtime
+from shared.runtime import Runtime
 from shared.selection import select_types
 from shared.steps import decisions
 

@@ -181,3 +181,16 @@ def test_a_resume_restarts_the_stall_clock_so_one_stall_gets_one_resume(redis_ur
     assert progress.bump_resumes("shop") == 1
     [after] = progress.read(["shop"])
     assert before.updated is not None and after.updated is not None and after.updated > before.updated
+
+
+def test_roll_back_moves_only_the_runs_own_claim_from_the_states_named(claims: Claims) -> None:
+    claims.acquire(SPEC, "shop")
+    claims.change("member1", "shop", lambda c: replace(c, state=ClaimState.COMPLETED) if c else None)
+    assert claims.roll_back("member1", "shop", "run-1", ClaimState.PROMOTING).state is ClaimState.COMPLETED  # type: ignore[union-attr]
+    assert claims.roll_back("member1", "shop", "run-other", ClaimState.COMPLETED) is None
+    moved = claims.roll_back("member1", "shop", "run-1", ClaimState.PROMOTING, ClaimState.COMPLETED)
+    assert moved is not None and moved.state is ClaimState.ROLLING_BACK
+    claims.release_run("member1", "shop", "run-other")
+    assert claims.get("member1", "shop") == moved, "another run's release leaves it"
+    claims.release_run("member1", "shop", "run-1")
+    assert claims.get("member1", "shop") is None
