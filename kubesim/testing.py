@@ -148,6 +148,15 @@ class SimAdmin:
     def faults(self) -> list[dict[str, Any]]:
         return self._call("GET", "/_sim/faults")["faults"]
 
+    def wait_fired(self, fault_id: int, what: str, timeout: float = 60.0) -> None:
+        """Until fault `fault_id` has failed (or is holding) a request: the step under test is there."""
+        wait_until(
+            lambda: any(f["id"] == fault_id and f["fired"] for f in self.faults()),
+            timeout=timeout,
+            interval=0.1,
+            what=what,
+        )
+
     def clear_faults(self) -> None:
         self._call("DELETE", "/_sim/faults")
 

@@ -123,12 +123,7 @@ def test_every_worker_survives_a_redis_restart_mid_task_and_keeps_working(
     )["id"]
     try:
         restartable.apply("before-restart", includedNamespaces=[held])
-        wait_until(
-            lambda: any(f["id"] == fault and f["fired"] for f in member.faults()),
-            timeout=60,
-            interval=0.1,
-            what="the member to hold the detach request",
-        )
+        member.wait_fired(fault, "the member to hold the detach request")
         task = _held_task(restartable, held)
 
         redis_server.restart()

@@ -95,12 +95,7 @@ def _hang(admin: SimAdmin, verb: str, resource: str, namespace: str) -> int:
 
 
 def _wait_hanging(admin: SimAdmin, fault_id: int) -> None:
-    wait_until(
-        lambda: any(f["id"] == fault_id and f["fired"] for f in admin.faults()),
-        timeout=60,
-        interval=0.1,
-        what=f"the request held by fault {fault_id}",
-    )
+    admin.wait_fired(fault_id, f"the request held by fault {fault_id}")
 
 
 def _wait_phase(installation: Installation, policy: str, namespace: str, phase: str) -> None:

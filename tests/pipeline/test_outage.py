@@ -46,10 +46,7 @@ def test_a_compensation_rides_out_a_control_plane_outage_and_ends_rolled_back(pa
         times=1,
     )
     patient.apply("outage", includedNamespaces=["outage-1"])
-    wait_until(
-        lambda: any(f["id"] == held["id"] and f["fired"] for f in control_plane.faults()),
-        what="the rebuild to be creating the Deployment",
-    )
+    control_plane.wait_fired(held["id"], "the rebuild to be creating the Deployment", timeout=10)
     started = time.monotonic()
     control_plane.add_fault(status=503, user_agent="kosmos-promote", message="injected: apiserver restarting")
     wait_until(

@@ -171,10 +171,7 @@ def test_a_policy_deleted_mid_detach_rolls_its_namespace_back_and_then_goes(
         times=1,
     )
     installation.apply("del", includedNamespaces=["del-1"])
-    wait_until(
-        lambda: any(f["id"] == held["id"] and f["fired"] for f in member.faults()),
-        what="detach to be deleting owners",
-    )
+    member.wait_fired(held["id"], "detach to be deleting owners", timeout=10)
     installation.policies.delete_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", "del")
     wait_until(lambda: _policy_gone(installation, "del"), timeout=90, what="the deleted policy to go")
     member.clear_faults()
@@ -364,10 +361,7 @@ def test_kpromote_plan_names_the_policy_that_holds_a_namespace_mid_run(
     )
     try:
         installation.apply("held-first", includedNamespaces=["held-1"])
-        wait_until(
-            lambda: any(f["id"] == held["id"] and f["fired"] for f in member.faults()),
-            what="the first policy to be detaching",
-        )
+        member.wait_fired(held["id"], "the first policy to be detaching", timeout=10)
         second = tmp_path / "second.yaml"
         second.write_text(
             "apiVersion: kosmos.io/v1alpha1\n"
