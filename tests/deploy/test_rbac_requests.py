@@ -8,18 +8,15 @@ stay refused: least privilege is as much what is denied as what is allowed.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.deploy.rbac import (
     NAMESPACE,
     RESTRICTED,
     Request,
+    build_with_restricted,
     overlay_patches,
     permissions,
     rule_allows,
@@ -226,25 +223,10 @@ def test_a_role_binding_grants_in_its_namespace_only() -> None:
 
 
 def test_kustomize_applies_the_restricted_component_to_the_base(tmp_path: Path) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (its built-in kustomize) is not installed; the rule tests above still ran")
-    user = tmp_path / "my-installation"
-    user.mkdir()
-    (user / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, user)],
-                "components": [os.path.relpath(RESTRICTED, user)],
-            }
-        )
+    built = build_with_restricted(
+        tmp_path, "kubectl (its built-in kustomize) is not installed; the rule tests above still ran"
     )
-    built = subprocess.run(
-        [kubectl, "kustomize", str(user)], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(built) if o}
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in built}
     patches = {(p["kind"], p["metadata"]["name"]): p for p in overlay_patches(RESTRICTED)}
     for key, patch in patches.items():
         assert objects[key]["rules"] == patch["rules"], key

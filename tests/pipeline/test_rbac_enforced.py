@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import textwrap
 import uuid
@@ -42,7 +41,7 @@ from kubesim.seed import seed_cluster_scoped, seed_namespace
 from kubesim.serve import start_pair
 from kubesim.testing import SimAdmin, api_client, service_account_token, wait_until
 from services.install import install
-from tests.deploy.rbac import RESTRICTED, Request
+from tests.deploy.rbac import Request, build_with_restricted
 from tests.deploy.rbac_requests import APP, COMPONENTS, EVENTS_OF_CLUSTER_OBJECTS, INSTALL, REFUSED, ROWS
 from tests.deploy.support import DEPLOY
 from tests.pipeline.conftest import Installation, _served, _spawn, _wait_for_workers
@@ -88,25 +87,10 @@ def _base_rbac() -> list[dict[str, Any]]:
 def _restricted_rbac(workdir: Path) -> list[dict[str, Any]]:
     """Every RBAC object of the base with the restricted Component, as `kubectl kustomize` builds it from
     a user's own kustomization, plus the rule for the seed's custom resource group that a user adds."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (its built-in kustomize) is not installed: the restricted overlay is not built")
-    user = workdir / "my-installation"
-    user.mkdir()
-    (user / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, user)],
-                "components": [os.path.relpath(RESTRICTED, user)],
-            }
-        )
+    built = build_with_restricted(
+        workdir, "kubectl (its built-in kustomize) is not installed: the restricted overlay is not built"
     )
-    built = subprocess.run(
-        [kubectl, "kustomize", str(user)], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    objects = [doc for doc in yaml.safe_load_all(built) if doc and doc["kind"] in RBAC_KINDS]
+    objects = [doc for doc in built if doc["kind"] in RBAC_KINDS]
     for obj in objects:
         if obj["kind"] == "ClusterRole" and obj["metadata"]["name"] in CUSTOM_RULES:
             rules = obj["rules"]
