@@ -12,10 +12,10 @@ from shared.backup.errors import BackupError, BackupTampered
 from shared.backup.integrity import FileDigest
 from shared.backup.layout import (
     ARCHIVE_NAME,
-    DECISIONS_NAME,
     DERIVED_FILES,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    PLAN_NAME,
     backup_root,
     entry_path,
 )
@@ -25,10 +25,10 @@ from shared.backup.verify import VerifyReport, verify_archive
 
 __all__ = [
     "ARCHIVE_NAME",
-    "DECISIONS_NAME",
     "DERIVED_FILES",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "PLAN_NAME",
     "BackupDir",
     "BackupError",
     "BackupTampered",

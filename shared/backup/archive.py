@@ -172,7 +172,7 @@ class BackupDir:
         return VerifyReport(problems=problems, sha256=report.sha256, manifest=report.manifest, signed=signed)
 
     def write_derived(self, name: str, data: bytes) -> None:
-        """Write a file derived from the sealed items (`decisions.json`) and add its digest to the manifest,
+        """Write a file derived from the sealed items (`plan.json`) and add its digest to the manifest,
         re-signing it, so that steps reading it later can trust it like the items.
 
         The manifest must verify as signed first: re-signing an edited manifest would launder the edit.
@@ -202,6 +202,16 @@ class BackupDir:
         if listed is None:
             files = dict(sorted({**manifest.files, name: digest}.items()))
             self._write_manifest(manifest.model_copy(update={"files": files}))
+
+    def read_derived(self, name: str) -> bytes | None:
+        """The bytes of a derived file (`plan.json`), or None if it has not been written. Trust them only
+        after `require_intact`, which checks them against the manifest."""
+        if name not in DERIVED_FILES:
+            raise ValueError(f"{name!r} is not a derived file ({', '.join(sorted(DERIVED_FILES))})")
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def manifest(self) -> Manifest | None:
         """The outer manifest as written by seal, without re-reading the archive (see `verify_archive`).

@@ -21,8 +21,8 @@ VERSION_ENTRY: Final = "metadata/version"
 MANIFEST_ENTRY: Final = "metadata/manifest.json"
 VERSION_BYTES: Final = f"{FORMAT_VERSION}\n".encode()
 """What Velero writes to metadata/version (`fmt.Sprintf("%s\\n", BackupFormatVersion)`)."""
-DECISIONS_NAME: Final = "decisions.json"
-DERIVED_FILES: Final = frozenset({DECISIONS_NAME})
+PLAN_NAME: Final = "plan.json"
+DERIVED_FILES: Final = frozenset({PLAN_NAME})
 """Files that steps derive from the sealed items after the seal and read back beside the archive: each is
 added to the manifest by `BackupDir.write_derived`, and one that is present but not covered is refused."""
 ITEMS_FILE: Final = re.compile(r"items/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)\.(jsonl|idx)")

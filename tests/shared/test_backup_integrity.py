@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from shared.backup import (
-    DECISIONS_NAME,
+    PLAN_NAME,
     BackupDir,
     BackupError,
     BackupTampered,
@@ -59,7 +59,7 @@ def make(root: Path, key: SecretStr | None = KEY) -> BackupDir:
     backup.write_part("replicasets.apps", [replicaset("web-5d9c"), replicaset("api-7f4b")])
     backup.write_part("configmaps", [])
     backup.seal(LABELS)
-    backup.write_derived(DECISIONS_NAME, decisions())
+    backup.write_derived(PLAN_NAME, decisions())
     return backup
 
 
@@ -111,7 +111,7 @@ def test_a_correct_signed_backup_passes(backup: BackupDir) -> None:
     manifest = backup.manifest()
     assert manifest is not None
     assert sorted(manifest.files) == [
-        DECISIONS_NAME,
+        PLAN_NAME,
         "items/deployments.apps.idx",
         DEPLOYMENTS,
         "items/replicasets.apps.idx",
@@ -142,11 +142,11 @@ def test_an_edited_index_is_refused_naming_it(backup: BackupDir) -> None:
 
 
 def test_edited_or_lost_decisions_are_refused_naming_the_file(backup: BackupDir) -> None:
-    path = backup.root / DECISIONS_NAME
+    path = backup.root / PLAN_NAME
     edit(path, b'"promote"', b'"stay"')
-    refused(backup, f"changed {DECISIONS_NAME}")
+    refused(backup, f"changed {PLAN_NAME}")
     path.unlink()
-    refused(backup, f"missing {DECISIONS_NAME}")
+    refused(backup, f"missing {PLAN_NAME}")
 
 
 def test_a_missing_items_file_or_manifest_is_refused_naming_it(backup: BackupDir) -> None:
@@ -161,8 +161,8 @@ def test_decisions_written_beside_the_seal_without_write_derived_are_refused(roo
     backup.write_part("deployments.apps", [deployment("web")])
     backup.seal(LABELS)
     backup.require_intact()
-    write_atomically(backup.root / DECISIONS_NAME, decisions())
-    refused(backup, f"uncovered {DECISIONS_NAME}")
+    write_atomically(backup.root / PLAN_NAME, decisions())
+    refused(backup, f"uncovered {PLAN_NAME}")
 
 
 def test_an_edited_archive_is_refused(backup: BackupDir) -> None:
@@ -235,7 +235,7 @@ def test_a_re_seal_restores_edited_items_from_the_parts_instead_of_covering_them
     edit(backup.root / DEPLOYMENTS, IMAGE, EVIL)
     backup.seal(LABELS)
     assert EVIL not in (backup.root / DEPLOYMENTS).read_bytes()
-    backup.write_derived(DECISIONS_NAME, decisions())  # what the backup step does after sealing
+    backup.write_derived(PLAN_NAME, decisions())  # what the backup step does after sealing
     assert backup.manifest_path.read_bytes() == sealed_manifest
     backup.require_intact()
 
@@ -244,13 +244,13 @@ def test_write_derived_is_idempotent_restores_a_lost_file_and_refuses_other_cont
     backup: BackupDir,
 ) -> None:
     manifest = backup.manifest_path.read_bytes()
-    backup.write_derived(DECISIONS_NAME, decisions())
-    (backup.root / DECISIONS_NAME).unlink()
-    backup.write_derived(DECISIONS_NAME, decisions())
+    backup.write_derived(PLAN_NAME, decisions())
+    (backup.root / PLAN_NAME).unlink()
+    backup.write_derived(PLAN_NAME, decisions())
     assert backup.manifest_path.read_bytes() == manifest
     backup.require_intact()
     with pytest.raises(BackupError, match="sealed with other content"):
-        backup.write_derived(DECISIONS_NAME, decisions("stay"))
+        backup.write_derived(PLAN_NAME, decisions("stay"))
     with pytest.raises(ValueError, match="not a derived file"):
         backup.write_derived("state.json", b"{}")
     backup.require_intact()
@@ -259,10 +259,10 @@ def test_write_derived_is_idempotent_restores_a_lost_file_and_refuses_other_cont
 def test_write_derived_does_not_re_sign_an_edited_manifest(backup: BackupDir) -> None:
     edit(backup.root / DEPLOYMENTS, IMAGE, EVIL)
     rehash_manifest(backup, DEPLOYMENTS, keep_signature=False)
-    (backup.root / DECISIONS_NAME).unlink()
+    (backup.root / PLAN_NAME).unlink()
     with pytest.raises(BackupTampered, match="unsigned backup refused"):
-        backup.write_derived(DECISIONS_NAME, decisions())
-    assert not (backup.root / DECISIONS_NAME).exists()
+        backup.write_derived(PLAN_NAME, decisions())
+    assert not (backup.root / PLAN_NAME).exists()
 
 
 def test_an_unsealed_backup_is_not_intact_but_not_tampered_either(root: Path) -> None:
@@ -339,11 +339,11 @@ def test_backups_verify_names_each_changed_file_and_exits_1(runner: CliRunner, b
     assert "signature valid" in result.stdout
 
     edit(backup.root / DEPLOYMENTS, IMAGE, EVIL)
-    edit(backup.root / DECISIONS_NAME, b'"promote"', b'"stay"')
+    edit(backup.root / PLAN_NAME, b'"promote"', b'"stay"')
     result = runner.invoke(app, ["backups", "verify", str(backup.archive_path)], env=env)
     assert result.exit_code == 1, result.output
     assert "do not roll back from this archive" in result.stdout
-    assert f"changed {DEPLOYMENTS}" in result.stdout and f"changed {DECISIONS_NAME}" in result.stdout
+    assert f"changed {DEPLOYMENTS}" in result.stdout and f"changed {PLAN_NAME}" in result.stdout
     assert KEY.get_secret_value() not in result.output
 
 
