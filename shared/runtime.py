@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import redis
 
-from shared.backup import BackupDir, backup_root
+from shared.backup import BackupDir
+from shared.backup.store import store_from_settings
 from shared.claims import Claim, Claims, RunHalted, RunSpec, forward_verdict
 from shared.kube import ClusterLimits, Kube
 from shared.kube.connect import connect_member, member_identity
@@ -147,7 +148,15 @@ class Runtime:
         return Progress(self.redis, run.policy, run.run_id)
 
     def backup(self, run: NamespaceRun) -> BackupDir:
-        return BackupDir(backup_root(self.settings.backup_dir, run.policy, run.namespace, run.run_id))
+        """The run's backup in the configured store (KPROMOTE_BACKUP_URL), through this worker's own working
+        copy when the store is not a local folder."""
+        return BackupDir.of_run(
+            store_from_settings(self.settings),
+            run.policy,
+            run.namespace,
+            run.run_id,
+            self.settings.backup_cache_dir,
+        )
 
 
 _runtime: Runtime | None = None

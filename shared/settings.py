@@ -34,6 +34,9 @@ PLACEHOLDER_PREFIX = "REPLACE-ME"
 """deploy/secrets.yaml ships `REPLACE-ME-redis-password-placeholder` and
 `admin:REPLACE-ME-flower-password-placeholder`: a secret that starts like this was never replaced."""
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+"""S3's bucket naming rule: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a
+letter or digit."""
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 Port = Annotated[int, Field(ge=0, le=65535)]
 LogFormat = Literal["json", "text"]
@@ -53,7 +56,27 @@ class Settings(BaseSettings):
     key_prefix: str = ""
     """Prefix of every Celery key in Redis, so several installations (or test runs) can share one Redis."""
     backup_dir: Path = Path("var/backups")
-    """Durable backups (a PVC mount in a real deployment): `<dir>/<policy>/<namespace>/<run>/`."""
+    """Durable backups (a PVC mount in a real deployment): `<dir>/<policy>/<namespace>/<run>/`. With
+    `backup_url` in S3 it holds only the run logs, which stay on each worker's disk."""
+    backup_url: str | None = Field(
+        default=None,
+        json_schema_extra={"allowed": "a folder path, or s3://bucket[/prefix] (a valid bucket name)"},
+    )
+    """Where backups are kept: a folder (as `backup_dir`, which it overrides) or `s3://bucket/prefix`
+    (shared/backup/store.py); unset means `backup_dir`."""
+    backup_cache_dir: Path = Path("var/backup-cache")
+    """A worker's own working copies of backups kept in S3 (an emptyDir is enough: everything in it can be
+    fetched again, and every file is checked against the sealed manifest before use)."""
+    s3_endpoint_url: str | None = Field(
+        default=None, json_schema_extra={"allowed": "an http:// or https:// URL, e.g. http://minio:9000"}
+    )
+    """An S3-compatible store (MinIO, Ceph RGW…); unset means AWS S3. Credentials come from boto3's own
+    chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file, IRSA), never from here."""
+    s3_region: str | None = None
+    """The bucket's region; unset leaves it to boto3 (AWS_REGION, the config file)."""
+    s3_force_path_style: bool = False
+    """Address the bucket as `endpoint/bucket/key` rather than `bucket.endpoint/key`: what most
+    S3-compatible stores without wildcard DNS need."""
     kubeconfig: str | None = None
     """Control-plane kubeconfig; unset means ~/.kube/config (in a pod, deploy/ mounts one that uses the
     pod's ServiceAccount token)."""
@@ -174,6 +197,36 @@ class Settings(BaseSettings):
         if scheme not in BROKER_SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}" if scheme else "not a URL")
         return value
+
+    @field_validator("backup_url")
+    @classmethod
+    def _backup_url(cls, value: str | None) -> str | None:
+        """A folder, or `s3://` with a bucket name S3 accepts; any other scheme is a mistake (gs://, a
+        typo in s3://), not a folder name."""
+        if not value:
+            return None
+        if value.startswith("s3://"):
+            bucket = value.removeprefix("s3://").partition("/")[0]
+            if not re.fullmatch(S3_BUCKET, bucket):
+                raise ValueError(f"bucket {bucket!r} is not a valid S3 bucket name")
+        elif "://" in value or value.startswith("s3:"):
+            raise ValueError(f"unknown scheme {value.partition(':')[0]!r}")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("not an http:// or https:// URL")
+        return value
+
+    @property
+    def backup_location(self) -> str:
+        """KPROMOTE_BACKUP_URL, else KPROMOTE_BACKUP_DIR: a folder path or an `s3://` URL."""
+        return self.backup_url or str(self.backup_dir)
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,13 @@ Steps read the items files, not the archive, so `manifest.json` also records the
 file a step reads (`files`: the items files, their indexes, and the decisions added after the seal by
 `write_derived`), and is signed when `KPROMOTE_BACKUP_SIGNING_KEY` is set (`integrity.py`).
 `require_intact` checks all of it (`verify.py`) before a step trusts the backup.
+
+Where the backup is kept is a `BackupStore` (`store.py`). The folder `root` is where it is built and read;
+with a local store that folder is the store itself and nothing is copied. With an object store `root` is
+the worker's working copy: each file is published when written (the manifest last, the commit point of a
+seal), and a reader fetches the manifest (again only when its ETag changed) and the files it needs, which
+it trusts only once they match the manifest's digests, so a worker's copy may be stale or wiped at any
+time. No step then needs a folder another worker wrote.
 """
 
 from __future__ import annotations
@@ -41,7 +48,16 @@ from pydantic import SecretStr
 from shared.backup import tarball
 from shared.backup.atomic import atomic_file, fsync_directory, write_atomically
 from shared.backup.errors import BackupError, BackupTampered
-from shared.backup.integrity import BUFFER, FileDigest, digest_file, sign, signature_problem, split_signature
+from shared.backup.integrity import (
+    BUFFER,
+    FileDigest,
+    FileVersion,
+    digest_file,
+    sign,
+    signature_problem,
+    split_signature,
+    version_of,
+)
 from shared.backup.itemfiles import item_count, merge_part, read_items
 from shared.backup.layout import (
     ARCHIVE_NAME,
@@ -51,10 +67,13 @@ from shared.backup.layout import (
     VERSION_BYTES,
     VERSION_ENTRY,
     check_group_resource,
+    covered_path,
     entry_path,
     object_key,
+    run_key,
 )
 from shared.backup.manifest import Manifest, ManifestItem
+from shared.backup.store import BackupStore
 from shared.backup.verify import VerifyReport, seal_problems, verify_archive
 from shared.settings import settings
 
@@ -65,16 +84,46 @@ class _SealedMeanwhile(Exception):
     """The backup was sealed while a part was being written: the part is discarded."""
 
 
+_STORED_MANIFESTS: dict[Path, tuple[str, FileVersion | None]] = {}
+"""Working copy of a manifest -> (the store's tag of what was fetched, the copy's file version): a reader
+fetches the manifest again only when the store holds another one (or the copy changed)."""
+
+
 @dataclass(frozen=True)
 class BackupDir:
-    """One namespace's backup directory on the shared volume. Holding it touches nothing on disk; the
-    directory is created (mode 0700: it holds Secrets) by the first write."""
+    """One namespace's backup directory. Holding it touches nothing on disk; the directory is created
+    (mode 0700: it holds Secrets) by the first write."""
 
     root: Path
     signing_key: SecretStr | None = field(
         default_factory=lambda: settings().backup_signing_key, repr=False, compare=False
     )
     """Signs the manifest at seal and is required of it by `require_intact` (KPROMOTE_BACKUP_SIGNING_KEY)."""
+    store: BackupStore | None = field(default=None, repr=False, compare=False)
+    """Where the backup is kept when `root` is only a working copy of it; None when `root` is the backup."""
+    key: str = ""
+    """The run folder's key in `store`."""
+    _synced: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    """Files this object already brought up to date from the store: one task sees one version of them."""
+
+    @classmethod
+    def of_run(
+        cls, store: BackupStore, policy: str, namespace: str, run_id: str, cache_dir: Path
+    ) -> BackupDir:
+        """One run's backup of one namespace in `store`, built and read in place when the store is a local
+        folder, else in a working copy under `cache_dir`."""
+        key = run_key(policy, namespace, run_id)
+        local = store.local_path(key)
+        if local is not None:
+            return cls(local)
+        return cls(cache_dir / store.cache_name() / key, store=store, key=key)
+
+    @property
+    def location(self) -> str:
+        """Where the archive is kept, as people name it: a path, or an `s3://` URL."""
+        if self.store is None:
+            return str(self.archive_path)
+        return self.store.url(f"{self.key}/{ARCHIVE_NAME}")
 
     @property
     def archive_path(self) -> Path:
@@ -97,24 +146,35 @@ class BackupDir:
         promote may already have changed. Such a call leaves `objects` unread and returns what the first
         run returned, as a re-run should."""
         check_group_resource(group_resource)
-        if self.archive_path.exists():
+        if self._stored(ARCHIVE_NAME):
             return self._part_count(group_resource)
         self._make_dirs()
         count = 0
+        part = self._part_path(group_resource)
         try:
-            with atomic_file(self._part_path(group_resource)) as out:
+            with atomic_file(part) as out:
                 for count, obj in enumerate(objects, start=1):
                     object_key(obj, f"object {count} of {group_resource}")
                     out.write(orjson.dumps(obj))
                     out.write(b"\n")
-                if self.archive_path.exists():
+                if self._stored(ARCHIVE_NAME):
                     raise _SealedMeanwhile
+            if self.store is not None:
+                if self._stored(ARCHIVE_NAME):
+                    raise _SealedMeanwhile
+                self._publish(part)
         except _SealedMeanwhile:
             return self._part_count(group_resource)
         return count
 
     def parts(self) -> list[str]:
         """The group-resources that have a part, sorted."""
+        if self.store is not None:
+            return sorted(
+                stored.key.rpartition("/")[2].removesuffix(".jsonl")
+                for stored in self.store.list(f"{self.key}/parts/")
+                if stored.key.endswith(".jsonl")
+            )
         directory = self.root / "parts"
         if not directory.is_dir():
             return []
@@ -136,13 +196,22 @@ class BackupDir:
         if not group_resources:
             raise BackupError(f"nothing to seal: {self.root} has no parts")
         self._make_dirs()
+        for group_resource in group_resources:
+            # Always the stored part: another run may have rewritten it, and its time in the store (which
+            # the copy takes) is what every worker sealing this backup agrees on for `createdAt`.
+            self._fetch(self._part_path(group_resource))
         written = max(
             merge_part(self._part_path(group_resource), *self._items_paths(group_resource), group_resource)
             for group_resource in group_resources
         )
         fsync_directory(self.root / "items")
+        for group_resource in group_resources:
+            for path in self._items_paths(group_resource):
+                if path.exists():
+                    self._publish(path)
         created_at = datetime.fromtimestamp(int(written), UTC)
         manifest = self._write_archive(group_resources, created_at, dict(sorted(labels.items())))
+        self._publish(self.archive_path)
         manifest = manifest.model_copy(update={"files": self._items_digests(group_resources)})
         self._write_manifest(manifest)
         return manifest
@@ -156,16 +225,21 @@ class BackupDir:
         costs a stat per file. What it vouches for is the files at the time of the call."""
         problems = self.integrity_problems()
         if problems:
-            raise BackupTampered(self.root, problems)
+            raise BackupTampered(self._name, problems)
 
     def integrity_problems(self, *, cached: bool = True) -> list[str]:
         """Everything that makes the sealed files untrustworthy, one sentence each naming the file; empty
-        when intact (`verify.seal_problems`). `cached=False` re-reads every file."""
+        when intact (`verify.seal_problems`). `cached=False` re-reads every file (and, from a store, fetches
+        every file again)."""
+        self._sync_sealed(fresh=not cached)
+        if self.store is not None and not self.manifest_path.exists():
+            raise BackupError(f"{self._name} is not sealed")
         return seal_problems(self.root, self.signing_key, cached=cached)
 
     def verify(self) -> VerifyReport:
         """Re-read the archive entry by entry (`verify_archive`) and every covered file, uncached: what
         `kpromote backups verify` reports."""
+        self._sync_sealed(fresh=True)
         report = verify_archive(self.archive_path)
         problems = [*report.problems, *self.integrity_problems(cached=False)]
         signed = not problems and self.signing_key is not None
@@ -182,13 +256,14 @@ class BackupDir:
         `require_intact`) until the backup step runs again."""
         if name not in DERIVED_FILES:
             raise ValueError(f"{name!r} is not a derived file ({', '.join(sorted(DERIVED_FILES))})")
+        self._sync_manifest()
         try:
             signature, body = split_signature(self.manifest_path.read_bytes())
         except FileNotFoundError:
-            raise BackupError(f"{self.root} is not sealed") from None
+            raise BackupError(f"{self._name} is not sealed") from None
         problem = signature_problem(signature, body, self.signing_key, MANIFEST_NAME)
         if problem is not None:
-            raise BackupTampered(self.root, [problem])
+            raise BackupTampered(self._name, [problem])
         manifest = Manifest.model_validate_json(body)
         digest = FileDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         listed = manifest.files.get(name)
@@ -199,6 +274,9 @@ class BackupDir:
         path = self.root / name
         if listed is None or digest_file(path, cached=False) != digest:
             write_atomically(path, data)
+            self._publish(path)
+        elif self.store is not None and not self._stored(name):
+            self._publish(path)
         if listed is None:
             files = dict(sorted({**manifest.files, name: digest}.items()))
             self._write_manifest(manifest.model_copy(update={"files": files}))
@@ -208,6 +286,9 @@ class BackupDir:
         after `require_intact`, which checks them against the manifest."""
         if name not in DERIVED_FILES:
             raise ValueError(f"{name!r} is not a derived file ({', '.join(sorted(DERIVED_FILES))})")
+        if self.store is not None:
+            manifest = self.manifest()
+            self._bring(name, manifest.files.get(name) if manifest is not None else None)
         try:
             return (self.root / name).read_bytes()
         except FileNotFoundError:
@@ -218,6 +299,7 @@ class BackupDir:
 
         Parsed once per process and file version: every rebuild batch asks for it, and a 10,000-object
         manifest is megabytes of JSON (the model is frozen, so sharing it is safe)."""
+        self._sync_manifest()
         try:
             version = self.manifest_path.stat()
         except FileNotFoundError:
@@ -258,6 +340,7 @@ class BackupDir:
 
     def _part_count(self, group_resource: str) -> int:
         """Lines in an existing part (0 if there is none): what `write_part` returned when it wrote it."""
+        self._fetch(self._part_path(group_resource))
         try:
             part = self._part_path(group_resource).open("rb")
         except FileNotFoundError:
@@ -268,9 +351,14 @@ class BackupDir:
     def _sealed_items(self, group_resource: str) -> tuple[Path, Path] | None:
         """The items and index files of a group-resource, or None when the sealed backup has none."""
         check_group_resource(group_resource)
-        if not self.manifest_path.exists():
-            raise BackupError(f"{self.root} is not sealed")
+        manifest = self.manifest()
+        if manifest is None:
+            raise BackupError(f"{self._name} is not sealed")
         lines, index = self._items_paths(group_resource)
+        if self.store is not None:
+            for path in (lines, index):
+                relative = path.relative_to(self.root).as_posix()
+                self._bring(relative, manifest.files.get(relative))
         return (lines, index) if lines.exists() else None
 
     def _existing_seal(self) -> Manifest | None:
@@ -278,13 +366,13 @@ class BackupDir:
         parts: nothing sealed yet, a seal cut short, or files that no longer match (which a re-seal
         restores, the parts giving the same bytes). A manifest is never re-written to cover files as
         they are now: that would make an edited items file look sealed."""
-        if not self.archive_path.exists() or not self.manifest_path.exists():
+        if not self._stored(ARCHIVE_NAME) or not self._stored(MANIFEST_NAME):
             return None
         problems = self.integrity_problems(cached=False)
         if not problems:
             problems = verify_archive(self.archive_path).problems
         if problems:
-            log.warning("re-sealing %s: %s", self.root, "; ".join(problems[:5]))
+            log.warning("re-sealing %s: %s", self._name, "; ".join(problems[:5]))
             return None
         return self.manifest()
 
@@ -342,6 +430,89 @@ class BackupDir:
     def _write_manifest(self, manifest: Manifest) -> None:
         with atomic_file(self.manifest_path) as out:
             out.write(sign(manifest.model_dump_json(by_alias=True).encode(), self.signing_key))
+        self._publish(self.manifest_path)
+        _STORED_MANIFESTS.pop(self.manifest_path, None)
+        self._synced.add(MANIFEST_NAME)
+
+    # ---------------------------------------------------------------- the store behind a working copy
+    @property
+    def _name(self) -> Path | str:
+        """The backup as messages name it: its folder, or its run folder's URL in the store."""
+        return self.root if self.store is None else self.store.url(self.key)
+
+    def _stored(self, relative: str) -> bool:
+        if self.store is None:
+            return (self.root / relative).exists()
+        return self.store.stat(f"{self.key}/{relative}") is not None
+
+    def _publish(self, path: Path) -> None:
+        """Make a file just written in the working copy visible to every worker (nothing to do when the
+        folder is the store)."""
+        if self.store is not None:
+            self.store.put_file(f"{self.key}/{path.relative_to(self.root).as_posix()}", path)
+
+    def _fetch(self, path: Path) -> bool:
+        """Replace the working copy of a file with the stored one (removing the copy when the store has none);
+        whether there is one."""
+        if self.store is None:
+            return path.exists()
+        if self.store.get_file(f"{self.key}/{path.relative_to(self.root).as_posix()}", path) is None:
+            path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _bring(self, relative: str, expected: FileDigest | None) -> None:
+        """Have a working copy of a sealed file: kept when it matches the manifest's digest (hashed once
+        per file version), else fetched. Whether a fetched copy matches is for `require_intact` to say."""
+        path = self.root / relative
+        if expected is None or digest_file(path) != expected:
+            self._fetch(path)
+
+    def _sync_manifest(self, *, fresh: bool = False) -> None:
+        """Bring the working copy of `manifest.json` up to date with the store, once per object (`fresh`:
+        fetch it again). A manifest gone from the store takes the copy and its archive with it."""
+        if self.store is None or (MANIFEST_NAME in self._synced and not fresh):
+            return
+        path = self.manifest_path
+        found = self.store.stat(f"{self.key}/{MANIFEST_NAME}")
+        known = _STORED_MANIFESTS.get(path)
+        if found is None:
+            path.unlink(missing_ok=True)
+            self.archive_path.unlink(missing_ok=True)
+        elif fresh or known is None or known != (found.tag, _version(path)):
+            self._make_dirs()
+            if self._fetch(path):
+                _STORED_MANIFESTS[path] = (found.tag, _version(path))
+        self._synced.add(MANIFEST_NAME)
+
+    def _sync_sealed(self, *, fresh: bool) -> None:
+        """Working copies of everything `require_intact` checks: the manifest, each file it covers and the
+        archive; and a derived file the store holds uncovered, so that it is refused as it would be in a
+        folder. `fresh` fetches every file again (a verification by a person trusts no copy)."""
+        if self.store is None:
+            return
+        self._sync_manifest(fresh=fresh)
+        try:
+            manifest = self.manifest()
+        except ValueError:
+            return  # the check reports a manifest that does not parse
+        if manifest is None:
+            return
+        for relative, expected in manifest.files.items():
+            if covered_path(relative):
+                self._bring(relative, None if fresh else expected)
+        archive = digest_file(self.archive_path) if not fresh else None
+        if archive is None or archive.sha256 != manifest.sha256:
+            self._fetch(self.archive_path)
+        for name in DERIVED_FILES - manifest.files.keys():
+            self._fetch(self.root / name)
+
+
+def _version(path: Path) -> FileVersion | None:
+    try:
+        return version_of(path.stat())
+    except FileNotFoundError:
+        return None
 
 
 @lru_cache(maxsize=16)

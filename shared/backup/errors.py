@@ -14,7 +14,7 @@ class BackupTampered(BackupError):
     """A sealed backup no longer matches its manifest, or its manifest is not signed as required: nothing
     may be done from it. `problems` names each changed, missing or uncovered file."""
 
-    def __init__(self, root: Path, problems: list[str]) -> None:
+    def __init__(self, root: Path | str, problems: list[str]) -> None:
         self.root = root
         self.problems = problems
         listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")

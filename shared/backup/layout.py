@@ -32,9 +32,20 @@ _GROUP_RESOURCE: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 def backup_root(base: Path, policy: str, namespace: str, run_id: str) -> Path:
     """Where one run of one policy backs up one namespace: `<base>/<policy>/<namespace>/<run_id>`."""
+    return base / run_key(policy, namespace, run_id)
+
+
+def run_key(policy: str, namespace: str, run_id: str) -> str:
+    """The run folder's key in a backup store, `<policy>/<namespace>/<run_id>`: the same in every store."""
     for value in (policy, namespace, run_id):
         check_segment(value, "path segment")
-    return base / policy / namespace / run_id
+    return f"{policy}/{namespace}/{run_id}"
+
+
+def covered_path(relative: str) -> bool:
+    """Whether a manifest may cover this path of the run folder: an items file or a derived file, never a
+    path of the manifest's choosing (which could point outside the folder)."""
+    return relative in DERIVED_FILES or ITEMS_FILE.fullmatch(relative) is not None
 
 
 def entry_path(group_resource: str, namespace: str, name: str) -> str:

@@ -33,11 +33,11 @@ from shared.backup.layout import (
     ARCHIVE_NAME,
     DERIVED_FILES,
     FORMAT_VERSION,
-    ITEMS_FILE,
     MANIFEST_ENTRY,
     MANIFEST_NAME,
     VERSION_BYTES,
     VERSION_ENTRY,
+    covered_path,
     entry_path,
 )
 from shared.backup.manifest import Coverage, Manifest
@@ -179,7 +179,7 @@ def _coverage_problems(coverage: Coverage) -> Iterator[str]:
     if coverage.sha256 is None:
         yield f"{MANIFEST_NAME} has no archive sha256"
     for relative in coverage.files:
-        if relative not in DERIVED_FILES and not ITEMS_FILE.fullmatch(relative):
+        if not covered_path(relative):
             yield f"{MANIFEST_NAME} covers an unexpected path {relative!r}"
     for group_resource, count in coverage.counts.items():
         for suffix in ("jsonl", "idx"):
