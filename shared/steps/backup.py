@@ -146,7 +146,7 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
         run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(decided) - promoted
     )
     _record_cluster_objects(runtime, run, manifest)
-    progress.set(run.namespace, backupLocation=str(backup.archive_path), backupSha256=manifest.sha256 or "")
+    progress.set(run.namespace, backupLocation=backup.location, backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
 
 
