@@ -97,14 +97,6 @@ def tier_step(present: Iterable[str], group_resource: str) -> str:
     return f"rebuild {group_resource}"
 
 
-DETACH_OWNER_ORDER: tuple[str, ...] = (
-    "deployments.apps",  # before its ReplicaSets: a Deployment being deleted re-creates none
-    "replicasets.apps",  # releases the pods
-    "statefulsets.apps",  # releases its pods and ControllerRevisions
-    "cronjobs.batch",  # its running Jobs are released and finish in the member
-)
-"""Owners deleted with Orphan propagation in the member, top-down."""
-
 DEFAULT_EXCLUDED: tuple[str, ...] = (
     "events",  # history of the member; never restorable (Velero nonRestorableResources)
     "events.events.k8s.io",  # the same events through the other API group

@@ -25,7 +25,7 @@ reads it), name, namespace and all of spec are kept.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from shared.items import Obj
@@ -44,16 +44,8 @@ _MEMBER_METADATA = (
     "finalizers",
 )
 
-_PER_CLUSTER_ANNOTATIONS = (
-    PROMOTED_BY,
-    PROMOTED_IN_RUN,
-    "pv.kubernetes.io/bind-completed",
-    "pv.kubernetes.io/bound-by-controller",
-    "volume.beta.kubernetes.io/storage-provisioner",
-    "volume.kubernetes.io/storage-provisioner",
-    "volume.kubernetes.io/selected-node",
-)
-"""Set by us or by each cluster's volume controllers: they say nothing about the object's content."""
+_OUR_ANNOTATIONS = (PROMOTED_BY, PROMOTED_IN_RUN)
+"""Set by us on what we create: they say nothing about the object's content."""
 
 
 def strip_for_rebuild(obj: Mapping[str, Any]) -> Obj:
@@ -69,73 +61,14 @@ def strip_for_rebuild(obj: Mapping[str, Any]) -> Obj:
 
 
 def normalized(obj: Mapping[str, Any]) -> Obj:
-    """`obj` reduced to what two clusters agree on, to compare an object that already exists in the
-    control plane with the body we would create: equal means it is the same thing, different means a
-    conflict that we report and leave alone (never take over someone else's:
-    docs/control-plane-traps.md#shared-cluster-scoped-objects).
-
-    Dropped on top of `strip_for_rebuild`: our PROMOTED_BY annotation, the volume controllers' binding
-    annotations, empty label/annotation maps, and the per-kind values each cluster allocates itself
-    (Service IPs and node ports, ServiceAccount token secrets, PV claim UID, aggregated ClusterRole rules).
-    """
+    """`obj` reduced to what two clusters agree on, whatever its kind: `strip_for_rebuild`, without our
+    annotations and without empty label/annotation maps. Each kind's rule removes on top what each cluster
+    allocates for itself (`KindRule.drop_allocated`); `KindRule.conflicts` compares the two."""
     body = strip_for_rebuild(obj)
     metadata = body["metadata"]
-    for key in _PER_CLUSTER_ANNOTATIONS:
+    for key in _OUR_ANNOTATIONS:
         (metadata.get("annotations") or {}).pop(key, None)
     for key in ("labels", "annotations"):
         if not metadata.get(key):
             metadata.pop(key, None)
-    _ALLOCATED.get(body.get("kind", ""), _nothing)(body)
     return body
-
-
-def _nothing(body: Obj) -> None:
-    """Kinds without values allocated by the cluster."""
-
-
-def _service_allocations(body: Obj) -> None:
-    """Each cluster allocates cluster IPs and node ports from its own ranges
-    (docs/control-plane-traps.md#cluster-ips)."""
-    spec = body.get("spec") or {}
-    if spec.get("clusterIP") != "None":
-        spec.pop("clusterIP", None)
-        spec.pop("clusterIPs", None)
-    spec.pop("healthCheckNodePort", None)
-    for port in spec.get("ports") or []:
-        port.pop("nodePort", None)
-
-
-def _service_account_tokens(body: Obj) -> None:
-    """Each cluster's token controller issues its own token Secret names
-    (docs/control-plane-traps.md#token-secrets)."""
-    body.pop("secrets", None)
-
-
-def _volume_claim_uid(body: Obj) -> None:
-    """claimRef.uid is the UID of the claim in whichever cluster bound it
-    (docs/control-plane-traps.md#pv-binding)."""
-    claim = (body.get("spec") or {}).get("claimRef") or {}
-    for key in ("uid", "resourceVersion"):
-        claim.pop(key, None)
-
-
-def _aggregated_rules(body: Obj) -> None:
-    """An aggregated ClusterRole's rules are filled in from the roles of the cluster it lives in."""
-    if body.get("aggregationRule"):
-        body.pop("rules", None)
-
-
-_ALLOCATED: dict[str, Callable[[Obj], None]] = {
-    "Service": _service_allocations,
-    "ServiceAccount": _service_account_tokens,
-    "PersistentVolume": _volume_claim_uid,
-    "ClusterRole": _aggregated_rules,
-}
-
-
-def conflicts(existing: Mapping[str, Any], body: Mapping[str, Any], run: str) -> bool:
-    """Whether an object already in the control plane blocks the one `run` would create: not when this
-    run made it (a re-run) and not when it is the same once each cluster's own fields are ignored."""
-    if ((existing.get("metadata") or {}).get("annotations") or {}).get(PROMOTED_IN_RUN) == run:
-        return False
-    return normalized(existing) != normalized(body)

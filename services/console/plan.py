@@ -1,9 +1,10 @@
 """`kpromote plan`: what a policy would do, read from the live clusters, with nothing changed anywhere.
 
 Read-only by construction: the precheck (itself read-only), then LISTs and GETs; no Redis, no file. The
-answers come from the pipeline's own pieces (the precheck, `select_types`, the kind rules, `decide_all`,
-the backup's `MemberCatalog`, `normalized`), so the plan shows what the pipeline would do rather than a
-second opinion of it.
+plan is the pipeline's own (`shared.plan.plan_namespace`, the function whose result the backup step
+records and every later step executes), over the objects the backup would hold (`select_types`, the kind
+rules' dependencies, the backup's `MemberCatalog`); the control plane is only asked what already exists
+there (`KindRule.conflicts`). It shows what the pipeline would do rather than a second opinion of it.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from services.console.common import (
 )
 from shared.claims import ClaimHeld, Claims
 from shared.items import ItemRef, Obj
-from shared.kinds import RULES, Context, DetachKind, Move, decide_all
+from shared.kinds import RULES, Context, DetachKind, Move
 from shared.kinds.storage import retain_patch
 from shared.kube import ApiResource, Forbidden, Kube
 from shared.kube.connect import connect_member
 from shared.models import PromotePolicy
+from shared.plan import plan_namespace
 from shared.precheck import precheck
-from shared.sanitize import conflicts
 from shared.selection import select_types
 from shared.settings import Settings
 from shared.steps.backup import NAMESPACES, MemberCatalog
@@ -93,6 +94,8 @@ class NamespacePlan:
     stays: list[Entry] = field(default_factory=list)
     skipped: list[Entry] = field(default_factory=list)
     conflicts: list[Entry] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    """Every object's plan entry (`shared.plan.ObjectPlan.to_json`), as the backup step records it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class NamespacePlan:
             "stays": [entry.to_json() for entry in self.stays],
             "skipped": [entry.to_json() for entry in self.skipped],
             "conflicts": [entry.to_json() for entry in self.conflicts],
+            "objects": self.objects,
         }
 
 
@@ -149,32 +153,31 @@ def assess(
     namespace: str, items: Iterable[tuple[str, Obj]], context: Context, lookup: Lookup
 ) -> NamespacePlan:
     """The plan of one namespace from its objects as the backup would hold them (namespace, selected types,
-    found dependencies): pure but for `lookup`, which answers what the control plane already has."""
+    found dependencies): `plan_namespace`'s, summed up for a person, and the conflicts `lookup` (what the
+    control plane already has) reveals."""
     items = list(items)
-    decisions = decide_all(items)
-    plan = NamespacePlan(namespace)
+    planned = plan_namespace(items, context)
+    plan = NamespacePlan(namespace, objects=planned.to_json()["objects"])
     for group_resource, obj in items:
-        metadata = obj["metadata"]
-        entry_namespace, name = metadata.get("namespace") or "", metadata["name"]
+        entry = planned.of(obj)
+        ref = entry.ref
         plan.backed_up[group_resource] += 1
         if group_resource == PERSISTENT_VOLUMES and retain_patch(obj) is not None:
-            plan.retained.append(name)
-        decision = decisions[metadata["uid"]]
-        if decision.move is not Move.PROMOTE:
-            kept = plan.stays if decision.move is Move.STAY else plan.skipped
-            kept.append(Entry(group_resource, entry_namespace, name, decision.reason))
+            plan.retained.append(ref.name)
+        if entry.detach is None:
+            kept = plan.stays if entry.move is Move.STAY else plan.skipped
+            kept.append(Entry(group_resource, ref.namespace, ref.name, entry.reason))
             continue
         plan.promoted[group_resource] += 1
-        rule = RULES.for_(group_resource)
-        step = rule.detach(obj, context)
-        if step.kind is DetachKind.ORPHAN_DELETE:
-            plan.orphan_deleted[group_resource].append(name)
-        elif step.kind is DetachKind.MARK:
+        if entry.detach.kind is DetachKind.ORPHAN_DELETE:
+            plan.orphan_deleted[group_resource].append(ref.name)
+        elif entry.detach.kind is DetachKind.MARK:
             plan.marked[group_resource] += 1
         # The namespace itself is the precheck's to refuse; anything else the control plane has is compared.
-        existing = lookup(group_resource, entry_namespace, name) if group_resource != NAMESPACES else None
-        if existing is not None and conflicts(existing, rule.rebuild(obj, context), context.run):
-            plan.conflicts.append(Entry(group_resource, entry_namespace, name, CONFLICT))
+        existing = lookup(group_resource, ref.namespace, ref.name) if group_resource != NAMESPACES else None
+        rule = RULES.for_(group_resource)
+        if existing is not None and rule.conflicts(existing, rule.rebuild(obj, context), context.run):
+            plan.conflicts.append(Entry(group_resource, ref.namespace, ref.name, CONFLICT))
     return plan
 
 

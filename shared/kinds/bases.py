@@ -46,6 +46,10 @@ class OwnerRule(KindRule):
     def detach(self, obj: Obj, ctx: Context) -> DetachStep:
         return DetachStep(DetachKind.ORPHAN_DELETE, reason="owner removed, dependents orphaned and kept")
 
+    def rollback_differences(self, backed_up: Obj, live: Obj) -> list[str]:
+        """Re-created from the backup, so its spec must be the backed-up one exactly."""
+        return ["spec differs from the backup"] if backed_up.get("spec") != live.get("spec") else []
+
 
 class ClusterOwnedRule(KindRule):
     """A kind Kosmos tracks with `kosmos-io/cluster-owners` (docs/control-plane-traps.md#kosmos-markers).

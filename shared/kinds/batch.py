@@ -42,3 +42,5 @@ class CronJobRule(OwnerRule):
     (docs/control-plane-traps.md#template-changes)."""
 
     group_resources = ("cronjobs.batch",)
+    owner_level = 2
+    dependents = ("jobs.batch",)

@@ -50,6 +50,10 @@ def tolerates_virtual_node(toleration: Mapping[str, str]) -> bool:
 @RULES.register
 class PodRule(KindRule):
     group_resources = ("pods",)
+    delete_grace_seconds = 0
+    """A bound pod deleted with a grace period stays Terminating where no kubelet confirms it."""
+    checked_when_skipped = True
+    """A finished pod stays as it was: the rollback proves it."""
 
     def decide(self, obj: Obj) -> Decision:
         """Finished pods are not moved (Velero and Kosmos skip them); pods of a DaemonSet or a Job stay with
@@ -93,6 +97,9 @@ class PodRule(KindRule):
             spec["tolerations"] = [*tolerations, dict(KOSMOS_TOLERATION)]
         set_metadata(body, "labels", POD_MARKER, "true")
         set_metadata(body, "labels", SYNCED_LABEL, "true")
+
+    def rollback_differences(self, backed_up: Obj, live: Obj) -> list[str]:
+        return ["pod spec changed"] if backed_up.get("spec") != live.get("spec") else []
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         """Removes `kosmos-io/pod`, as Kosmos' own revert does (`kosmos-io/synced` is read by nothing).

@@ -61,6 +61,11 @@ class ServiceAccountRule(ClusterOwnedRule):
         else:
             body.pop("secrets", None)
 
+    def drop_allocated(self, body: Obj) -> None:
+        """Each cluster's token controller issues its own token Secret names
+        (docs/control-plane-traps.md#token-secrets)."""
+        body.pop("secrets", None)
+
 
 def bindings_of(account: Obj, cluster_role_bindings: Iterable[Obj]) -> list[ItemRef]:
     """For each ClusterRoleBinding with subject {ServiceAccount, this name, this namespace}, in name order:
@@ -103,6 +108,11 @@ class ClusterRbacRule(KindRule):
         if (obj["metadata"].get("labels") or {}).get(key) == value:
             return Decision(Move.SKIP, CREATED_BY_CONTROL_PLANE)
         return PROMOTE
+
+    def drop_allocated(self, body: Obj) -> None:
+        """An aggregated ClusterRole's rules are filled in from the roles of the cluster it lives in."""
+        if body.get("aggregationRule"):
+            body.pop("rules", None)
 
 
 WILDCARD = "*"

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import ClassVar, Literal, Protocol, TypeVar, final
+from typing import ClassVar, Protocol, TypeVar, final
 
 from shared.items import ItemRef, Obj
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN, virtual_node
-from shared.sanitize import strip_for_rebuild
+from shared.sanitize import normalized, strip_for_rebuild
 
 CREATED_BY_CONTROL_PLANE = "created by the control plane itself"
 MANAGED_BY_CLUSTER = "managed by the cluster"
@@ -73,7 +73,6 @@ class DetachStep:
     kind: DetachKind
     patch: Obj | None = None
     """JSON merge patch, for MARK only: just the keys that change, so a re-run sends nothing."""
-    patch_type: Literal["merge"] = "merge"
     reason: str = ""
 
     def __post_init__(self) -> None:
@@ -119,6 +118,20 @@ class KindRule:
     """
 
     group_resources: ClassVar[tuple[str, ...]] = ()
+    owner_level: ClassVar[int] = 0
+    """For kinds detach deletes as owners: how many owner levels sit below (a ReplicaSet owns pods: 1; a
+    Deployment owns ReplicaSets: 2). Detach deletes the highest first, a rollback re-creates the lowest
+    first (`shared.plan`)."""
+    dependents: ClassVar[tuple[str, ...]] = ()
+    """For owner kinds: the group-resources they own, which detach waits for the garbage collector to
+    release after deleting the owners."""
+
+    delete_grace_seconds: ClassVar[int | None] = None
+    """The grace period a rollback deletes the control-plane copy with (None: the kind's default). Kinds
+    that set one are deleted before all others."""
+    checked_when_skipped: ClassVar[bool] = False
+    """Whether a rollback also checks objects the plan skipped against the backup (they must be
+    untouched; most skipped kinds are rewritten by the cluster itself, so checking them proves nothing)."""
 
     def decide(self, obj: Obj) -> Decision:
         """Whether `obj` (as backed up) is promoted, stays in the member or is not moved at all."""
@@ -157,6 +170,32 @@ class KindRule:
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
         """The kind's delta, applied in place to `body`, an already stripped deep copy of `original`."""
+
+    @final
+    def conflicts(self, existing: Obj, body: Obj, run: str) -> bool:
+        """Whether an object already in the control plane blocks the `body` that `run` would create: not
+        when this run made it (a re-run) and not when it is the same once each cluster's own values are
+        ignored. Never take over someone else's
+        (docs/control-plane-traps.md#shared-cluster-scoped-objects)."""
+        if ((existing.get("metadata") or {}).get("annotations") or {}).get(PROMOTED_IN_RUN) == run:
+            return False
+        return self.comparable(existing) != self.comparable(body)
+
+    @final
+    def comparable(self, obj: Obj) -> Obj:
+        """`obj` as two clusters agree on it: generic (`shared.sanitize.normalized`), then this kind's."""
+        body = normalized(obj)
+        self.drop_allocated(body)
+        return body
+
+    def drop_allocated(self, body: Obj) -> None:
+        """Remove, in place, values each cluster allocates for itself (a Service's cluster IP), so the
+        same object read from two clusters compares equal."""
+
+    def rollback_differences(self, backed_up: Obj, live: Obj) -> list[str]:
+        """How the live member object differs from its backup after a rollback, beyond the metadata every
+        kind is compared on (labels, annotations, owners, UID); empty when it does not."""
+        return []
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         """Merge patch that takes the Kosmos markers off the live control-plane object before the rollback

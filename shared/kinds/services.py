@@ -67,6 +67,17 @@ class ServiceRule(KindRule):
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         return remove_markers(live, annotations=[AUTO_CREATE_MCS])
 
+    def drop_allocated(self, body: Obj) -> None:
+        """Each cluster allocates cluster IPs and node ports from its own ranges
+        (docs/control-plane-traps.md#cluster-ips)."""
+        spec = body.get("spec") or {}
+        if spec.get("clusterIP") != "None":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        spec.pop("healthCheckNodePort", None)
+        for port in spec.get("ports") or []:
+            port.pop("nodePort", None)
+
 
 class _ExplicitFields:
     """Which allocated Service fields a user set explicitly, as Velero decides it: named in the

@@ -32,6 +32,14 @@ the claim lost its volume (`ClaimLost`/`ClaimMisbound`, docs/control-plane-traps
 pvc_action removes the same ones."""
 
 
+def _drop_binding_annotations(body: Obj) -> None:
+    annotations = body["metadata"].get("annotations") or {}
+    for key in BINDING_ANNOTATIONS:
+        annotations.pop(key, None)
+    if not annotations:
+        body["metadata"].pop("annotations", None)
+
+
 def retain_patch(pv: Obj) -> Obj | None:
     """Merge patch switching a PV to Retain before detach, None if it already is
     (docs/control-plane-traps.md#pv-reclaim)."""
@@ -67,6 +75,10 @@ class PersistentVolumeClaimRule(ClusterOwnedRule):
             annotations.pop(key, None)
         super().tailor(body, original, ctx)
 
+    def drop_allocated(self, body: Obj) -> None:
+        """Each cluster's volume controllers write their own binding annotations."""
+        _drop_binding_annotations(body)
+
 
 @RULES.register
 class PersistentVolumeRule(KindRule):
@@ -82,6 +94,21 @@ class PersistentVolumeRule(KindRule):
         claim.pop("uid", None)
         claim.pop("resourceVersion", None)
         (body["metadata"].get("annotations") or {}).pop("pv.kubernetes.io/bound-by-controller", None)
+
+    def drop_allocated(self, body: Obj) -> None:
+        """claimRef.uid is the UID of the claim in whichever cluster bound it, and the binding annotations
+        are each cluster's volume controllers' (docs/control-plane-traps.md#pv-binding)."""
+        claim = (body.get("spec") or {}).get("claimRef") or {}
+        for key in ("uid", "resourceVersion"):
+            claim.pop(key, None)
+        _drop_binding_annotations(body)
+
+    def rollback_differences(self, backed_up: Obj, live: Obj) -> list[str]:
+        """Its reclaim policy is back to the backed-up one, the rollback's last step."""
+        policy = "persistentVolumeReclaimPolicy"
+        if (backed_up.get("spec") or {}).get(policy) != (live.get("spec") or {}).get(policy):
+            return ["reclaim policy differs"]
+        return []
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         """Retain before the rollback deletes the claim, or the control plane reclaims the shared volume

@@ -23,6 +23,8 @@ class DeploymentRule(OwnerRule):
     `deployment.kubernetes.io/revision` (docs/control-plane-traps.md#adoption)."""
 
     group_resources = ("deployments.apps",)
+    owner_level = 2
+    dependents = ("replicasets.apps",)
 
 
 @RULES.register
@@ -34,11 +36,15 @@ class ReplicaSetRule(OwnerRule):
 
     group_resources = ("replicasets.apps",)
     promoted_with = ("Deployment",)
+    owner_level = 1
+    dependents = ("pods",)
 
 
 @RULES.register
 class StatefulSetRule(OwnerRule):
     group_resources = ("statefulsets.apps",)
+    owner_level = 1
+    dependents = ("pods", "controllerrevisions.apps")
 
     def decide(self, obj: Obj) -> Decision:
         """The revision name hashes the template *and* `status.collisionCount`, which starts empty in the

@@ -2,7 +2,7 @@
 
 from shared.kube.client import Kube, PatchType, Propagation, RetryPolicy, resource_path
 from shared.kube.connect import KOSMOS_CLUSTERS, MemberUnavailable, connect_member, member_kubeconfig
-from shared.kube.discovery import AmbiguousResource, ApiResource, Discovery, UnknownResource
+from shared.kube.discovery import AmbiguousResource, ApiResource, Discovery, NotServed, UnknownResource
 from shared.kube.errors import (
     AlreadyExists,
     Conflict,
@@ -28,6 +28,7 @@ __all__ = [
     "KubeError",
     "MemberUnavailable",
     "NotFound",
+    "NotServed",
     "PatchType",
     "Propagation",
     "RetryPolicy",

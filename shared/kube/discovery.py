@@ -88,6 +88,15 @@ class AmbiguousResource(UnknownResource):
         )
 
 
+class NotServed(LookupError):
+    """A group-resource the cluster does not serve, even after discovery was reloaded."""
+
+    def __init__(self, group_resource: str, cluster: str) -> None:
+        self.group_resource = group_resource
+        self.cluster = cluster
+        super().__init__(f'{group_resource} is not served by cluster "{cluster}"')
+
+
 @dataclass(frozen=True)
 class _Index:
     resources: tuple[ApiResource, ...]
@@ -140,6 +149,17 @@ class Discovery:
 
     def by_group_resource(self, gr: str) -> ApiResource | None:
         return self._current().by_group_resource.get(gr)
+
+    def require(self, group_resource: str) -> ApiResource:
+        """The served type of `group_resource` (as steps name types), reloading discovery once when the
+        cached view lacks it (a CRD created since it was loaded); `NotServed` when even then it is not."""
+        resource = self.by_group_resource(group_resource)
+        if resource is None:
+            self.refresh()
+            resource = self.by_group_resource(group_resource)
+        if resource is None:
+            raise NotServed(group_resource, self._kube.name)
+        return resource
 
     def by_kind(self, api_version: str, kind: str) -> ApiResource | None:
         """The type of objects written as `apiVersion`/`kind` (owner references, backups).

@@ -16,15 +16,16 @@ from typing import Any
 
 from shared.backup import Manifest
 from shared.claims import RUN_SPEC_LABEL, Claim, RunHalted
+from shared.errors import InvalidSelection, SourceGone
 from shared.items import GroupResource, ItemRef, Obj
-from shared.kinds import RULES, Move
-from shared.kube import ApiResource, Kube
+from shared.kinds import RULES
+from shared.kube import Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.selection import select_types
-from shared.steps import decisions
+from shared.steps import recorded_plan
 
 NAMESPACES = GroupResource("namespaces")
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
@@ -73,7 +74,7 @@ def types_to_collect(runtime: Runtime, run: NamespaceRun) -> list[str]:
     discovery.refresh_if_loaded_before(spec.started)  # a CRD created since this process cached the types
     types, errors = select_types(spec.selection(), discovery)
     if errors:
-        raise ValueError("; ".join(errors))
+        raise InvalidSelection("; ".join(errors))
     return [NAMESPACES, *(t.group_resource for t in types)]
 
 
@@ -92,12 +93,12 @@ def _collect_type(
 
     def objects() -> Iterator[Obj]:
         if group_resource == NAMESPACES:
-            namespace = member.get(_resource(member, NAMESPACES), "", run.namespace)
+            namespace = member.get(member.discovery.require(NAMESPACES), "", run.namespace)
             if namespace is None:
-                raise LookupError(f'namespace "{run.namespace}" disappeared from the member cluster')
+                raise SourceGone(f'namespace "{run.namespace}" disappeared from the member cluster')
             yield namespace
             return
-        for obj in member.list(_resource(member, group_resource), run.namespace):
+        for obj in member.list(member.discovery.require(group_resource), run.namespace):
             if obj["metadata"].get("deletionTimestamp"):
                 continue
             related.update(rule.related(obj, catalog))
@@ -122,7 +123,7 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
         {ItemRef(GroupResource(gr), ns, name) for entry in collected for gr, ns, name in entry["related"]}
     )
     fetched = runtime.fan_out(
-        lambda ref: member.get(_resource(member, ref.group_resource), ref.namespace, ref.name), refs
+        lambda ref: member.get(member.discovery.require(ref.group_resource), ref.namespace, ref.name), refs
     )
     by_type: dict[str, list[Obj]] = {}
     for ref, obj in zip(refs, fetched, strict=True):
@@ -140,10 +141,10 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
             RUN_SPEC_LABEL: spec.dump(),
         }
     )
-    decided = decisions.record(backup)
-    promoted = sum(1 for decision in decided.values() if decision.move is Move.PROMOTE)
+    plan = recorded_plan.record(backup, spec.context())
+    promoted = sum(1 for _ in plan.promoted())
     progress.totals(
-        run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(decided) - promoted
+        run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(plan.objects) - promoted
     )
     _record_cluster_objects(runtime, run, manifest)
     progress.set(run.namespace, backupLocation=backup.location, backupSha256=manifest.sha256 or "")
@@ -170,10 +171,3 @@ def _record_cluster_objects(runtime: Runtime, run: NamespaceRun, manifest: Manif
         return replace(claim, cluster_objects=used)
 
     runtime.claims.change(run.cluster, run.namespace, with_objects)
-
-
-def _resource(kube: Kube, group_resource: str) -> ApiResource:
-    resource = kube.discovery.by_group_resource(group_resource)
-    if resource is None:
-        raise LookupError(f"{group_resource} is not served by {kube.name}")
-    return resource

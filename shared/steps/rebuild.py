@@ -17,15 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.errors import NotInTime, NotSealed
 from shared.items import ItemRef, Obj
-from shared.kinds import RULES, Move
+from shared.kinds import RULES, KindRule
 from shared.kube import AlreadyExists, ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.ordering import rebuild_tiers, tier_step
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
-from shared.sanitize import conflicts
-from shared.steps import barrier, decisions
+from shared.steps import barrier, recorded_plan
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def plan(runtime: Runtime, run: NamespaceRun) -> list[TierPlan]:
     backup = runtime.backup(run)
     manifest = backup.manifest()
     if manifest is None:
-        raise RuntimeError("the backup is not sealed")
+        raise NotSealed("the backup is not sealed; nothing to rebuild from")
     backup.require_intact()
     size = runtime.settings.rebuild_batch_size
     tiers = []
@@ -81,7 +81,8 @@ def stages(tiers: list[TierPlan]) -> list[list[TierPlan]]:
 
 
 def run_tiers(runtime: Runtime, run: NamespaceRun, names: list[str]) -> int:
-    """Rebuild whole tiers in order inside one task, each followed by its `tier_done` wait."""
+    """Rebuild whole tiers in order inside one task, each followed by its `tier_done` wait; returns how
+    many objects were created (or found already made by this run)."""
     planned = {tier.name: tier for tier in plan(runtime, run)}
     created = 0
     for index, name in enumerate(names):
@@ -94,6 +95,8 @@ def run_tiers(runtime: Runtime, run: NamespaceRun, names: list[str]) -> int:
 
 
 def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
+    """Create the batch's promoted objects; returns how many now exist as this run made them (conflicts,
+    left untouched and reported, are not counted)."""
     control_plane = runtime.control_plane
     progress = runtime.progress(run)
     context = runtime.run_spec(run).context()
@@ -103,39 +106,29 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
     manifest = backup.manifest()
     step = tier_step(manifest.counts if manifest else (), batch.group_resource)
     progress.phase(run.namespace, NamespacePhase.REBUILDING, step)
-    resource = _served(control_plane, batch.group_resource)
+    resource = control_plane.discovery.require(batch.group_resource)
     bodies = []
     skipped: list[tuple[ItemRef, str]] = []
-    decided = decisions.load(backup)
+    plan = recorded_plan.load(backup)
     for obj in backup.items(batch.group_resource, batch.offset, batch.limit):
-        decision = decided[obj["metadata"]["uid"]]
-        if decision.move is Move.PROMOTE:
+        entry = plan.of(obj)
+        if entry.promoted:
             bodies.append(rule.rebuild(obj, context))
         else:
-            skipped.append((ItemRef.of(batch.group_resource, obj), decision.reason))
+            skipped.append((entry.ref, entry.reason))
 
     def create(body: Obj) -> tuple[ItemRef, str] | None:
-        return _create_or_accept(control_plane, resource, body, run.run_id)
+        return _create_or_accept(control_plane, resource, rule, body, run.run_id)
 
     conflicts = [c for c in runtime.fan_out(create, bodies) if c is not None]
     progress.skip(run.namespace, skipped + conflicts)
-    unit = f"{batch.group_resource}[{batch.offset}]"
-    progress.count(run.namespace, "rebuilt", unit, len(bodies) - len(conflicts))
-    return len(bodies)
-
-
-def _served(kube: Kube, group_resource: str) -> ApiResource:
-    resource = kube.discovery.by_group_resource(group_resource)
-    if resource is None:
-        kube.discovery.refresh()
-        resource = kube.discovery.by_group_resource(group_resource)
-    if resource is None:
-        raise LookupError(f"{group_resource} is not served by the control plane")
-    return resource
+    created = len(bodies) - len(conflicts)
+    progress.count(run.namespace, "rebuilt", f"{batch.group_resource}[{batch.offset}]", created)
+    return created
 
 
 def _create_or_accept(
-    kube: Kube, resource: ApiResource, body: Obj, run_id: str
+    kube: Kube, resource: ApiResource, rule: KindRule, body: Obj, run_id: str
 ) -> tuple[ItemRef, str] | None:
     metadata = body["metadata"]
     namespace = metadata.get("namespace", "") if resource.namespaced else ""
@@ -144,7 +137,7 @@ def _create_or_accept(
         return None
     except AlreadyExists:
         existing = kube.get(resource, namespace, metadata["name"])
-    if existing is None or not conflicts(existing, body, run_id):
+    if existing is None or not rule.conflicts(existing, body, run_id):
         return None
     ref = ItemRef(resource.group_resource, namespace, metadata["name"])
     return ref, "exists in the control plane with different content; left untouched (conflict)"
@@ -156,7 +149,7 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
     control_plane = runtime.control_plane
     deadline = time.monotonic() + runtime.settings.adoption_timeout
     if tier == "crds":
-        crds = _served(control_plane, CRDS)
+        crds = control_plane.discovery.require(CRDS)
         for crd in runtime.backup(run).items(CRDS):
             _wait(
                 lambda crd=crd: _established(control_plane.get(crds, "", crd["metadata"]["name"])),
@@ -178,9 +171,8 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
 
 def _has_pod_owners(runtime: Runtime, run: NamespaceRun) -> bool:
     """Whether a later tier creates owners whose controllers would count the rebuilt pods."""
-    manifest = runtime.backup(run).manifest()
-    counts = manifest.counts if manifest is not None else {}
-    return any(counts.get(owner) for owner in ("replicasets.apps", "statefulsets.apps"))
+    owners = recorded_plan.load(runtime.backup(run)).owners_top_down()
+    return any("pods" in RULES.for_(group_resource).dependents for group_resource in owners)
 
 
 def _established(crd: Obj | None) -> bool:
@@ -191,5 +183,5 @@ def _established(crd: Obj | None) -> bool:
 def _wait(condition: Callable[[], bool], deadline: float, what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the control plane did not produce {what} in time")
+            raise NotInTime(f"the control plane did not produce {what} in time")
         time.sleep(0.02)

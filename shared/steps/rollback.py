@@ -1,15 +1,16 @@
 """Rollback of one namespace: the member back exactly as it was, then the control plane emptied of what
 this migration created. The same routine serves a user's rollback and the compensation of a failure.
 
-It derives what to do from the sealed backup and the live clusters, never from a record of what the
-forward steps did, so it undoes exactly what happened however far the migration got, and it can run
-again after a crash (or twice at once) with the same result. Order is what keeps data and pods alive
-(docs/ordering.md#rollback-order):
+It executes the plan recorded with the sealed backup (`shared.plan`: each object's rollback action)
+against the live clusters, never a record of what the forward steps did, so it undoes exactly what
+happened however far the migration got, and it can run again after a crash (or twice at once) with the
+same result. Order is what keeps data and pods alive (docs/ordering.md#rollback-order):
 
 1. member pods lose their Kosmos markers, so Kosmos stops syncing them and a control-plane delete can no
    longer reach them;
-2. member owners are re-created from the backup, bottom-up (ReplicaSets before Deployments), and adopt
-   the running pods; every other member object gets its backed-up metadata back;
+2. member owners are re-created from the backup, bottom-up (ReplicaSets before Deployments, each level
+   once its controller has seen the level below), and adopt the running pods; every other member object
+   gets its backed-up metadata back;
 3. control-plane markers come off (and control-plane PVs go to Retain) before anything there is deleted;
 4. control-plane objects this run created (our `promote.kosmos.io/run` annotation) are deleted, pods with
    grace period 0; anything that existed before the migration has no such annotation and is left alone.
@@ -17,32 +18,36 @@ again after a crash (or twice at once) with the same result. Order is what keeps
    when no other claimed namespace, of any policy, still uses it, and a CRD only while no custom resource
    of it is left outside this namespace: what is kept, and why, is reported;
 5. last, the member PVs get their original reclaim policy back, once nothing can propagate a delete.
+
+Within each step the per-object requests run in parallel on the process's API threads: a rollback is the
+emergency path and must not be slower than the promote it undoes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from shared.backup import BackupDir
 from shared.claims import Claims, ClaimState
-from shared.items import Obj
-from shared.kinds import RULES, Context, Decision, DetachKind, Move
+from shared.errors import NotInTime
+from shared.items import GroupResource, Obj
+from shared.kinds import RULES, Context, KindRule, Move
 from shared.kinds.storage import reclaim_restore_patch
-from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound
+from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound, NotServed
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
+from shared.plan import NamespacePlan, ObjectPlan, RollbackAction
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import Runtime
 from shared.sanitize import strip_for_rebuild
-from shared.steps import decisions
+from shared.steps import recorded_plan
 
-RECREATE_ORDER = ("replicasets.apps", "statefulsets.apps", "cronjobs.batch", "deployments.apps")
-"""Bottom-up: a Deployment created before its ReplicaSets makes its own and loses the history
-(docs/control-plane-traps.md#deployment-before-its-replicasets)."""
-CRDS = "customresourcedefinitions.apiextensions.k8s.io"
-NAMESPACED_DELETE_ORDER = ("pods",)
-"""Pods first, with grace 0: bound pods deleted with a grace period stay Terminating without a kubelet."""
+CRDS = GroupResource("customresourcedefinitions.apiextensions.k8s.io")
+NAMESPACES = GroupResource("namespaces")
+PODS = GroupResource("pods")
+PERSISTENT_VOLUMES = GroupResource("persistentvolumes")
 
 
 @dataclass
@@ -69,110 +74,232 @@ def rollback(runtime: Runtime, run: NamespaceRun, progress: Progress | None = No
     # Types the run backed up or created that this process may have cached before they existed.
     for kube in (member, runtime.control_plane):
         kube.discovery.refresh_if_loaded_before(spec.started)
-    decided = decisions.load(backup)
+    plan = recorded_plan.load(backup)
+    rollback = _Rollback(runtime, member, backup, plan, context, report)
 
     def counted(**counts: int) -> None:
         if progress is not None:
             progress.rollback_counts(run.namespace, **counts)
 
-    _revert_member_objects(member, backup, decided, context, {}, report, only=("pods",))
+    rollback.restore_member({}, pods=True)
     unmarked = len(report.reverted)
     counted(podsUnmarked=unmarked)
-    owner_uids = _recreate_owners(member, backup, decided, report)
+    owner_uids = rollback.recreate_owners()
     counted(ownersRecreated=len(report.recreated))
-    _revert_member_objects(member, backup, decided, context, owner_uids, report, only=None)
+    rollback.restore_member(owner_uids, pods=False)
     counted(objectsRestored=len(report.reverted) - unmarked)
-    _clear_control_plane(
-        runtime.control_plane,
-        backup,
-        run,
-        context,
-        report,
-        runtime.settings.adoption_timeout,
-        _used_elsewhere(runtime.claims, run),
-    )
+    rollback.clear_control_plane(run, _used_elsewhere(runtime.claims, run))
     counted(objectsDeleted=len(report.deleted), kept=len(report.kept))
-    _restore_reclaim_policies(member, backup, report)
+    rollback.restore_reclaim_policies()
     deadline = time.monotonic() + runtime.settings.adoption_timeout
-    while (
-        differences := member_differences(member, backup, decided, owner_uids)
-    ) and time.monotonic() < deadline:
-        time.sleep(0.1)  # re-created owners adopt their pods asynchronously (0.06 s measured)
+    while (differences := member_differences(runtime, member, backup, plan, owner_uids)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)  # re-created owners adopt their pods asynchronously (0.06 s measured)
     report.differences = differences
     return report
 
 
-def _promoted(backup: BackupDir, decided: Mapping[str, Decision], group_resource: str) -> list[Obj]:
-    return [o for o in backup.items(group_resource) if decided[o["metadata"]["uid"]].move is Move.PROMOTE]
+@dataclass
+class _Rollback:
+    """One namespace's rollback: the clusters, the sealed backup, its plan, and what was done so far."""
 
+    runtime: Runtime
+    member: Kube
+    backup: BackupDir
+    plan: NamespacePlan
+    context: Context
+    report: RollbackReport
 
-def _resource(kube: Kube, group_resource: str) -> ApiResource | None:
-    return kube.discovery.by_group_resource(group_resource)
+    def _planned(self, group_resource: str, action: RollbackAction) -> Iterator[Obj]:
+        """The backed-up objects of one type whose planned rollback action is `action`."""
+        for obj in self.backup.items(group_resource):
+            if self.plan.of(obj).rollback is action:
+                yield obj
 
+    def _types(self) -> list[str]:
+        manifest = self.backup.manifest()
+        return sorted(manifest.counts) if manifest is not None else []
 
-def _recreate_owners(
-    member: Kube, backup: BackupDir, decided: Mapping[str, Decision], report: RollbackReport
-) -> dict[str, str]:
-    """Backed-up owner UID -> the UID of that owner in the member now (re-created ones get a new UID)."""
-    owner_uids: dict[str, str] = {}
-    for group_resource in RECREATE_ORDER:
-        resource = _resource(member, group_resource)
-        if resource is None:
-            continue
-        for obj in _promoted(backup, decided, group_resource):
-            metadata = obj["metadata"]
-            live = member.get(resource, metadata["namespace"], metadata["name"])
-            if live is None or live["metadata"].get("deletionTimestamp"):
-                live = _create(member, resource, strip_for_rebuild(obj))
-                report.recreated.append(f"{group_resource} {metadata['name']}")
-            owner_uids[metadata["uid"]] = live["metadata"]["uid"]
-        if group_resource == "replicasets.apps":
-            _settle()
-    return owner_uids
-
-
-def _create(kube: Kube, resource: ApiResource, body: Obj) -> Obj:
-    namespace = body["metadata"].get("namespace") if resource.namespaced else None
-    try:
-        return kube.create(resource, body, namespace)
-    except AlreadyExists:
-        existing = kube.get(resource, namespace or "", body["metadata"]["name"])
-        assert existing is not None
-        return existing
-
-
-def _settle() -> None:
-    """Give the member's ReplicaSet controller a moment to adopt the pods before Deployments appear."""
-    time.sleep(0.2)
-
-
-def _revert_member_objects(
-    member: Kube,
-    backup: BackupDir,
-    decided: Mapping[str, Decision],
-    context: Context,
-    owner_uids: dict[str, str],
-    report: RollbackReport,
-    only: tuple[str, ...] | None,
-) -> None:
-    manifest = backup.manifest()
-    assert manifest is not None
-    for group_resource in sorted(manifest.counts):
-        if (only is not None and group_resource not in only) or group_resource in RECREATE_ORDER:
-            continue
-        resource = _resource(member, group_resource)
-        rule = RULES.for_(group_resource)
-        if resource is None:
-            continue
-        for obj in _promoted(backup, decided, group_resource):
-            if rule.detach(obj, context).kind is not DetachKind.MARK:
+    def restore_member(self, owner_uids: dict[str, str], *, pods: bool) -> None:
+        """Patch back the backed-up metadata of every object detach marked: pods only, or all but pods."""
+        for group_resource in self._types():
+            if (group_resource == PODS) is not pods:
                 continue
+            objects = list(self._planned(group_resource, RollbackAction.RESTORE))
+            if not objects:
+                continue
+            resource = self.member.discovery.require(group_resource)
+            restore = partial(self._restore, resource, RULES.for_(group_resource), owner_uids)
+            self.report.reverted += [done for done in self.runtime.fan_out(restore, objects) if done]
+
+    def _restore(
+        self, resource: ApiResource, rule: KindRule, owner_uids: dict[str, str], obj: Obj
+    ) -> str | None:
+        metadata = obj["metadata"]
+        namespace = metadata.get("namespace", "")
+        live = self.member.get(resource, namespace, metadata["name"])
+        patch = rule.revert_detach(obj, live, self.context, owner_uids) if live else None
+        if not patch:
+            return None
+        self.member.patch(resource, namespace, metadata["name"], patch)
+        return f"{resource.group_resource} {metadata['name']}"
+
+    def recreate_owners(self) -> dict[str, str]:
+        """Re-create the owners detach deleted, bottom-up, and return backed-up owner UID -> the UID of that
+        owner in the member now (re-created ones get a new UID). Before the next level up is created, the
+        controllers must have seen this one: their informers are shared, so a ReplicaSet its controller
+        has observed is one the Deployment controller finds, rather than making a new one
+        (docs/control-plane-traps.md#deployment-before-its-replicasets)."""
+        owner_uids: dict[str, str] = {}
+        levels: dict[int, list[str]] = {}
+        for group_resource in self.plan.owners_bottom_up():
+            levels.setdefault(RULES.for_(group_resource).owner_level, []).append(group_resource)
+        for index, level in enumerate(sorted(levels)):
+            created: list[tuple[ApiResource, Obj]] = []
+            for group_resource in levels[level]:
+                resource = self.member.discovery.require(group_resource)
+                owners = list(self._planned(group_resource, RollbackAction.RECREATE))
+                for obj, (live, made) in zip(
+                    owners,
+                    self.runtime.fan_out(lambda o, r=resource: _ensure(self.member, r, o), owners),
+                    strict=True,
+                ):
+                    owner_uids[obj["metadata"]["uid"]] = live["metadata"]["uid"]
+                    if made:
+                        created.append((resource, live))
+                        self.report.recreated.append(f"{group_resource} {obj['metadata']['name']}")
+            if index + 1 < len(levels):
+                self._await_observed(created)
+        return owner_uids
+
+    def _await_observed(self, created: list[tuple[ApiResource, Obj]]) -> None:
+        deadline = time.monotonic() + self.runtime.settings.adoption_timeout
+
+        def observed(item: tuple[ApiResource, Obj]) -> bool:
+            resource, obj = item
             metadata = obj["metadata"]
-            live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
-            patch = rule.revert_detach(obj, live, context, owner_uids) if live else None
+            live = self.member.get(resource, metadata.get("namespace", ""), metadata["name"])
+            if live is None:
+                return True
+            status = live.get("status") or {}
+            return (status.get("observedGeneration") or 0) >= (live["metadata"].get("generation") or 1)
+
+        pending = created
+        while pending:
+            seen = self.runtime.fan_out(observed, pending)
+            pending = [item for item, ok in zip(pending, seen, strict=True) if not ok]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(obj["metadata"]["name"] for _, obj in pending[:5])
+                raise NotInTime(f"the member's controllers did not observe the re-created {names} in time")
+            if pending:
+                time.sleep(0.02)
+
+    def clear_control_plane(self, run: NamespaceRun, used_elsewhere: set[tuple[str, str]]) -> None:
+        control_plane = self.runtime.control_plane
+        found: list[tuple[str, ApiResource, Obj]] = []
+        for group_resource in self._types():
+            try:
+                resource = control_plane.discovery.require(group_resource)
+            except NotServed:
+                continue  # its CRD never reached the control plane: nothing of it to delete
+            shared_kind = not resource.namespaced and group_resource != NAMESPACES
+
+            def created(
+                obj: Obj, resource: ApiResource = resource, shared_kind: bool = shared_kind
+            ) -> Obj | None:
+                metadata = obj["metadata"]
+                namespace = metadata.get("namespace", "") if resource.namespaced else ""
+                live = control_plane.get(resource, namespace, metadata["name"])
+                return live if _created_by(live, None if shared_kind else run.run_id) else None
+
+            for live in self.runtime.fan_out(created, list(self.backup.items(group_resource))):
+                if live is None:
+                    continue
+                name = live["metadata"]["name"]
+                if shared_kind and (group_resource, name) in used_elsewhere:
+                    self.report.kept.append(f"{group_resource} {name} (another promoted namespace uses it)")
+                elif group_resource == CRDS and _custom_resources_elsewhere(
+                    control_plane, live, run.namespace
+                ):
+                    self.report.kept.append(
+                        f"{group_resource} {name} (custom resources of it may remain elsewhere)"
+                    )
+                else:
+                    found.append((group_resource, resource, live))
+
+        def unmark(entry: tuple[str, ApiResource, Obj]) -> None:
+            group_resource, resource, live = entry
+            patch = RULES.for_(group_resource).revert_rebuild(live, self.context)
             if patch:
-                member.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
-                report.reverted.append(f"{group_resource} {metadata['name']}")
+                metadata = live["metadata"]
+                control_plane.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
+
+        self.runtime.fan_out(unmark, found)
+        # Kinds deleted with a grace period of their own (pods, grace 0) go first; the namespace last.
+        first = [e for e in found if RULES.for_(e[0]).delete_grace_seconds is not None]
+        then = [e for e in found if RULES.for_(e[0]).delete_grace_seconds is None and e[0] != NAMESPACES]
+        last = [e for e in found if e[0] == NAMESPACES]
+        for batch in (first, then, last):
+            deleted = self.runtime.fan_out(lambda entry: _delete(control_plane, *entry), batch)
+            self.report.deleted += [done for done in deleted if done]
+        if last:
+            _wait_namespace_gone(control_plane, run.namespace, self.runtime.settings.adoption_timeout)
+
+    def restore_reclaim_policies(self) -> None:
+        volumes = list(self.backup.items(PERSISTENT_VOLUMES))
+        if not volumes:
+            return
+        resource = self.member.discovery.require(PERSISTENT_VOLUMES)
+
+        def restore(volume: Obj) -> str | None:
+            name = volume["metadata"]["name"]
+            original = volume["spec"].get("persistentVolumeReclaimPolicy", "Retain")
+            live = self.member.get(resource, "", name)
+            if live is None or live["spec"].get("persistentVolumeReclaimPolicy") == original:
+                return None
+            self.member.patch(resource, "", name, reclaim_restore_patch(original))
+            return f"persistentvolumes {name} reclaim policy {original}"
+
+        self.report.reverted += [done for done in self.runtime.fan_out(restore, volumes) if done]
+
+
+def _ensure(member: Kube, resource: ApiResource, obj: Obj) -> tuple[Obj, bool]:
+    """The live owner as backed up, re-created from the backup if gone or going: (live, re-created)."""
+    metadata = obj["metadata"]
+    live = member.get(resource, metadata["namespace"], metadata["name"])
+    if live is not None and not live["metadata"].get("deletionTimestamp"):
+        return live, False
+    try:
+        return member.create(resource, strip_for_rebuild(obj), metadata["namespace"]), True
+    except AlreadyExists:
+        existing = member.get(resource, metadata["namespace"], metadata["name"])
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _delete(control_plane: Kube, group_resource: str, resource: ApiResource, live: Obj) -> str | None:
+    metadata = live["metadata"]
+    try:
+        control_plane.delete(
+            resource,
+            metadata.get("namespace", ""),
+            metadata["name"],
+            grace_seconds=RULES.for_(group_resource).delete_grace_seconds,
+            uid=metadata["uid"],
+        )
+    except NotFound:
+        return None
+    return f"{group_resource} {metadata['name']}"
+
+
+def _created_in(kube: Kube, resource: ApiResource, run_id: str | None, obj: Obj) -> Obj | None:
+    """The live copy of backed-up `obj` in `kube`, if a migration created it (`_created_by`)."""
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace", "") if resource.namespaced else ""
+    live = kube.get(resource, namespace, metadata["name"])
+    return live if _created_by(live, run_id) else None
 
 
 def _created_by(obj: Obj | None, run_id: str | None) -> bool:
@@ -214,121 +341,62 @@ def _custom_resources_elsewhere(control_plane: Kube, crd: Obj, namespace: str) -
         return True
 
 
-def _clear_control_plane(
-    control_plane: Kube,
-    backup: BackupDir,
-    run: NamespaceRun,
-    context: Context,
-    report: RollbackReport,
-    timeout: float,
-    used_elsewhere: set[tuple[str, str]],
-) -> None:
-    manifest = backup.manifest()
-    assert manifest is not None
-    found: list[tuple[str, ApiResource, Obj]] = []
-    for group_resource in sorted(manifest.counts):
-        resource = _resource(control_plane, group_resource)
-        if resource is None:
-            continue
-        shared_kind = not resource.namespaced and group_resource != "namespaces"
-        for obj in backup.items(group_resource):
-            metadata = obj["metadata"]
-            namespace = metadata.get("namespace", "") if resource.namespaced else ""
-            live = control_plane.get(resource, namespace, metadata["name"])
-            if not _created_by(live, None if shared_kind else run.run_id):
-                continue
-            assert live is not None
-            if shared_kind and (group_resource, metadata["name"]) in used_elsewhere:
-                report.kept.append(
-                    f"{group_resource} {metadata['name']} (another promoted namespace uses it)"
-                )
-                continue
-            if group_resource == CRDS and _custom_resources_elsewhere(control_plane, live, run.namespace):
-                report.kept.append(
-                    f"{group_resource} {metadata['name']} (custom resources of it may remain elsewhere)"
-                )
-                continue
-            found.append((group_resource, resource, live))
-    for group_resource, resource, live in found:
-        patch = RULES.for_(group_resource).revert_rebuild(live, context)
-        if patch:
-            control_plane.patch(
-                resource, live["metadata"].get("namespace", ""), live["metadata"]["name"], patch
-            )
-    order = {gr: index for index, gr in enumerate(NAMESPACED_DELETE_ORDER)}
-    found.sort(key=lambda entry: (order.get(entry[0], len(order)), entry[0] == "namespaces"))
-    for group_resource, resource, live in found:
-        metadata = live["metadata"]
-        grace = 0 if group_resource == "pods" else None
-        try:
-            control_plane.delete(
-                resource,
-                metadata.get("namespace", ""),
-                metadata["name"],
-                grace_seconds=grace,
-                uid=metadata["uid"],
-            )
-        except NotFound:
-            continue
-        report.deleted.append(f"{group_resource} {metadata['name']}")
-    _wait_namespace_gone(control_plane, run.namespace, found, timeout)
-
-
-def _wait_namespace_gone(
-    control_plane: Kube, namespace: str, found: list[tuple[str, ApiResource, Obj]], timeout: float
-) -> None:
-    if not any(gr == "namespaces" for gr, _, _ in found):
-        return
-    resource = control_plane.discovery.resolve("namespaces")
+def _wait_namespace_gone(control_plane: Kube, namespace: str, timeout: float) -> None:
+    resource = control_plane.discovery.require(NAMESPACES)
     deadline = time.monotonic() + timeout
     while control_plane.get(resource, "", namespace) is not None:
         if time.monotonic() > deadline:
-            raise TimeoutError(f'the control-plane namespace "{namespace}" is still terminating')
-        time.sleep(0.1)
-
-
-def _restore_reclaim_policies(member: Kube, backup: BackupDir, report: RollbackReport) -> None:
-    resource = _resource(member, "persistentvolumes")
-    if resource is None:
-        return
-    for volume in backup.items("persistentvolumes"):
-        name = volume["metadata"]["name"]
-        original = volume["spec"].get("persistentVolumeReclaimPolicy", "Retain")
-        live = member.get(resource, "", name)
-        if live is not None and live["spec"].get("persistentVolumeReclaimPolicy") != original:
-            member.patch(resource, "", name, reclaim_restore_patch(original))
-            report.reverted.append(f"persistentvolumes {name} reclaim policy {original}")
+            raise NotInTime(f'the control-plane namespace "{namespace}" is still terminating')
+        time.sleep(0.05)
 
 
 def member_differences(
-    member: Kube, backup: BackupDir, decided: Mapping[str, Decision], owner_uids: dict[str, str]
+    runtime: Runtime, member: Kube, backup: BackupDir, plan: NamespacePlan, owner_uids: dict[str, str]
 ) -> list[str]:
-    """A normalised diff of the member against the backup: labels, annotations, owners (UIDs mapped),
-    pod identity and spec, PV reclaim policy. Re-created owners may differ only in UID and version."""
+    """A normalised diff of the member against the backup: labels, annotations, owners (UIDs mapped), and
+    what each kind's rule compares on top (`KindRule.rollback_differences`). Re-created owners may differ
+    only in UID and version."""
     manifest = backup.manifest()
-    assert manifest is not None
-    problems = []
-    for group_resource in sorted(manifest.counts):
-        resource = _resource(member, group_resource)
-        if resource is None or group_resource == "namespaces":
+    types = sorted(manifest.counts) if manifest is not None else []
+    problems: list[str] = []
+    for group_resource in types:
+        if group_resource == NAMESPACES:
             continue
-        for obj in backup.items(group_resource):
-            if decided[obj["metadata"]["uid"]].move is Move.SKIP and group_resource != "pods":
-                continue
-            metadata = obj["metadata"]
-            live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
-            where = f"{group_resource} {metadata['name']}"
-            if live is None:
-                problems.append(f"{where} is missing")
-                continue
-            problems += [f"{where}: {p}" for p in _compare(obj, live, owner_uids, group_resource)]
+        rule = RULES.for_(group_resource)
+        compared = [
+            (obj, entry)
+            for obj in backup.items(group_resource)
+            if (entry := plan.of(obj)).move is not Move.SKIP or rule.checked_when_skipped
+        ]
+        if not compared:
+            continue
+        resource = member.discovery.require(group_resource)
+        for found in runtime.fan_out(partial(_differences, member, resource, rule, owner_uids), compared):
+            problems += found
     return problems
 
 
-def _compare(before: Obj, after: Obj, owner_uids: dict[str, str], group_resource: str) -> list[str]:
+def _differences(
+    member: Kube,
+    resource: ApiResource,
+    rule: KindRule,
+    owner_uids: dict[str, str],
+    item: tuple[Obj, ObjectPlan],
+) -> list[str]:
+    obj, entry = item
+    metadata = obj["metadata"]
+    live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
+    where = f"{resource.group_resource} {metadata['name']}"
+    if live is None:
+        return [f"{where} is missing"]
+    found = _compare(obj, live, owner_uids, recreated=entry.rollback is RollbackAction.RECREATE)
+    return [f"{where}: {problem}" for problem in [*found, *rule.rollback_differences(obj, live)]]
+
+
+def _compare(before: Obj, after: Obj, owner_uids: dict[str, str], *, recreated: bool) -> list[str]:
     problems = []
     old, new = before["metadata"], after["metadata"]
-    if group_resource not in RECREATE_ORDER and old.get("uid") != new.get("uid"):
+    if not recreated and old.get("uid") != new.get("uid"):
         problems.append("was re-created (uid changed)")
     if new.get("deletionTimestamp"):
         problems.append("is being deleted")
@@ -341,12 +409,4 @@ def _compare(before: Obj, after: Obj, owner_uids: dict[str, str], group_resource
     actual = [(r["kind"], r["name"], r["uid"]) for r in new.get("ownerReferences") or []]
     if sorted(expected) != sorted(actual):
         problems.append(f"ownerReferences differ: {expected} != {actual}")
-    if group_resource == "pods" and before.get("spec") != after.get("spec"):
-        problems.append("pod spec changed")
-    if group_resource in RECREATE_ORDER and before.get("spec") != after.get("spec"):
-        problems.append("spec differs from the backup")
-    if group_resource == "persistentvolumes":
-        policy = ("spec", "persistentVolumeReclaimPolicy")
-        if before[policy[0]].get(policy[1]) != after[policy[0]].get(policy[1]):
-            problems.append("reclaim policy differs")
     return problems

@@ -10,17 +10,17 @@ and in the member every promoted pod still has the UID it had before, with no de
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from shared.claims import Claim, ClaimState, RunHalted, forward_verdict
 from shared.items import Obj
-from shared.kinds import Decision, Move
 from shared.kube import Kube
 from shared.models import NamespacePhase
+from shared.plan import NamespacePlan
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
-from shared.steps import decisions
+from shared.steps import recorded_plan
 
 OWNERS = {"pods": ("ReplicaSet", "StatefulSet"), "replicasets.apps": ("Deployment",)}
 
@@ -34,8 +34,8 @@ class Verdict:
         return not self.problems
 
 
-def _promoted(objects: Iterable[Obj], decided: Mapping[str, Decision]) -> dict[str, Obj]:
-    return {o["metadata"]["name"]: o for o in objects if decided[o["metadata"]["uid"]].move is Move.PROMOTE}
+def _promoted(objects: Iterable[Obj], plan: NamespacePlan) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects if plan.of(o).promoted}
 
 
 def _controller(obj: Obj) -> tuple[str, str] | None:
@@ -50,9 +50,9 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
     control_plane = runtime.control_plane
     backup = runtime.backup(run)
     verdict = Verdict()
-    decided = decisions.load(backup)
+    plan = recorded_plan.load(backup)
     for group_resource in ("pods", "replicasets.apps"):
-        expected = _promoted(backup.items(group_resource), decided)
+        expected = _promoted(backup.items(group_resource), plan)
         live = {o["metadata"]["name"]: o for o in _list(control_plane, group_resource, run.namespace)}
         for name in sorted(set(live) - set(expected)):
             verdict.problems.append(
@@ -76,7 +76,7 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
         for event in _list(control_plane, "events", run.namespace)
         if created_a_pod(event)
     ]
-    for name, pod in _promoted(backup.items("pods"), decided).items():
+    for name, pod in _promoted(backup.items("pods"), plan).items():
         live_pod = member.get(member.discovery.resolve("pods"), run.namespace, name)
         if live_pod is None:
             verdict.problems.append(f"member pod {name} is gone")

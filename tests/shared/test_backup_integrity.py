@@ -111,11 +111,11 @@ def test_a_correct_signed_backup_passes(backup: BackupDir) -> None:
     manifest = backup.manifest()
     assert manifest is not None
     assert sorted(manifest.files) == [
-        PLAN_NAME,
         "items/deployments.apps.idx",
         DEPLOYMENTS,
         "items/replicasets.apps.idx",
         REPLICASETS,
+        PLAN_NAME,
     ]
     data = (backup.root / DEPLOYMENTS).read_bytes()
     assert manifest.files[DEPLOYMENTS].sha256 == hashlib.sha256(data).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.kinds import RULES, Move
-from shared.ordering import DEFAULT_EXCLUDED, DETACH_OWNER_ORDER, REBUILD_TIERS, rebuild_tiers, tier_step
+from shared.ordering import DEFAULT_EXCLUDED, REBUILD_TIERS, rebuild_tiers, tier_step
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
@@ -90,10 +90,6 @@ def test_rebuild_tiers_takes_any_iterable_once_per_type() -> None:
     counts = {"pods": 3, "services": 1}
     assert names(rebuild_tiers(counts)) == [("pods", ["pods"]), ("services", ["services"])]
     assert names(rebuild_tiers(["pods", "pods"])) == [("pods", ["pods"])]
-
-
-def test_detach_deletes_owners_top_down() -> None:
-    assert DETACH_OWNER_ORDER.index("deployments.apps") < DETACH_OWNER_ORDER.index("replicasets.apps")
 
 
 def test_default_excluded_types_would_be_skipped_anyway() -> None:

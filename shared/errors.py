@@ -1,0 +1,29 @@
+"""The domain's own errors: what a step could not do, as a type callers can branch on and a message a
+person can act on. API failures are `shared.kube.errors`, backup integrity `shared.backup.errors`."""
+
+from __future__ import annotations
+
+
+class PromoteError(Exception):
+    """A step of a migration could not do its work; the message says what and what to do about it."""
+
+
+class NotSealed(PromoteError):
+    """A step that changes a cluster found no sealed backup to work from: it changes nothing."""
+
+
+class PlanMismatch(PromoteError):
+    """The recorded plan and the backup it was made from disagree, or the plan is missing: neither can be
+    trusted, and nothing is done from them."""
+
+
+class SourceGone(PromoteError):
+    """What was being migrated disappeared from the member during the backup."""
+
+
+class InvalidSelection(PromoteError, ValueError):
+    """The policy's type filters name types the member does not serve, or none at all."""
+
+
+class NotInTime(PromoteError, TimeoutError):
+    """A cluster did not reach a state a step waits for (a CRD Established, a namespace gone) in time."""

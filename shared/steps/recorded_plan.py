@@ -1,0 +1,36 @@
+"""The namespace's plan as recorded beside its sealed backup: written once by the backup step, read by
+every later step on any worker, so all of them execute the same decisions (`shared.plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from shared.backup import PLAN_NAME, BackupDir
+from shared.errors import NotSealed, PlanMismatch
+from shared.items import Obj
+from shared.kinds import Context
+from shared.plan import NamespacePlan, plan_namespace
+
+
+def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
+    manifest = backup.manifest()
+    if manifest is None:
+        raise NotSealed("the backup is not sealed, so it has no plan")
+    for group_resource in sorted(manifest.counts):
+        for obj in backup.items(group_resource):
+            yield group_resource, obj
+
+
+def record(backup: BackupDir, context: Context) -> NamespacePlan:
+    """Plan over the sealed items and record the plan (idempotent: the same items give the same bytes)."""
+    plan = plan_namespace(_all_items(backup), context)
+    backup.write_derived(PLAN_NAME, plan.dumps())
+    return plan
+
+
+def load(backup: BackupDir) -> NamespacePlan:
+    """The recorded plan; call `backup.require_intact()` first, which vouches for its bytes."""
+    data = backup.read_derived(PLAN_NAME)
+    if data is None:
+        raise PlanMismatch("the sealed backup has no plan: run its backup step again")
+    return NamespacePlan.loads(data)
