@@ -31,6 +31,7 @@ from kubesim.serve import start_pair
 from kubesim.testing import MERGE_PATCH, api_client, wait_until
 from services.celery_app import create_app
 from services.install import install
+from tests.s3_server import S3Server, s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck", "RolledBack", "FailedRollback")
@@ -220,3 +221,55 @@ def _wait_for_workers(installation: Installation, expected: int) -> None:
                 raise AssertionError(f"workers did not come up\n{installation.logs()}")
     finally:
         app.close()
+
+
+@dataclass
+class S3Installation:
+    """An installation whose backups are kept in S3 (moto's server over HTTP): each worker has its own
+    working directory and cache, so no two processes share a folder."""
+
+    installation: Installation
+    server: S3Server
+    bucket: str
+    caches: list[Path]
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/kpromote"
+
+
+@pytest.fixture(scope="module")
+def s3_installation(
+    simulator: SimulatorThread, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3Installation]:
+    workdir = tmp_path_factory.mktemp("s3-installation")
+    with s3_server() as server:
+        bucket = server.make_bucket(f"pipeline-{uuid.uuid4().hex[:8]}")
+        extra = {
+            **server.env(f"s3://{bucket}/kpromote"),
+            "KPROMOTE_BACKUP_DIR": str(workdir / "watcher-logs"),
+        }
+        with start_installation(simulator, redis_url, workdir, extra_env=extra, workers=0) as installation:
+            caches = []
+            for number in (1, 2):
+                home = workdir / f"worker-{number}-home"
+                home.mkdir()
+                caches.append(home / "cache")
+                env = {
+                    **installation.env,
+                    "KPROMOTE_BACKUP_CACHE_DIR": str(caches[-1]),
+                    "KPROMOTE_BACKUP_DIR": str(home / "run-logs"),
+                    "PYTHONPATH": str(REPO),
+                }
+                log = (workdir / f"worker-{number}.log").open("wb")
+                installation.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "services", "worker", "-Q", WORKER_QUEUES, "-c", "8"],
+                        env=env,
+                        cwd=home,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            _wait_for_workers(installation, expected=2)
+            yield S3Installation(installation, server, bucket, caches)

@@ -1,0 +1,65 @@
+"""Issue #15 end to end: the pipeline with its backups in S3 (moto's server over HTTP, real boto3), two
+worker processes that share no folder (each its own working directory and cache), and a rollback that
+reads everything from the store after both workers' caches were wiped."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kubernetes import client
+
+from kubesim.seed import seed_namespace
+from shared.backup import BackupDir
+from shared.backup.s3store import S3Store
+from tests.pipeline import test_rollback
+from tests.pipeline.conftest import S3Installation
+from tests.pipeline.snapshots import diff, snapshot
+
+
+def test_promote_then_rollback_from_the_store_alone(s3_installation: S3Installation, tmp_path: Path) -> None:
+    installation = s3_installation.installation
+    seeded = seed_namespace(installation.member_api, "s3-shop")
+    before = snapshot(installation.member_api, "s3-shop")
+
+    installation.apply("s3-promote", includedNamespaces=["s3-shop"])
+    status = installation.wait_done("s3-promote")
+    assert status["phase"] == "Completed", status
+    [namespace] = status["namespaces"]
+    run = status["runId"]
+    assert namespace["backupLocation"] == f"{s3_installation.url}/s3-promote/s3-shop/{run}/backup.tar.gz"
+    member = client.CoreV1Api(installation.member_api)
+    assert {
+        p.metadata.name: p.metadata.uid for p in member.list_namespaced_pod("s3-shop").items
+    } == seeded.pods
+
+    # The backup is in the bucket, and verifies from there in a cache of its own.
+    store = S3Store(
+        s3_installation.bucket, "kpromote", endpoint_url=s3_installation.server.endpoint_url, path_style=True
+    )
+    keys = {stored.key.rpartition(f"{run}/")[2] for stored in store.list(f"s3-promote/s3-shop/{run}/")}
+    assert {"backup.tar.gz", "manifest.json", "plan.json", "items/pods.jsonl", "items/pods.idx"} <= keys
+    reader = BackupDir.of_run(store, "s3-promote", "s3-shop", run, tmp_path / "reader-cache")
+    report = BackupDir(reader.root, signing_key=None, store=store, key=reader.key).verify()
+    assert report.ok, report.problems
+    # No backup folder anywhere but the workers' own caches.
+    assert not (installation.workdir / "backups").exists()
+    assert all(cache.is_dir() for cache in s3_installation.caches), "both workers took part"
+
+    for cache in s3_installation.caches:
+        shutil.rmtree(cache)
+    installation.request_rollback("s3-promote")
+    status = installation.wait_done("s3-promote", phases=("RolledBack", "FailedRollback"))
+    assert status["phase"] == "RolledBack", status
+    assert diff(before, snapshot(installation.member_api, "s3-shop")) == []
+    assert installation.link.member_deletions == []
+
+
+def test_user_rollback_with_backups_in_s3(s3_installation: S3Installation) -> None:
+    test_rollback.test_user_rollback_restores_the_member_exactly_and_spares_pre_existing_objects(
+        s3_installation.installation
+    )
+
+
+def test_a_failed_rebuild_compensates_with_backups_in_s3(s3_installation: S3Installation) -> None:
+    test_rollback.test_a_failed_rebuild_compensates_that_namespace_only(s3_installation.installation)
