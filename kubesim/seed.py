@@ -7,6 +7,8 @@ volumeClaimTemplates and a PriorityClass, a custom resource, a CronJob, a Daemon
 Controllers create the pods; the seed plays the scheduler (each pending pod bound through `pods/binding`
 to one of the member's Nodes, which exist as Node objects) and the kubelet (`mark_pod_running`, and a
 Terminating pod on a node removed once its containers would have stopped) until everything is Ready.
+Bodies are written as the YAML a user applies and validated into the typed client's models, as the
+client itself does with a dict.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubesim.controllers.daemonsets import target_node
-from kubesim.testing import MERGE_PATCH, bind_pod, crd_body, mark_pod_running, wait_until
+from kubesim.testing import MERGE_PATCH, bind_pod, crd_body, mark_pod_running, required, wait_until
 
 WIDGET_CRD = crd_body("example.com", "widgets", "Widget", short_names=["wd"])
 PRIORITY_CLASS = "app-critical"
@@ -120,7 +122,7 @@ def node_status(name: str, index: int) -> dict[str, Any]:
 def seed_nodes(core: client.CoreV1Api) -> None:
     for index, name in enumerate(NODES):
         try:
-            core.create_node(node_body(name, index))
+            core.create_node(client.V1Node.model_validate(node_body(name, index)))
         except ApiException as error:
             if error.status != 409:
                 raise
@@ -195,35 +197,44 @@ def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) 
     """
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespace(
-        {
-            "metadata": {
-                "name": namespace,
-                "labels": {"team": "shop"},
-                "annotations": {"owner": "platform@example.com"},
+        client.V1Namespace.model_validate(
+            {
+                "metadata": {
+                    "name": namespace,
+                    "labels": {"team": "shop"},
+                    "annotations": {"owner": "platform@example.com"},
+                }
             }
-        }
+        )
     )
     wait_until(
         lambda: _exists(core.read_namespaced_service_account, "default", namespace),
         what=f"the default ServiceAccount of {namespace}",
     )
     core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "web-config"}, "data": {"app.properties": "color=blue\n"}}
+        namespace,
+        client.V1ConfigMap.model_validate(
+            {"metadata": {"name": "web-config"}, "data": {"app.properties": "color=blue\n"}}
+        ),
     )
     core.create_namespaced_secret(
         namespace,
-        {
-            "metadata": {"name": "web-secret"},
-            "type": "Opaque",
-            "data": {"password": base64.b64encode(b"s3cr3t-" + namespace.encode()).decode()},
-        },
+        client.V1Secret.model_validate(
+            {
+                "metadata": {"name": "web-secret"},
+                "type": "Opaque",
+                "data": {"password": base64.b64encode(b"s3cr3t-" + namespace.encode()).decode()},
+            }
+        ),
     )
     core.create_namespaced_service(
         namespace,
-        {
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
-        },
+        client.V1Service.model_validate(
+            {
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            }
+        ),
     )
     web_volumes = [{"name": "config", "configMap": {"name": "web-config"}}]
     web_mounts = [{"name": "config", "mountPath": "/etc/web"}]
@@ -231,10 +242,12 @@ def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) 
         _seed_identity(api, namespace)
         core.create_namespaced_service(
             namespace,
-            {
-                "metadata": {"name": "web-headless"},
-                "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]},
-            },
+            client.V1Service.model_validate(
+                {
+                    "metadata": {"name": "web-headless"},
+                    "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]},
+                }
+            ),
         )
         _seed_storage(core, namespace)
         web_volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": "data"}})
@@ -247,24 +260,34 @@ def seed_namespace(api: client.ApiClient, namespace: str, *, full: bool = True) 
     )
     apps.create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template},
-        },
+        client.V1Deployment.model_validate(
+            {
+                "metadata": {"name": "web", "labels": {"app": "web"}},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+            }
+        ),
     )
     _run_until(core, namespace, lambda: _deployment_ready(apps, namespace, "web"))
     if full:
         _roll_out(apps, core, namespace)
         _seed_stateful(api, namespace)
         _seed_batch_and_custom(api, namespace)
-    return SeededNamespace(
-        namespace, {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod(namespace).items}
-    )
+    return SeededNamespace(namespace, _pod_uids(core, namespace))
+
+
+def _pod_uids(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
+    uids = {}
+    for pod in core.list_namespaced_pod(namespace).items:
+        meta = required(pod.metadata, "pod metadata")
+        uids[required(meta.name, "pod name")] = required(meta.uid, "pod uid")
+    return uids
 
 
 def _seed_identity(api: client.ApiClient, namespace: str) -> None:
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "web"}})
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount.model_validate({"metadata": {"name": "web"}})
+    )
     _create(
         rbac.create_cluster_role,
         {
@@ -286,41 +309,55 @@ def _seed_identity(api: client.ApiClient, namespace: str) -> None:
     )
     rbac.create_namespaced_role(
         namespace,
-        {
-            "metadata": {"name": "config-reader"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
-        },
+        client.V1Role.model_validate(
+            {
+                "metadata": {"name": "config-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+            }
+        ),
     )
     rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": "web-config-reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "config-reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": namespace}],
-        },
+        client.V1RoleBinding.model_validate(
+            {
+                "metadata": {"name": "web-config-reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "config-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": namespace}],
+            }
+        ),
     )
 
 
 def _seed_storage(core: client.CoreV1Api, namespace: str) -> None:
-    core.create_persistent_volume(_pv(f"pv-{namespace}-data", namespace, None))
+    core.create_persistent_volume(
+        client.V1PersistentVolume.model_validate(_pv(f"pv-{namespace}-data", namespace, None))
+    )
     core.create_namespaced_persistent_volume_claim(
         namespace,
-        {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": STORAGE_CLASS,
-                "volumeName": f"pv-{namespace}-data",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
+        client.V1PersistentVolumeClaim.model_validate(
+            {
+                "metadata": {"name": "data"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": STORAGE_CLASS,
+                    "volumeName": f"pv-{namespace}-data",
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        ),
     )
     for ordinal in range(2):
-        core.create_persistent_volume(_pv(f"pv-{namespace}-db-{ordinal}", namespace, f"data-db-{ordinal}"))
-    wait_until(
-        lambda: core.read_namespaced_persistent_volume_claim("data", namespace).status.phase == "Bound",
-        what=f"PVC {namespace}/data to bind",
-    )
+        core.create_persistent_volume(
+            client.V1PersistentVolume.model_validate(
+                _pv(f"pv-{namespace}-db-{ordinal}", namespace, f"data-db-{ordinal}")
+            )
+        )
+
+    def bound() -> bool:
+        status = core.read_namespaced_persistent_volume_claim("data", namespace).status
+        return status is not None and status.phase == "Bound"
+
+    wait_until(bound, what=f"PVC {namespace}/data to bind")
 
 
 def _roll_out(apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str) -> None:
@@ -342,7 +379,7 @@ def _roll_out(apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str) ->
         sets = apps.list_namespaced_replica_set(namespace, label_selector="app=web").items
         return (
             len(sets) == 2
-            and sorted(rs.spec.replicas for rs in sets) == [0, 2]
+            and sorted(required(required(rs.spec, "spec").replicas, "spec.replicas") for rs in sets) == [0, 2]
             and _deployment_ready(apps, namespace, "web")
         )
 
@@ -353,10 +390,12 @@ def _seed_stateful(api: client.ApiClient, namespace: str) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespaced_service(
         namespace,
-        {
-            "metadata": {"name": "db"},
-            "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]},
-        },
+        client.V1Service.model_validate(
+            {
+                "metadata": {"name": "db"},
+                "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]},
+            }
+        ),
     )
     template = _pod_template(
         {"app": "db"},
@@ -366,31 +405,34 @@ def _seed_stateful(api: client.ApiClient, namespace: str) -> None:
     )
     apps.create_namespaced_stateful_set(
         namespace,
-        {
-            "metadata": {"name": "db"},
-            "spec": {
-                "replicas": 2,
-                "serviceName": "db",
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": template,
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": STORAGE_CLASS,
-                            "resources": {"requests": {"storage": "1Gi"}},
-                        },
-                    }
-                ],
-            },
-        },
+        client.V1StatefulSet.model_validate(
+            {
+                "metadata": {"name": "db"},
+                "spec": {
+                    "replicas": 2,
+                    "serviceName": "db",
+                    "selector": {"matchLabels": {"app": "db"}},
+                    "template": template,
+                    "volumeClaimTemplates": [
+                        {
+                            "metadata": {"name": "data"},
+                            "spec": {
+                                "accessModes": ["ReadWriteOnce"],
+                                "storageClassName": STORAGE_CLASS,
+                                "resources": {"requests": {"storage": "1Gi"}},
+                            },
+                        }
+                    ],
+                },
+            }
+        ),
     )
-    _run_until(
-        core,
-        namespace,
-        lambda: (apps.read_namespaced_stateful_set("db", namespace).status.ready_replicas or 0) == 2,
-    )
+
+    def ready() -> bool:
+        status = apps.read_namespaced_stateful_set("db", namespace).status
+        return status is not None and (status.ready_replicas or 0) == 2
+
+    _run_until(core, namespace, ready)
 
 
 def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
@@ -404,32 +446,38 @@ def _seed_batch_and_custom(api: client.ApiClient, namespace: str) -> None:
     )
     batch.create_namespaced_cron_job(
         namespace,
-        {
-            "metadata": {"name": "report"},
-            "spec": {
-                "schedule": "*/30 * * * *",
-                "jobTemplate": {
-                    "spec": {"template": _pod_template({"app": "report"}, restartPolicy="OnFailure")}
+        client.V1CronJob.model_validate(
+            {
+                "metadata": {"name": "report"},
+                "spec": {
+                    "schedule": "*/30 * * * *",
+                    "jobTemplate": {
+                        "spec": {"template": _pod_template({"app": "report"}, restartPolicy="OnFailure")}
+                    },
                 },
-            },
-        },
+            }
+        ),
     )
     apps.create_namespaced_daemon_set(
         namespace,
-        {
-            "metadata": {"name": "node-agent"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "node-agent"}},
-                "template": _pod_template({"app": "node-agent"}),
-            },
-        },
+        client.V1DaemonSet.model_validate(
+            {
+                "metadata": {"name": "node-agent"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "node-agent"}},
+                    "template": _pod_template({"app": "node-agent"}),
+                },
+            }
+        ),
     )
     batch.create_namespaced_job(
         namespace,
-        {
-            "metadata": {"name": "migrate-once"},
-            "spec": {"template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
-        },
+        client.V1Job.model_validate(
+            {
+                "metadata": {"name": "migrate-once"},
+                "spec": {"template": _pod_template({"app": "migrate"}, restartPolicy="Never")},
+            }
+        ),
     )
     _run_until(core, namespace, lambda: _batch_done(api, namespace))
 
@@ -439,10 +487,12 @@ def _batch_done(api: client.ApiClient, namespace: str) -> bool:
     the kubelet reports its pod exited."""
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     for pod in core.list_namespaced_pod(namespace, label_selector="job-name=migrate-once").items:
-        if pod.status.phase == "Running":
-            _report_exited(core, namespace, pod.metadata.name)
+        if required(pod.status, "pod status").phase == "Running":
+            _report_exited(core, namespace, required(required(pod.metadata, "pod metadata").name, "pod name"))
     agent = apps.read_namespaced_daemon_set_status("node-agent", namespace).status
     job = batch.read_namespaced_job_status("migrate-once", namespace).status
+    if agent is None or job is None:
+        return False
     complete = any(c.type == "Complete" and c.status == "True" for c in job.conditions or [])
     desired = agent.desired_number_scheduled
     return complete and bool(desired) and agent.number_ready == desired
@@ -453,7 +503,7 @@ def _report_exited(core: client.CoreV1Api, namespace: str, name: str) -> None:
     pod = core.read_namespaced_pod(name, namespace)
     scheduled = [
         core.api_client.sanitize_for_serialization(c)
-        for c in pod.status.conditions or []
+        for c in required(pod.status, "pod status").conditions or []
         if c.type == "PodScheduled"
     ]
     done = [
@@ -513,11 +563,12 @@ def _exists(read: Any, *args: Any) -> bool:
 
 def _deployment_ready(apps: client.AppsV1Api, namespace: str, name: str) -> bool:
     deployment = apps.read_namespaced_deployment(name, namespace)
-    status = deployment.status
+    status, wanted = deployment.status, required(deployment.spec, "Deployment spec").replicas
     return (
-        (status.ready_replicas or 0) == deployment.spec.replicas
-        and (status.updated_replicas or 0) == deployment.spec.replicas
-        and (status.replicas or 0) == deployment.spec.replicas
+        status is not None
+        and (status.ready_replicas or 0) == wanted
+        and (status.updated_replicas or 0) == wanted
+        and (status.replicas or 0) == wanted
     )
 
 
@@ -528,15 +579,16 @@ def _run_until(core: client.CoreV1Api, namespace: str, done: Any, timeout: float
 
     def step() -> bool:
         for index, pod in enumerate(core.list_namespaced_pod(namespace).items):
-            name = pod.metadata.name
-            if pod.metadata.deletion_timestamp:
-                if pod.spec.node_name:
+            meta, spec = required(pod.metadata, "pod metadata"), required(pod.spec, "pod spec")
+            name = required(meta.name, "pod name")
+            if meta.deletion_timestamp:
+                if spec.node_name:
                     _delete_now(core, namespace, name)
                 continue
             node = target_node(core.api_client.sanitize_for_serialization(pod)) or NODES[index % len(NODES)]
-            if not pod.spec.node_name and not _schedule(core, namespace, name, node):
+            if not spec.node_name and not _schedule(core, namespace, name, node):
                 continue
-            if pod.status.phase == "Pending":
+            if required(pod.status, "pod status").phase == "Pending":
                 mark_pod_running(core, namespace, name)
         return bool(done())
 

@@ -35,7 +35,10 @@ def service_account_token(core: client.CoreV1Api, namespace: str, name: str, sec
         "kind": "TokenRequest",
         "spec": {"expirationSeconds": seconds},
     }
-    return core.create_namespaced_service_account_token(name, namespace, body).status.token
+    answer = core.create_namespaced_service_account_token(
+        name, namespace, client.AuthenticationV1TokenRequest.model_validate(body)
+    )
+    return required(required(answer.status, "TokenRequest status").token, "TokenRequest token")
 
 
 def crd_body(group: str, plural: str, kind: str, *, short_names: Sequence[str] = ()) -> dict[str, Any]:
@@ -66,10 +69,20 @@ def crd_body(group: str, plural: str, kind: str, *, short_names: Sequence[str] =
     }
 
 
+def required(value: T | None, what: str) -> T:
+    """`value`, which the API server always sets though the typed client declares every field Optional: an
+    answer without it is a broken server, named here rather than failing later as an AttributeError on None.
+    """
+    if value is None:
+        raise ValueError(f"the API server's answer has no {what}")
+    return value
+
+
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02, what: str = ""
 ) -> T:
-    """Poll until `predicate` returns something truthy; on timeout, say what was awaited."""
+    """Poll until `predicate` returns something truthy (never None, so an Optional result is narrowed);
+    on timeout, say what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -89,7 +102,9 @@ def bind_pod(core: client.CoreV1Api, namespace: str, name: str, node: str) -> No
         "metadata": {"name": name},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
-    core.create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
+    core.create_namespaced_pod_binding(
+        name, namespace, client.V1Binding.model_validate(body), _preload_content=False
+    )
 
 
 def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready: bool = True) -> None:
@@ -107,11 +122,11 @@ def mark_pod_running(core: client.CoreV1Api, namespace: str, name: str, *, ready
             "started": True,
             "state": {"running": {"startedAt": now}},
         }
-        for c in pod.spec.containers
+        for c in required(pod.spec, "pod spec").containers
     ]
     scheduled = [
         core.api_client.sanitize_for_serialization(condition)
-        for condition in pod.status.conditions or []
+        for condition in required(pod.status, "pod status").conditions or []
         if condition.type == "PodScheduled"
     ]
     status = {

@@ -24,7 +24,7 @@ from rich.table import Table
 from kubesim import SimulatorThread
 from kubesim.seed import SeededNamespace, seed_cluster_scoped, seed_namespace
 from kubesim.serve import pair_paths, start_pair
-from kubesim.testing import api_client, wait_until
+from kubesim.testing import api_client, required, wait_until
 from services.install import install
 from shared.embedded_redis import broker_url
 
@@ -60,16 +60,19 @@ def _continuity(console: Console, member: client.CoreV1Api, seeded: list[SeededN
         table.add_column(column)
     intact = True
     for namespace in seeded:
-        after = {p.metadata.name: p for p in member.list_namespaced_pod(namespace.namespace).items}
+        after = {}
+        for pod in member.list_namespaced_pod(namespace.namespace).items:
+            meta = required(pod.metadata, "pod metadata")
+            after[required(meta.name, "pod name")] = meta
         for name, uid in sorted(namespace.pods.items()):
-            pod = after.get(name)
-            same = pod is not None and pod.metadata.uid == uid and pod.metadata.deletion_timestamp is None
+            now = after.get(name)
+            same = now is not None and now.uid == uid and now.deletion_timestamp is None
             intact &= same
             table.add_row(
                 namespace.namespace,
                 name,
                 uid[:8],
-                pod.metadata.uid[:8] if pod else "gone",
+                required(now.uid, "pod uid")[:8] if now else "gone",
                 "[green]same pod[/]" if same else "[red]RESTARTED[/]",
             )
     console.print(table)
@@ -177,12 +180,10 @@ def _promote(console: Console, cp_api: client.ApiClient, namespaces: list[str]) 
     )
 
     def status() -> dict:
-        return (
-            policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", POLICY).get(
-                "status"
-            )
-            or {}
-        )
+        policy = policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", POLICY)
+        if not isinstance(policy, dict):
+            raise TypeError(f"PromotePolicy {POLICY} read as {type(policy).__name__}, not a JSON object")
+        return policy.get("status") or {}
 
     with Live(_progress_table({}), console=console, refresh_per_second=4) as live:
 
