@@ -4,6 +4,11 @@ Backups are what a rollback rebuilds the member from, so a person must be able t
 but this command and the volume: `verify` re-reads every entry against its checksum and every file beside
 the archive that a rollback or rebuild reads against the signed manifest, `show` streams the objects, and
 `list` reads only file sizes and index files, so it stays fast over many large backups.
+
+Without `--dir`, the commands read the configured location (KPROMOTE_BACKUP_URL, else KPROMOTE_BACKUP_DIR):
+in S3 `list` reads the bucket's listing, `show` streams the archive from it, `verify` fetches every file
+afresh into the cache (KPROMOTE_BACKUP_CACHE_DIR) and checks it there, and `prune` deletes a run's keys.
+A run is also named by its URL, `s3://bucket/prefix/<policy>/<namespace>/<run>` (or its archive's).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import IO, Any, ParamSpec
 
 import typer
 from rich.console import Console
@@ -46,6 +51,8 @@ from services.console.common import (
     print_json,
 )
 from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, BackupDir, iter_archive, verify_archive
+from shared.backup.layout import run_key
+from shared.backup.store import BackupStore, StoredFile, is_remote, split_s3_url, store_from_settings
 
 INDEX_ENTRY_SIZE = 8
 """Bytes per object in `items/<gr>.idx` (one little-endian offset each, `shared.backup.itemfiles`)."""
@@ -83,7 +90,8 @@ class BackupRun:
     policy: str
     namespace: str
     run: str
-    path: Path
+    path: Path | str
+    """The run folder, or its URL in an object store."""
     sealed: bool
     items: int
     size: int
@@ -141,6 +149,105 @@ def discover(base: Path) -> Iterator[BackupRun]:
         yield BackupRun(run.parent.parent.name, run.parent.name, run.name, run, sealed, items, size, date)
 
 
+def stored_runs(store: BackupStore) -> dict[tuple[str, str, str], list[StoredFile]]:
+    """The files of every `<policy>/<namespace>/<run>` in an object store, from one listing."""
+    runs: dict[tuple[str, str, str], list[StoredFile]] = {}
+    for stored in store.list(""):
+        segments = stored.key.split("/", 3)
+        if len(segments) == 4:
+            runs.setdefault((segments[0], segments[1], segments[2]), []).append(stored)
+    return runs
+
+
+def discover_stored(store: BackupStore) -> Iterator[BackupRun]:
+    """`discover` over an object store's listing: sizes and dates as the store records them; an unsealed
+    run's parts are streamed to count their objects."""
+    for (policy, namespace, run), files in sorted(stored_runs(store).items()):
+        by_name = {stored.key.split("/", 3)[3]: stored for stored in files}
+        archive = by_name.get(ARCHIVE_NAME)
+        parts = [stored for name, stored in by_name.items() if name.startswith("parts/")]
+        if archive is not None and MANIFEST_NAME in by_name:
+            indexes = [stored for name, stored in by_name.items() if name.endswith(".idx")]
+            items = sum(stored.size for stored in indexes) // INDEX_ENTRY_SIZE
+            size, date, sealed = archive.size, archive.modified, True
+        elif parts:
+            items = sum(_stored_lines(store, stored.key) for stored in parts)
+            size, date, sealed = sum(p.size for p in parts), max(p.modified for p in parts), False
+        else:
+            continue
+        location = store.url(run_key(policy, namespace, run))
+        yield BackupRun(policy, namespace, run, location, sealed, items, size, date)
+
+
+def _stored_lines(store: BackupStore, key: str) -> int:
+    with store.open(key) as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(_BUFFER), b""))
+
+
+def configured_store(directory: Path | None) -> BackupStore | None:
+    """The object store the commands read when no `--dir` is given and KPROMOTE_BACKUP_URL names one."""
+    if directory is not None:
+        return None
+    settings = load_settings()
+    return store_from_settings(settings) if is_remote(settings.backup_location) else None
+
+
+def local_base(directory: Path | None) -> Path:
+    """--dir, else a folder KPROMOTE_BACKUP_URL names, else KPROMOTE_BACKUP_DIR."""
+    settings = load_settings()
+    return backup_base(directory or (Path(settings.backup_url) if settings.backup_url else None))
+
+
+def stored_backup(target: str, store: BackupStore | None) -> BackupDir:
+    """The run a target names in an object store: its URL (or its archive's), or POLICY/NAMESPACE[/RUN] in
+    `store` (the newest sealed run when no run is named). Read through the cache, with the signing key."""
+    settings = load_settings()
+    if is_remote(target):
+        bucket, path = split_s3_url(target.removesuffix(f"/{ARCHIVE_NAME}"))
+        segments = path.split("/")
+        if len(segments) < 3:
+            raise ConsoleError(f"{target} names no run: s3://bucket[/prefix]/POLICY/NAMESPACE/RUN", USAGE)
+        for value, what in zip(segments[-3:], ("policy", "namespace", "run"), strict=True):
+            path_segment(value, what)
+        prefix = "/".join(segments[:-3])
+        store = store_from_settings(settings.model_copy(update={"backup_url": f"s3://{bucket}/{prefix}"}))
+        names = segments[-3:]
+    elif store is None:
+        raise ConsoleError(f"no backup at {target}: KPROMOTE_BACKUP_URL names no object store", USAGE)
+    else:
+        names = target.strip("/").split("/")
+        if len(names) not in (2, 3):
+            raise ConsoleError(
+                f"no backup at {target}: pass POLICY/NAMESPACE[/RUN] or the run's s3:// URL", USAGE
+            )
+        for value, what in zip(names, ("policy", "namespace", "run"), strict=False):
+            path_segment(value, what)
+        if len(names) == 2:
+            names.append(_newest_sealed(store, names[0], names[1]))
+    backup = BackupDir.of_run(store, *names, settings.backup_cache_dir)
+    return BackupDir(backup.root, signing_key=settings.backup_signing_key, store=store, key=backup.key)
+
+
+def _newest_sealed(store: BackupStore, policy: str, namespace: str) -> str:
+    runs = [run for run in discover_stored(store) if (run.policy, run.namespace) == (policy, namespace)]
+    sealed = sorted((run for run in runs if run.sealed), key=lambda run: run.date)
+    if not sealed:
+        what = f"only unsealed runs ({', '.join(run.run for run in runs)})" if runs else "no backup"
+        raise ConsoleError(
+            f"{what} of namespace {namespace} of PromotePolicy {policy} in {store.url('')}: "
+            "see kpromote backups list",
+            USAGE,
+        )
+    if len(sealed) > 1:
+        others = ", ".join(run.run for run in sealed[:-1])
+        typer.echo(
+            f"note: {policy}/{namespace} has {len(sealed)} runs; showing the newest, "
+            f"{sealed[-1].run} (older: {others})",
+            err=True,
+        )
+    return sealed[-1].run
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -189,7 +296,7 @@ def resolve(target: str, directory: Path | None) -> Path:
         )
     for value, what in zip(names, ("policy", "namespace", "run"), strict=False):
         path_segment(value, what)
-    base = backup_base(directory)
+    base = local_base(directory)
     if len(names) == 3:
         return base.joinpath(*names)
     policy, namespace = names
@@ -215,17 +322,19 @@ def resolve(target: str, directory: Path | None) -> Path:
 @stdout_closable
 @guarded
 def list_backups(directory: Path | None, output: Format) -> int:
-    base = backup_base(directory)
-    runs = sorted(discover(base), key=lambda run: (run.date, run.policy, run.namespace, run.run))
+    store = configured_store(directory)
+    where = store.url("") if store is not None else str(local_base(directory))
+    found = discover_stored(store) if store is not None else discover(local_base(directory))
+    runs = sorted(found, key=lambda run: (run.date, run.policy, run.namespace, run.run))
     if output is Format.JSON:
         print_json([run.to_json() for run in runs])
         return OK
     console = out()
     if not runs:
-        console.print(f"No backups under {escape(str(base))}.")
+        console.print(f"No backups under {escape(where)}.")
         return OK
     table = Table(
-        title=f"Backups under {escape(str(base))}",
+        title=f"Backups under {escape(where)}",
         title_justify="left",
         caption="path: <dir>/<policy>/<namespace>/<run>; open one: kpromote backups show POLICY/NAMESPACE",
     )
@@ -251,6 +360,9 @@ def list_backups(directory: Path | None, output: Format) -> int:
 def verify(target: str, directory: Path | None = None) -> int:
     """The archive's entries, and in a run directory also the items files, indexes and decisions that steps
     read, checked against `manifest.json` and its signature (with KPROMOTE_BACKUP_SIGNING_KEY)."""
+    store = configured_store(directory)
+    if store is not None or is_remote(target):
+        return _verify_stored(stored_backup(target, store))
     archive = archive_of(resolve(target, directory))
     in_run = archive.name == ARCHIVE_NAME
     try:
@@ -277,20 +389,64 @@ def verify(target: str, directory: Path | None = None) -> int:
             f"{archive}: OK, {total} item(s) match their checksums{beside}; archive sha256 {report.sha256}"
         )
         return OK
-    typer.echo(f"{archive}: {len(report.problems)} problem(s); do not roll back from this archive:")
-    for problem in report.problems:
+    return _report_problems(str(archive), report.problems)
+
+
+def _report_problems(archive: str, problems: list[str]) -> int:
+    typer.echo(f"{archive}: {len(problems)} problem(s); do not roll back from this archive:")
+    for problem in problems:
         typer.echo(f"  {problem}")
     return FAILED
+
+
+def _verify_stored(backup: BackupDir) -> int:
+    """`verify` of a run in an object store: every file fetched afresh, then checked as in a folder."""
+    if backup.manifest() is None:
+        raise ConsoleError(f"no sealed backup at {backup.location}: see kpromote backups list", USAGE)
+    report = backup.verify()
+    if not report.ok:
+        return _report_problems(backup.location, report.problems)
+    total = report.manifest.total_items if report.manifest else 0
+    files = len(report.manifest.files) if report.manifest else 0
+    signature = "signature valid" if report.signed else "unsigned (KPROMOTE_BACKUP_SIGNING_KEY is not set)"
+    typer.echo(
+        f"{backup.location}: OK, {total} item(s) match their checksums, {files} file(s) beside it match "
+        f"{MANIFEST_NAME}, {signature}; archive sha256 {report.sha256}"
+    )
+    return OK
 
 
 @stdout_closable
 @guarded
 def show(target: str, directory: Path | None = None) -> int:
     """One line per object as the archive is read, then the counts: memory stays flat however big it is."""
-    archive = archive_of(resolve(target, directory))
+    store = configured_store(directory)
     counts: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack:
+        if store is not None or is_remote(target):
+            backup = stored_backup(target, store)
+            archive: Path | str = backup.location
+            try:
+                source: Path | IO[bytes] = stack.enter_context(backup.open_archive())
+            except FileNotFoundError:
+                raise ConsoleError(
+                    f"no backup archive at {archive}: see kpromote backups list", USAGE
+                ) from None
+        else:
+            archive = source = archive_of(resolve(target, directory))
+        _show(archive, source, counts)
+    table = Table(title=f"{counts.total()} item(s) by kind", title_justify="left")
+    table.add_column("kind")
+    table.add_column("items", justify="right")
+    for kind, count in sorted(counts.items()):
+        table.add_row(escape(kind), str(count))
+    out().print(table)
+    return OK
+
+
+def _show(archive: Path | str, source: Path | IO[bytes], counts: Counter[str]) -> None:
     try:
-        for ref, _ in iter_archive(archive):
+        for ref, _ in iter_archive(source):
             counts[ref.group_resource] += 1
             typer.echo(
                 f"{ref.group_resource}\t{ref.namespace}/{ref.name}"
@@ -304,13 +460,6 @@ def show(target: str, directory: Path | None = None) -> int:
             f"{archive} is damaged after {counts.total()} item(s) ({type(error).__name__}): "
             f"run kpromote backups verify {archive} for details"
         ) from None
-    table = Table(title=f"{counts.total()} item(s) by kind", title_justify="left")
-    table.add_column("kind")
-    table.add_column("items", justify="right")
-    for kind, count in sorted(counts.items()):
-        table.add_row(escape(kind), str(count))
-    out().print(table)
-    return OK
 
 
 # ------------------------------------------------------------------------------------------------- prune
@@ -362,6 +511,18 @@ def folder_facts(path: Path) -> Folder:
         else:
             size += info.st_size
     return Folder(path, changed, size)
+
+
+def stored_folders(runs: dict[tuple[str, str, str], list[StoredFile]]) -> list[Folder]:
+    """`folder_facts` of each run in an object store, from its listing: the run's key stands for its path."""
+    return [
+        Folder(
+            Path(run_key(*names)),
+            max(stored.modified for stored in files),
+            sum(stored.size for stored in files),
+        )
+        for names, files in sorted(runs.items())
+    ]
 
 
 def _entries(path: Path) -> list[os.DirEntry[str]]:
@@ -433,14 +594,16 @@ def prune(
     except ValueError as error:
         raise ConsoleError(f"--older-than: {error}", USAGE) from None
     settings = load_settings()
-    base = backup_base(directory)
+    store = configured_store(directory)
+    base = local_base(directory) if store is None else None
     # Read what is in use before looking at the disk: a run that starts meanwhile makes a new, young folder.
     with connect(kubeconfig, settings) as kube:
         policies = list(kube.list(policy_resource(kube)))
         claims = list(Claims(kube, settings.namespace).all())
     live_runs, claimed = in_use(policies, claims)
+    stored = stored_runs(store) if store is not None else {}
     decisions = decide(
-        [folder_facts(path) for path in run_folders(base)],
+        [folder_facts(path) for path in run_folders(base)] if base is not None else stored_folders(stored),
         now=time.time(),
         older_than=age,
         live_runs=live_runs,
@@ -449,7 +612,13 @@ def prune(
     failed = []
     if not dry_run:
         for decision in decisions:
-            if decision.remove:
+            if decision.remove and store is not None:
+                key = (decision.policy, decision.namespace, decision.run)
+                try:
+                    store.delete([stored_file.key for stored_file in stored[key]])
+                except Exception as error:  # any store failure is reported per run, the others go on
+                    failed.append(f"{store.url(run_key(*key))}: {error}")
+            elif decision.remove:
                 try:
                     shutil.rmtree(decision.path)
                 except OSError as error:

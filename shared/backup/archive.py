@@ -36,11 +36,12 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from pydantic import SecretStr
@@ -128,6 +129,13 @@ class BackupDir:
     @property
     def archive_path(self) -> Path:
         return self.root / ARCHIVE_NAME
+
+    def open_archive(self) -> AbstractContextManager[IO[bytes]]:
+        """The archive as a stream from where it is kept (`FileNotFoundError` when there is none yet), for
+        reading it once without a working copy (`kpromote backups show`)."""
+        if self.store is None:
+            return self.archive_path.open("rb")
+        return self.store.open(f"{self.key}/{ARCHIVE_NAME}")
 
     @property
     def manifest_path(self) -> Path:

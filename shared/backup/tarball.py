@@ -8,6 +8,7 @@ hashed as it is written and as it is read, never read a second time for its dige
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -68,14 +69,15 @@ def members(file: IO[bytes] | HashingReader) -> Iterator[tuple[tarfile.TarInfo, 
             pass
 
 
-def iter_archive(path: Path) -> Iterator[tuple[ItemRef, dict[str, Any]]]:
-    """Stream the objects of an archive with their references, in archive order.
+def iter_archive(source: Path | IO[bytes]) -> Iterator[tuple[ItemRef, dict[str, Any]]]:
+    """Stream the objects of an archive (a file, or a stream such as an object store's) with their
+    references, in archive order.
 
     For rollback from the archive alone and for `kpromote backups show`. Damage surfaces as an exception
     when it is reached, possibly after some items were yielded: call `verify_archive` first when acting on
     the items. Entries other than `resources/<gr>/namespaces/<ns>/<name>.json` and
     `resources/<gr>/cluster/<name>.json` (such as Velero's preferred-version copies) are skipped."""
-    with path.open("rb") as file:
+    with source.open("rb") if isinstance(source, Path) else contextlib.nullcontext(source) as file:
         for member, content in members(file):
             if content is not None and (ref := ref_of(member.name)) is not None:
                 yield ref, orjson.loads(content.read())
