@@ -84,7 +84,8 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
             _default_container(container)
 
 
-def _validate_pod_spec(request: AdmissionRequest, spec: Any, path: str) -> None:
+def _validate_pod_spec(request: AdmissionRequest, spec: Any, path: str) -> dict[str, Any]:
+    """`spec` once it is a pod spec with named containers that have images (422 otherwise)."""
     name = meta(request.obj).get("name", "")
     if not isinstance(spec, dict) or not spec.get("containers"):
         raise errors.invalid(request.rt, name, [(f"{path}.containers", "Required value")])
@@ -94,14 +95,14 @@ def _validate_pod_spec(request: AdmissionRequest, spec: Any, path: str) -> None:
                 raise errors.invalid(
                     request.rt, name, [(f"{path}.containers[{index}].{field}", "Required value")]
                 )
+    return spec
 
 
 def pods(request: AdmissionRequest) -> None:
     if request.rt.plural != "pods" or request.subresource:
         return
     pod, name = request.obj, meta(request.obj).get("name", "")
-    spec = pod.get("spec")
-    _validate_pod_spec(request, spec, "spec")
+    spec = _validate_pod_spec(request, pod.get("spec"), "spec")
     if request.operation == "UPDATE":
         _check_pod_update(request)
         return
@@ -192,7 +193,9 @@ _MUTABLE_POD_SPEC = ("activeDeadlineSeconds", "tolerations", "terminationGracePe
 
 def _check_pod_update(request: AdmissionRequest) -> None:
     """A running pod's spec is immutable except images and a few fields: promote may only patch metadata."""
-    old_spec, new_spec = dict(request.old["spec"]), dict(request.obj["spec"])  # type: ignore[index]
+    if request.old is None:
+        raise ValueError("an UPDATE admission request without the object it updates")
+    old_spec, new_spec = dict(request.old["spec"]), dict(request.obj["spec"])
     for field in _MUTABLE_POD_SPEC:
         old_spec.pop(field, None)
         new_spec.pop(field, None)

@@ -81,9 +81,7 @@ class SimulatedCluster:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.host, self.port = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        self.host, self.port = self._runner.addresses[0][:2]
         self.api.address = f"{self.host}:{self.port}"
         namespaces = self.store.namespaces
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):

@@ -352,10 +352,10 @@ class ApiServer:
         if parts == ["api", "v1"]:
             return self.resource_list("", "v1")
         if len(parts) == 2 and parts[0] == "apis":
-            versions = registry.group_versions().get(parts[1])
-            if not versions:
+            served = registry.group_versions().get(parts[1])
+            if not served:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            entries = [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions]
+            entries = [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in served]
             return {
                 "kind": "APIGroup",
                 "apiVersion": "v1",
@@ -480,8 +480,9 @@ class ApiServer:
         self, rt: ResourceType, namespace: str, name: str, query: Mapping[str, str], version: str
     ) -> web.Response:
         """A Table of one object or of a list page, printed as kube-apiserver prints it."""
+        list_meta: dict[str, Any] = {}
         if name:
-            objects, list_meta = [self.store.must_get(rt, namespace, name)], {}
+            objects = [self.store.must_get(rt, namespace, name)]
         else:
             objects, list_meta = self.page(rt, namespace, query)
         if rt.custom:

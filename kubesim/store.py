@@ -11,6 +11,7 @@ Everything here runs on the simulator's event loop thread; there is no locking.
 from __future__ import annotations
 
 import bisect
+import builtins
 import itertools
 import random
 import uuid
@@ -160,7 +161,7 @@ class Store:
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
-    def history_since(self, rv: int) -> list[WatchEvent]:
+    def history_since(self, rv: int) -> builtins.list[WatchEvent]:
         """Events after `rv`; raises 410 when they have already been dropped from history."""
         if self._history and rv < self._history[0].rv - 1:
             raise errors.gone(f"too old resource version: {rv} ({self._history[0].rv - 1})")

@@ -412,7 +412,9 @@ def json_path(obj: Any, path: str) -> Any:
 
 def crd_printer(crd: Obj, version: str) -> Printer:
     """Name, then the version's `additionalPrinterColumns` (`Age` on creationTimestamp when none)."""
-    entry = next((v for v in (crd.get("spec") or {}).get("versions") or [] if v.get("name") == version), {})
+    entry: dict[str, Any] = next(
+        (v for v in (crd.get("spec") or {}).get("versions") or [] if v.get("name") == version), {}
+    )
     declared = entry.get("additionalPrinterColumns") or [
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     ]

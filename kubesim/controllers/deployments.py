@@ -168,7 +168,7 @@ def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, s
     }
 
 
-def set_condition(conditions: list[dict[str, Any]], condition: dict[str, str]) -> list[dict[str, Any]]:
+def set_condition(conditions: list[dict[str, Any]], condition: dict[str, Any]) -> list[dict[str, Any]]:
     """`SetDeploymentCondition`: unchanged status and reason keep the old condition (and its times)."""
     current = next((c for c in conditions if c.get("type") == condition["type"]), None)
     if current is not None and (current.get("status"), current.get("reason")) == (

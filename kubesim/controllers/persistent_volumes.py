@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from kubernetes.utils import parse_quantity
 
@@ -78,9 +78,12 @@ def _access_modes_fit(volume: Obj, claim: Obj) -> bool:
     return set(_spec(claim).get("accessModes") or []) <= set(_spec(volume).get("accessModes") or [])
 
 
-def _names(ref: dict[str, Any] | None, claim: Obj) -> bool:
-    """Whether a claimRef names `claim` by namespace and name, whatever its uid."""
-    return bool(ref) and (ref.get("namespace"), ref.get("name")) == (namespace_of(claim), name_of(claim))
+def _names(ref: dict[str, Any] | None, claim: Obj) -> TypeGuard[dict[str, Any]]:
+    """Whether a claimRef names `claim` by namespace and name, whatever its uid (a TypeGuard: when it
+    does, the caller may read the reference's other fields)."""
+    if not ref:
+        return False
+    return (ref.get("namespace"), ref.get("name")) == (namespace_of(claim), name_of(claim))
 
 
 def _is_bound_to(volume: Obj, claim: Obj) -> bool:
