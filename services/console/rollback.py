@@ -28,7 +28,8 @@ from services.console.common import (
     policy_resource,
 )
 from services.console.watch import follow, report
-from shared.backup import BackupDir
+from shared.backup import ARCHIVE_NAME, BackupDir
+from shared.backup.store import S3_SCHEME, is_remote, split_s3_url, store_from_settings
 from shared.claims import ClaimHeld, ClaimState, RunSpec
 from shared.models import PolicyPhase
 from shared.progress import NamespaceRun
@@ -106,24 +107,48 @@ def run(name: str, wait: bool, kubeconfig: str | None, timeout: float | None) ->
     )
 
 
+def _open_backup(location: Path) -> tuple[BackupDir, dict[str, Any]]:
+    """The backup a `--backup` location names (a run folder, its archive, or either's s3:// URL) and the
+    settings that make the rollback worker's runtime find the same backup."""
+    text = str(location)
+    if text.startswith("s3:/") and not text.startswith(S3_SCHEME):
+        text = S3_SCHEME + text.removeprefix("s3:/")  # a Path folds the URL's double slash
+    if is_remote(text):
+        bucket, path = split_s3_url(text.removesuffix(f"/{ARCHIVE_NAME}"))
+        *prefix, policy, namespace, run = ["", "", "", *path.split("/")]
+        base = "/".join(part for part in prefix if part)
+        settings = load_settings().model_copy(update={"backup_url": f"s3://{bucket}/{base}".rstrip("/")})
+        try:
+            backup = BackupDir.of_run(
+                store_from_settings(settings), policy, namespace, run, settings.backup_cache_dir
+            )
+        except ValueError:
+            raise ConsoleError(
+                f"{text} names no run: s3://bucket[/prefix]/POLICY/NAMESPACE/RUN", USAGE
+            ) from None
+        return backup, {"backup_url": settings.backup_url}
+    root = location.parent if location.is_file() else location
+    return BackupDir(root), {"backup_url": None, "backup_dir": root.parents[2]}
+
+
 @guarded
 def run_from_backup(location: Path, kubeconfig: str | None) -> int:
     """Roll one namespace back from its sealed backup alone, for a run whose policy is gone (deleted with
     its finalizer removed by hand, say). Everything the rollback needs is in the backup: the member, the
     run and what it did. The namespace's claim must be this run's, or free (it is taken for the
     rollback); the rollback itself is the routine the rollback worker runs."""
-    root = location.parent if location.is_file() else location
-    backup = BackupDir(root)
+    backup, where = _open_backup(location)
     manifest = backup.manifest()
     spec = RunSpec.recorded_in(manifest.labels) if manifest is not None else None
     if manifest is None or spec is None:
-        raise ConsoleError(f"{root} holds no sealed backup of a run: pass a run folder or its archive", USAGE)
+        raise ConsoleError(
+            f"{backup.location.removesuffix(ARCHIVE_NAME)} holds no sealed backup of a run: pass a run "
+            "folder or its archive (or their s3:// URL)",
+            USAGE,
+        )
     namespace = manifest.labels["namespace"]
     settings = load_settings().model_copy(
-        update={
-            "kubeconfig": str(kubeconfig_path(kubeconfig, load_settings())),
-            "backup_dir": root.parents[2],
-        }
+        update={"kubeconfig": str(kubeconfig_path(kubeconfig, load_settings())), **where}
     )
     console = out()
     rt = Runtime(settings)

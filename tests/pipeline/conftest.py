@@ -248,6 +248,7 @@ def s3_installation(
         extra = {
             **server.env(f"s3://{bucket}/kpromote"),
             "KPROMOTE_BACKUP_DIR": str(workdir / "watcher-logs"),
+            "KPROMOTE_BACKUP_CACHE_DIR": str(workdir / "cli-cache"),  # the watcher's and kpromote's
         }
         with start_installation(simulator, redis_url, workdir, extra_env=extra, workers=0) as installation:
             caches = []

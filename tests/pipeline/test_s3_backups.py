@@ -12,7 +12,7 @@ from kubernetes import client
 from kubesim.seed import seed_namespace
 from shared.backup import BackupDir
 from shared.backup.s3store import S3Store
-from tests.pipeline import test_rollback
+from tests.pipeline import test_ownership, test_rollback
 from tests.pipeline.conftest import S3Installation
 from tests.pipeline.snapshots import diff, snapshot
 
@@ -63,3 +63,10 @@ def test_user_rollback_with_backups_in_s3(s3_installation: S3Installation) -> No
 
 def test_a_failed_rebuild_compensates_with_backups_in_s3(s3_installation: S3Installation) -> None:
     test_rollback.test_a_failed_rebuild_compensates_that_namespace_only(s3_installation.installation)
+
+
+def test_rollback_from_the_s3_backup_alone_once_the_policy_is_gone(s3_installation: S3Installation) -> None:
+    """`kpromote rollback --backup s3://…/backup.tar.gz`, the location the status gave, read from S3."""
+    test_ownership.test_a_namespace_whose_policy_is_gone_is_rolled_back_from_its_backup_alone(
+        s3_installation.installation
+    )
