@@ -183,9 +183,17 @@ def demo_command(
     wait: Annotated[
         bool, typer.Option(help="Afterwards, keep the clusters up until Ctrl-C to explore them.")
     ] = False,
+    backup_url: Annotated[
+        str | None,
+        typer.Option(
+            "--backup-url",
+            help="Keep the backups here: a folder, or s3://bucket/prefix in the store "
+            "KPROMOTE_S3_ENDPOINT_URL names (when unset, in a local S3 server the demo starts).",
+        ),
+    ] = None,
 ) -> None:
     """Run the main job on the embedded default: simulated clusters, seeded applications, embedded Redis."""
-    raise typer.Exit(demo.run(namespaces=namespaces, workdir=workdir, wait=wait))
+    raise typer.Exit(demo.run(namespaces=namespaces, workdir=workdir, wait=wait, backup_url=backup_url))
 
 
 ControlPlane = Annotated[

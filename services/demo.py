@@ -9,11 +9,13 @@ promote completed and no pod was deleted or re-created.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kubernetes import client
@@ -26,6 +28,7 @@ from kubesim.seed import SeededNamespace, seed_cluster_scoped, seed_namespace
 from kubesim.serve import pair_paths, start_pair
 from kubesim.testing import api_client, required, wait_until
 from services.install import install
+from shared.backup.store import is_remote, split_s3_url
 from shared.embedded_redis import broker_url
 
 MEMBER = "member1"
@@ -80,6 +83,58 @@ def _continuity(console: Console, member: client.CoreV1Api, seeded: list[SeededN
 
 
 EXPORTED = ("KPROMOTE_KUBECONFIG", "KPROMOTE_BACKUP_DIR", "KPROMOTE_BROKER_URL", "KPROMOTE_KEY_PREFIX")
+STORAGE_EXPORTED = (
+    "KPROMOTE_BACKUP_URL",
+    "KPROMOTE_S3_ENDPOINT_URL",
+    "KPROMOTE_S3_FORCE_PATH_STYLE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+"""Set only with --backup-url (the AWS_* ones only for the demo's own S3 server, whose keys are dummies)."""
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def backup_storage(backup_url: str | None, workdir: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    """The environment that keeps the demo's backups at `backup_url`: a folder, or `s3://bucket/prefix`,
+    in the S3-compatible store KPROMOTE_S3_ENDPOINT_URL names (credentials from boto3's chain) or, when
+    none is named, in an S3 server the demo starts itself (moto's, in this process, bucket created)."""
+    if backup_url is None:
+        return {}
+    if not is_remote(backup_url):
+        return {"KPROMOTE_BACKUP_URL": str(Path(backup_url).expanduser().resolve())}
+    storage = {
+        "KPROMOTE_BACKUP_URL": backup_url,
+        "KPROMOTE_BACKUP_CACHE_DIR": str(workdir / "backup-cache"),
+        "KPROMOTE_S3_FORCE_PATH_STYLE": os.environ.get("KPROMOTE_S3_FORCE_PATH_STYLE", "true"),
+    }
+    if os.environ.get("KPROMOTE_S3_ENDPOINT_URL"):
+        return storage
+    endpoint = stack.enter_context(_local_s3_server())
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+        Bucket=split_s3_url(backup_url)[0]
+    )
+    return {**storage, **MOTO_CREDENTIALS, "KPROMOTE_S3_ENDPOINT_URL": endpoint}
+
+
+@contextlib.contextmanager
+def _local_s3_server() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1 (its dummy credentials set in this process too)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    os.environ.update(MOTO_CREDENTIALS)
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 def exports(env: dict[str, str], member_kubeconfig: Path) -> list[str]:
@@ -88,6 +143,7 @@ def exports(env: dict[str, str], member_kubeconfig: Path) -> list[str]:
         "# In another terminal, to drive the demo with kubectl, kpromote and Flower:",
         f"export KUBECONFIG={shlex.quote(env['KPROMOTE_KUBECONFIG'])}",
         *(f"export {name}={shlex.quote(env[name])}" for name in EXPORTED),
+        *(f"export {name}={shlex.quote(env[name])}" for name in STORAGE_EXPORTED if name in env),
         f"#   kubectl get promotepolicies; kpromote get; kpromote status {POLICY} --watch; "
         f"kpromote logs {POLICY}",
         "#   kpromote backups list; kpromote flower --no-auth   (then http://127.0.0.1:5555)",
@@ -102,11 +158,16 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
-def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
+def run(*, namespaces: int, workdir: Path, wait: bool, backup_url: str | None = None) -> int:
     console = Console()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    with SimulatorThread() as simulator, broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as redis_url:
+    with (
+        contextlib.ExitStack() as stack,
+        SimulatorThread() as simulator,
+        broker_url(os.environ.get("KPROMOTE_BROKER_URL")) as redis_url,
+    ):
+        storage = backup_storage(backup_url, workdir, stack)
         control_plane, member, link = simulator.run(start_pair(MEMBER))
         simulator.clusters.extend([control_plane, member])
         paths = pair_paths(workdir, MEMBER)
@@ -114,11 +175,16 @@ def run(*, namespaces: int, workdir: Path, wait: bool) -> int:
         control_plane.write_kubeconfig(paths.control_plane)
         console.print(f"[bold]Kosmos control plane[/] {control_plane.url}  kubeconfig {paths.control_plane}")
         console.print(f"[bold]member cluster '{MEMBER}'[/] {member.url}  kubeconfig {paths.member}")
-        console.print(f"[bold]Redis[/] {redis_url}   backups {workdir / 'backups'}")
+        backups = storage.get("KPROMOTE_BACKUP_URL", str(workdir / "backups"))
+        endpoint = storage.get("KPROMOTE_S3_ENDPOINT_URL", os.environ.get("KPROMOTE_S3_ENDPOINT_URL"))
+        console.print(
+            f"[bold]Redis[/] {redis_url}   backups {backups}" + (f" (S3 at {endpoint})" if endpoint else "")
+        )
         env = {
             **os.environ,
             "KPROMOTE_BROKER_URL": redis_url,
             "KPROMOTE_BACKUP_DIR": str(workdir / "backups"),
+            **storage,
             "KPROMOTE_KUBECONFIG": str(paths.control_plane),
             "KPROMOTE_KEY_PREFIX": f"demo-{os.getpid()}:",
             "KPROMOTE_METRICS_PORT": "0",
