@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -63,7 +64,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     kubernetes.config.load_kube_config(
         config_file=runtime().settings.kubeconfig, client_configuration=configuration
     )
-    header = configuration.auth_settings().get("BearerToken", {}).get("value", "")
+    header = configuration.auth_settings().get("BearerToken", {}).get("value") or ""
     token = header.removeprefix("Bearer ").strip()
     return kopf.ConnectionInfo(
         server=configuration.host,
@@ -81,7 +82,7 @@ def _run_id(uid: str) -> str:
 
 
 def _condition(
-    status: dict[str, Any],
+    status: Mapping[str, Any],
     patch: kopf.Patch,
     type_: str,
     value: bool,
@@ -95,7 +96,7 @@ def _condition(
 
 
 def _fail_precheck(
-    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, errors: list[str], message: str
+    body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch, errors: list[str], message: str
 ) -> None:
     generation = body.metadata.get("generation")
     patch.status.update(
@@ -108,11 +109,12 @@ def _fail_precheck(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def start(
+    *,
     name: str,
     uid: str,
     body: kopf.Body,
-    spec: dict[str, Any],
-    status: dict[str, Any],
+    spec: kopf.Spec,
+    status: kopf.Status,
     patch: kopf.Patch,
     **_: Any,
 ) -> None:
@@ -236,7 +238,7 @@ ROLLBACK_FROM = {
 
 
 def _answer_rollback_request(
-    name: str, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch
+    name: str, body: kopf.Body, spec: Mapping[str, Any], status: Mapping[str, Any], patch: kopf.Patch
 ) -> None:
     """`rollback: "true"` rolls back every namespace that is not already back, and the request is reset
     so that it is not replayed; on a policy still running it waits until the run has finished. A request
@@ -266,7 +268,7 @@ def _reset_rollback(patch: kopf.Patch, request: str) -> None:
     """Remove `spec.rollback` only if it still holds the request answered (kopf applies this to the
     freshly read object): a newer request written meanwhile stays."""
 
-    def reset(body: dict[str, Any]) -> None:
+    def reset(body: kopf.RawBody) -> None:
         if (body.get("spec") or {}).get("rollback") == request:
             del body["spec"]["rollback"]
 
@@ -274,7 +276,7 @@ def _reset_rollback(patch: kopf.Patch, request: str) -> None:
 
 
 def _refuse_rollback(
-    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, request: str, why: str
+    body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch, request: str, why: str
 ) -> None:
     _reset_rollback(patch, request)
     _condition(
@@ -283,12 +285,12 @@ def _refuse_rollback(
     kopf.warn(body, reason="RollbackRefused", message=f"{why}; spec.rollback was reset")
 
 
-def _run_of(name: str, namespace: str, status: dict[str, Any], claim: Claim | None = None) -> NamespaceRun:
+def _run_of(name: str, namespace: str, status: Mapping[str, Any], claim: Claim | None = None) -> NamespaceRun:
     attempt = claim.attempt if claim is not None else 1
     return NamespaceRun(name, namespace, status["runId"], status["clusterName"], attempt)
 
 
-def _start_rollback(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> None:
+def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch) -> None:
     """Each claim of the run moves to "rolling back" before its message goes out: the message acts only
     because the claim says so, and a stale one of an earlier request finds nothing to do."""
     _reset_rollback(patch, "true")
@@ -316,7 +318,13 @@ RELEASED = "already rolled back: the run no longer holds the namespace"
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def spec_changed(
-    old: Any, new: Any, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any
+    *,
+    old: kopf.BodyEssence | Any | None,
+    new: kopf.BodyEssence | Any | None,
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    **_: Any,
 ) -> None:
     """A run keeps the spec it started with; an edit afterwards is reported, never applied."""
     if not status.get("runId"):
@@ -339,7 +347,7 @@ def spec_changed(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def cancel(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+def cancel(*, name: str, body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
     """Deleting a policy cancels its run: namespaces not yet completed are rolled back from their backup,
     completed ones stay promoted (their claims are released), and only then does the policy go (kopf
     holds it with a finalizer until this handler returns)."""
@@ -435,19 +443,20 @@ def _next_attempt(claim: Claim | None, run_id: str) -> Claim | None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
 def report(
-    name: str, body: kopf.Body, spec: dict[str, Any], status: dict[str, Any], patch: kopf.Patch, **_: Any
+    *, name: str, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
 ) -> None:
     """Once a second: the run's progress into the status (and the watchdog), then any rollback request."""
     if body.metadata.get("deletionTimestamp"):
         return  # cancel() owns a policy being deleted
+    current: Mapping[str, Any] = status
     if status.get("phase") in (PolicyPhase.RUNNING.value, PolicyPhase.ROLLING_BACK.value) and status.get(
         "runId"
     ):
-        status = {**status, **_refresh(name, body, status, patch)}
-    _answer_rollback_request(name, body, spec, status, patch)
+        current = {**status, **_refresh(name, body, status, patch)}
+    _answer_rollback_request(name, body, spec, current, patch)
 
 
-def _refresh(name: str, body: kopf.Body, status: dict[str, Any], patch: kopf.Patch) -> dict[str, Any]:
+def _refresh(name: str, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch) -> dict[str, Any]:
     """The status as progress says it is now; written only when it changed."""
     rolling_back = status.get("phase") == PolicyPhase.ROLLING_BACK.value
     progress = Progress(runtime().redis, name, status["runId"])
@@ -508,7 +517,7 @@ def _announce(
 
 
 def _conclude(
-    body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, phase: PolicyPhase, message: str
+    body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch, phase: PolicyPhase, message: str
 ) -> None:
     """The conditions `kubectl wait --for=condition=...` waits on, as the policy's phase moves. Each says
     the generation it was written for (kubectl ignores a condition older than the object's generation, and
