@@ -172,6 +172,9 @@ def test_plan_apply_status_backups_and_rollback_from_the_command_line(
     assert run["sealed"] and run["path"] == str(archive.parent) and run["items"] > 20
     contents = kpromote(installation, "backups", "show", str(archive.parent))
     assert contents.returncode == 0 and f"deployments.apps\t{NAMESPACE}/web" in contents.stdout.splitlines()
+    # The plan the pipeline executed, recorded beside the backup, is the one `plan` printed beforehand.
+    recorded = json.loads((archive.parent / "plan.json").read_bytes())
+    assert recorded["objects"] == namespace["objects"] and len(recorded["objects"]) > 20
     check_velero_style_commands(installation, status, tmp_path)
 
     # now the namespace is in the control plane: the precheck refuses a second promote (exit 3).
