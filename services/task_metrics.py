@@ -120,8 +120,8 @@ def _postrun(
         TASK_DURATION.labels(name).observe(time.monotonic() - started)
         TASKS_IN_PROGRESS.labels(name).dec()
     if task.name == COMPENSATE:
-        outcome = {"SUCCESS": "failed_rollback" if retval else "rolled_back", "RETRY": "retry"}
-        COMPENSATIONS.labels(outcome.get(state or "", "error")).inc()
+        by_state = {"SUCCESS": "failed_rollback" if retval else "rolled_back", "RETRY": "retry"}
+        COMPENSATIONS.labels(by_state.get(state or "", "error")).inc()
     step = STEP_ENDED_BY.get(name)
     if step is not None and state == "SUCCESS":
         # A rollback that returns what it could not restore has ended, as FailedRollback.

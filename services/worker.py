@@ -60,7 +60,8 @@ def survive_broker_restarts() -> None:
         return connparams(channel, asynchronous=asynchronous)
 
     _connparams.survives_broker_restart = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = _connparams
+    # Replacing a method of kombu's class is the point of this workaround (see above).
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
 
 
 def say_in_json() -> None:
@@ -72,8 +73,8 @@ def say_in_json() -> None:
     formatter = logs.JsonLines("worker")
     shown = logging.getLogger().isEnabledFor(logging.INFO)  # decided now: no lock in a signal handler
 
-    def say(message: str, f: TextIO = sys.__stderr__) -> None:
-        if not shown:
+    def say(message: str, f: TextIO | None = sys.__stderr__) -> None:
+        if not shown or f is None:  # no stderr at all (pythonw, a closed descriptor): nowhere to say it
             return
         fields = {"name": "celery.apps.worker", "levelno": logging.INFO, "levelname": "INFO"}
         record = logging.makeLogRecord({**fields, "msg": message.strip()})
