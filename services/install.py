@@ -14,4 +14,6 @@ CRD = Path(__file__).resolve().parents[1] / "shared" / "crds" / "promotepolicies
 
 def install(api: client.ApiClient, namespace: str) -> None:
     client.ApiextensionsV1Api(api).create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace.model_validate({"metadata": {"name": namespace}})
+    )

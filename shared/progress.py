@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from shared import metrics
 from shared.items import ItemRef
@@ -65,8 +66,11 @@ class Progress:
         """Every write also stamps the namespace's `updated` time: the watchdog's sign of life.
 
         Returns how many of the fields are new (HSET's answer): what a redelivered task did not add."""
+        # Copied into redis' own field and value types: its Mapping is invariant in the key, so a
+        # Mapping[str, str] is refused though every str is a field.
+        fields: dict[FieldT, EncodableT] = {name: value for name, value in mapping.items()}
         pipe = self.client.pipeline()
-        pipe.hset(key, mapping=dict(mapping))
+        pipe.hset(key, mapping=fields)
         pipe.expire(key, KEY_TTL)
         pipe.hset(self._key("ns", namespace), "updated", str(time.time()))
         pipe.expire(self._key("ns", namespace), KEY_TTL)
@@ -85,7 +89,9 @@ class Progress:
 
     def error(self, namespace: str) -> str | None:
         value = self.client.hget(self._key("ns", namespace), "error")
-        return value.decode() if value else None
+        if isinstance(value, bytes):  # what a client without decode_responses (ours) answers
+            return value.decode() or None
+        return value or None
 
     def bump_resumes(self, namespace: str) -> int:
         """Count a resume and restart the stall clock, so that one stall gets one resume, not one a

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from shared.items import GroupResource
 from shared.kube import ApiResource, Discovery, UnknownResource
 from shared.models import PromotePolicySpec
 from shared.ordering import DEFAULT_EXCLUDED
@@ -72,7 +73,7 @@ def select_types(spec: PromotePolicySpec, discovery: Discovery) -> tuple[list[Ap
             errors,
         )
     }
-    excluded.update(DEFAULT_EXCLUDED)
+    excluded.update(GroupResource(name) for name in DEFAULT_EXCLUDED)
     chosen = sorted(
         {r.group_resource: r for r in included if r.group_resource not in excluded}.values(),
         key=lambda r: r.group_resource,

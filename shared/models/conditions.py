@@ -19,12 +19,15 @@ def with_condition(
     """`conditions` with `type_` set; its lastTransitionTime moves only when its status changes."""
     previous = next((c for c in conditions if c.get("type") == type_), None)
     since = previous.get("lastTransitionTime") if previous and previous.get("status") == status else None
-    condition = Condition(
-        type=type_,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since or now_rfc3339(),
-        observed_generation=generation,
+    # Validated from the wire form: the kept lastTransitionTime is the string the status holds.
+    condition = Condition.model_validate(
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": since or now_rfc3339(),
+            "observedGeneration": generation,
+        }
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
     return [*(c for c in conditions if c.get("type") != type_), condition]
