@@ -206,10 +206,10 @@ class Inventory:
                 items.append((resource.group_resource, obj))
         dependencies = []
         for ref in sorted(related):
-            obj = self._dependency(ref)
-            dependencies.append(Dependency(ref.group_resource, ref.name, obj is not None))
-            if obj is not None:
-                items.append((ref.group_resource, obj))
+            dependency = self._dependency(ref)
+            dependencies.append(Dependency(ref.group_resource, ref.name, dependency is not None))
+            if dependency is not None:
+                items.append((ref.group_resource, dependency))
         plan = assess(name, items, self.context, self._control_plane_object)
         plan.dependencies = dependencies
         return plan

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import partial
 
 from shared.errors import NotInTime, NotSealed
 from shared.items import GroupResource, Obj
@@ -49,10 +50,8 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     deleted_uids: set[str] = set()
     for group_resource in owners:
         resource = member.discovery.require(group_resource)
-        entries = [
-            e for e in plan.promoted(group_resource) if e.detach and e.detach.kind is DetachKind.ORPHAN_DELETE
-        ]
-        runtime.fan_out(lambda entry, resource=resource: _orphan_delete(member, resource, entry), entries)
+        entries = plan.detached(group_resource, DetachKind.ORPHAN_DELETE)
+        runtime.fan_out(partial(_orphan_delete, member, resource), entries)
         deleted_uids.update(entry.uid for entry in entries)
         progress.count(run.namespace, "detached", group_resource, len(entries))
     progress.set(run.namespace, step="wait for the garbage collector")

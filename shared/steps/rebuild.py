@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from shared.errors import NotInTime, NotSealed
 from shared.items import ItemRef, Obj
@@ -151,10 +152,11 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
     if tier == "crds":
         crds = control_plane.discovery.require(CRDS)
         for crd in runtime.backup(run).items(CRDS):
+            name = crd["metadata"]["name"]
             _wait(
-                lambda crd=crd: _established(control_plane.get(crds, "", crd["metadata"]["name"])),
+                partial(_established, control_plane, crds, name),
                 deadline,
-                f"CustomResourceDefinition {crd['metadata']['name']} to be Established",
+                f"CustomResourceDefinition {name} to be Established",
             )
         control_plane.discovery.refresh()
     if tier == "pods" and _has_pod_owners(runtime, run):
@@ -175,7 +177,8 @@ def _has_pod_owners(runtime: Runtime, run: NamespaceRun) -> bool:
     return any("pods" in RULES.for_(group_resource).dependents for group_resource in owners)
 
 
-def _established(crd: Obj | None) -> bool:
+def _established(control_plane: Kube, crds: ApiResource, name: str) -> bool:
+    crd = control_plane.get(crds, "", name)
     conditions = ((crd or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 

@@ -160,11 +160,8 @@ class _Rollback:
             for group_resource in levels[level]:
                 resource = self.member.discovery.require(group_resource)
                 owners = list(self._planned(group_resource, RollbackAction.RECREATE))
-                for obj, (live, made) in zip(
-                    owners,
-                    self.runtime.fan_out(lambda o, r=resource: _ensure(self.member, r, o), owners),
-                    strict=True,
-                ):
+                ensured = self.runtime.fan_out(partial(_ensure, self.member, resource), owners)
+                for obj, (live, made) in zip(owners, ensured, strict=True):
                     owner_uids[obj["metadata"]["uid"]] = live["metadata"]["uid"]
                     if made:
                         created.append((resource, live))
