@@ -237,15 +237,6 @@ class Kube:
         """Create `body`, in `namespace` or else the one in its metadata; AlreadyExists if it exists."""
         return self._create(res, orjson.dumps(body), body.get("metadata") or {}, namespace)
 
-    def create_raw(self, res: ApiResource, data: bytes, namespace: str | None = None) -> dict[str, Any]:
-        """Create from JSON bytes sent verbatim.
-
-        ControllerRevision `data` is stored as sent and compared byte for byte by the StatefulSet
-        controller; re-encoding it (key order, spacing) would make the controller roll every pod.
-        """
-        metadata = orjson.loads(data).get("metadata") or {}
-        return self._create(res, data, metadata, namespace)
-
     def replace(self, res: ApiResource, body: dict[str, Any]) -> dict[str, Any]:
         """PUT the whole object; its metadata.resourceVersion makes this fail with Conflict if stale."""
         metadata = body.get("metadata") or {}

@@ -7,7 +7,6 @@ import http.server
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -244,20 +243,6 @@ def test_delete_orphaning_dependents_and_when_already_gone(
     survivor = kube.get(replicasets, "default", owned[0]["metadata"]["name"])
     assert survivor is not None and not survivor["metadata"].get("ownerReferences")
     assert kube.delete(deployments, "default", "orphaning") is False
-
-
-def test_create_raw_keeps_controller_revision_bytes(kube: Kube, cluster: SimulatedCluster) -> None:
-    revisions = kube.discovery.resolve("controllerrevisions.apps")
-    raw = (
-        b'{"apiVersion": "apps/v1", "kind": "ControllerRevision", '
-        b'"metadata": {"name": "r1", "namespace": "default"}, '
-        b'"data": {"spec": {"b": 1, "a": "x"}}, "revision": 1}'
-    )
-    created = kube.create_raw(revisions, raw)
-    assert created["data"] == {"spec": {"b": 1, "a": "x"}}
-    url = f"{cluster.url}/apis/apps/v1/namespaces/default/controllerrevisions/r1"
-    with urllib.request.urlopen(url) as response:
-        assert b'"data":{"spec": {"b": 1, "a": "x"}}' in response.read()
 
 
 # -------------------------------------------------------------------- retries
