@@ -51,24 +51,24 @@ class OwnerRule(KindRule):
         return ["spec differs from the backup"] if backed_up.get("spec") != live.get("spec") else []
 
 
-class ClusterOwnedRule(KindRule):
-    """A kind Kosmos tracks with `kosmos-io/cluster-owners` (docs/control-plane-traps.md#kosmos-markers).
+class MarkedCopyRule(KindRule):
+    """A kind detach marks in the member with one Kosmos annotation, removing its ownerReferences (an owner
+    deleted by detach would otherwise take it along); the rebuilt copy carries the same annotation unless
+    `annotate_in_control_plane` is off, and the rollback takes it off the control-plane object *before*
+    deleting it, or Kosmos deletes the member twin (docs/control-plane-traps.md#kosmos-twin-deletion)."""
 
-    In the member the annotation makes the object look like a Kosmos-made copy, and its ownerReferences
-    are removed (an owner deleted by detach would otherwise take it along). In the control plane the
-    annotation is what makes Kosmos act on ConfigMaps, Secrets and PVCs; rules for kinds Kosmos does not
-    act on there set `annotate_in_control_plane = False`. The rollback takes it off the control-plane
-    object *before* deleting it, or Kosmos deletes the member twin
-    (docs/control-plane-traps.md#kosmos-twin-deletion).
-    """
-
+    marker: ClassVar[str]
+    marked_why: ClassVar[str]
     annotate_in_control_plane: ClassVar[bool] = True
+
+    def marker_value(self, ctx: Context) -> str:
+        return "true"
 
     def detach(self, obj: Obj, ctx: Context) -> DetachStep:
         return mark(
             obj,
-            "marked as a Kosmos copy, ownerReferences removed",
-            annotations={CLUSTER_OWNERS: ctx.cluster},
+            self.marked_why,
+            annotations={self.marker: self.marker_value(ctx)},
             drop_owner_references=True,
         )
 
@@ -79,7 +79,22 @@ class ClusterOwnedRule(KindRule):
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
         if self.annotate_in_control_plane:
-            set_metadata(body, "annotations", CLUSTER_OWNERS, ctx.cluster)
+            set_metadata(body, "annotations", self.marker, self.marker_value(ctx))
 
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
-        return remove_markers(live, annotations=[CLUSTER_OWNERS])
+        return remove_markers(live, annotations=[self.marker])
+
+
+class ClusterOwnedRule(MarkedCopyRule):
+    """A kind Kosmos tracks with `kosmos-io/cluster-owners` (docs/control-plane-traps.md#kosmos-markers).
+
+    In the member the annotation makes the object look like a Kosmos-made copy. In the control plane the
+    annotation is what makes Kosmos act on ConfigMaps, Secrets and PVCs; rules for kinds Kosmos does not
+    act on there set `annotate_in_control_plane = False`.
+    """
+
+    marker = CLUSTER_OWNERS
+    marked_why = "marked as a Kosmos copy, ownerReferences removed"
+
+    def marker_value(self, ctx: Context) -> str:
+        return ctx.cluster

@@ -9,18 +9,15 @@ cluster; the member Service keeps its cluster IP, and only gets the same annotat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from shared.items import Obj
-from shared.kinds.helpers import mark, remove_markers, restore_metadata, set_metadata
+from shared.kinds.bases import MarkedCopyRule
 from shared.kinds.registry import (
     MANAGED_BY_CLUSTER,
-    NO_OWNERS,
     RULES,
     Context,
     Decision,
-    DetachStep,
     KindRule,
     Move,
 )
@@ -31,21 +28,10 @@ NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
 
 @RULES.register
-class ServiceRule(KindRule):
+class ServiceRule(MarkedCopyRule):
     group_resources = ("services",)
-
-    def detach(self, obj: Obj, ctx: Context) -> DetachStep:
-        return mark(
-            obj,
-            "member Service marked for Kosmos multi-cluster services, ownerReferences removed",
-            annotations={AUTO_CREATE_MCS: "true"},
-            drop_owner_references=True,
-        )
-
-    def revert_detach(
-        self, backed_up: Obj, live: Obj, ctx: Context, owner_uids: Mapping[str, str] = NO_OWNERS
-    ) -> Obj | None:
-        return restore_metadata(backed_up, live, owner_uids, owner_references=True)
+    marker = AUTO_CREATE_MCS
+    marked_why = "member Service marked for Kosmos multi-cluster services, ownerReferences removed"
 
     def tailor(self, body: Obj, original: Obj, ctx: Context) -> None:
         """The member's cluster IP is taken in the control plane too (both allocate from the same range: a
@@ -62,10 +48,7 @@ class ServiceRule(KindRule):
                 del port["nodePort"]
         if "healthCheckNodePort" in spec and not (explicit and explicit.health_check_node_port()):
             del spec["healthCheckNodePort"]
-        set_metadata(body, "annotations", AUTO_CREATE_MCS, "true")
-
-    def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
-        return remove_markers(live, annotations=[AUTO_CREATE_MCS])
+        super().tailor(body, original, ctx)
 
     def drop_allocated(self, body: Obj) -> None:
         """Each cluster allocates cluster IPs and node ports from its own ranges
