@@ -17,12 +17,6 @@ def group_resource(plural: str, group: str) -> GroupResource:
     return GroupResource(f"{plural}.{group}" if group else plural)
 
 
-def split_group_resource(value: str) -> tuple[str, str]:
-    """(plural, group) of `plural.group`; the core group has no dot."""
-    plural, _, group = value.partition(".")
-    return plural, group
-
-
 @dataclass(frozen=True, order=True)
 class ItemRef:
     group_resource: GroupResource
