@@ -4,40 +4,31 @@
 `archive.BackupDir` is the backup; the other modules are its parts: `atomic` (files that appear whole or
 not at all), `layout` (names and paths), `manifest` (what was sealed), `itemfiles` (the sorted, indexed
 items steps read), `tarball` (the Velero tar.gz, written and read as a stream), `integrity` (digests and
-the signature) and `verify` (whether a sealed backup can be trusted)."""
+the signature), `verify` (whether a sealed backup can be trusted) and `store` (where backups are kept: a
+folder, `localstore`, or S3, `s3store`)."""
 
 from shared.backup.archive import BackupDir
 from shared.backup.atomic import write_atomically
 from shared.backup.errors import BackupError, BackupTampered
-from shared.backup.integrity import FileDigest
 from shared.backup.layout import (
     ARCHIVE_NAME,
-    DERIVED_FILES,
-    FORMAT_VERSION,
     MANIFEST_NAME,
     PLAN_NAME,
     backup_root,
-    entry_path,
 )
-from shared.backup.manifest import Manifest, ManifestItem
+from shared.backup.manifest import Manifest
 from shared.backup.tarball import iter_archive
-from shared.backup.verify import VerifyReport, verify_archive
+from shared.backup.verify import verify_archive
 
 __all__ = [
     "ARCHIVE_NAME",
-    "DERIVED_FILES",
-    "FORMAT_VERSION",
     "MANIFEST_NAME",
     "PLAN_NAME",
     "BackupDir",
     "BackupError",
     "BackupTampered",
-    "FileDigest",
     "Manifest",
-    "ManifestItem",
-    "VerifyReport",
     "backup_root",
-    "entry_path",
     "iter_archive",
     "verify_archive",
     "write_atomically",
