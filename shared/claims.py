@@ -14,11 +14,14 @@ completed namespace is deleted: while a namespace is promoted, no other run can 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +39,11 @@ RUN_SPEC_LABEL = "runSpec"
 PREFIX = "promote.kosmos.io/"
 CLAIM_LABEL = f"{PREFIX}claim"
 MAX_NAME = 253
+RECENT_SECONDS = 5.0
+"""How long a claim this process read or wrote may serve as the starting point of a change (see
+`Claims.change`): a task reads its claim first and changes it moments later."""
+RECENT_CLAIMS = 4096
+"""Claims remembered per process at most (one per namespace it worked on lately)."""
 
 
 class ClaimState(StrEnum):
@@ -205,15 +213,25 @@ def from_lease(obj: Obj) -> Claim:
     return Claim(
         cluster=notes[f"{PREFIX}cluster"],
         namespace=notes[f"{PREFIX}namespace"],
-        spec=RunSpec.model_validate_json(notes[f"{PREFIX}spec"]),
+        spec=_spec(notes[f"{PREFIX}spec"]),
         attempt=int(notes[f"{PREFIX}attempt"]),
         state=ClaimState(notes[f"{PREFIX}state"]),
-        cluster_objects=tuple(
-            tuple(ref) for ref in orjson.loads(notes.get(f"{PREFIX}cluster-objects", "[]"))
-        ),
+        cluster_objects=_cluster_objects(notes.get(f"{PREFIX}cluster-objects", "[]")),
         resource_version=metadata.get("resourceVersion", ""),
         uid=metadata.get("uid", ""),
     )
+
+
+@lru_cache(maxsize=256)
+def _spec(text: str) -> RunSpec:
+    """A run's spec is frozen, and every task of the run reads the same text: validated once per process
+    (the pydantic validation was most of a claim read's CPU)."""
+    return RunSpec.model_validate_json(text)
+
+
+@lru_cache(maxsize=1024)
+def _cluster_objects(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(ref) for ref in orjson.loads(text))
 
 
 class Claims:
@@ -222,14 +240,35 @@ class Claims:
     def __init__(self, kube: Kube, install_namespace: str) -> None:
         self.kube = kube
         self.install_namespace = install_namespace
+        self._recent: OrderedDict[str, tuple[float, Claim]] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def _leases(self) -> ApiResource:
         return self.kube.discovery.resolve(LEASES)
 
     def get(self, cluster: str, namespace: str) -> Claim | None:
-        obj = self.kube.get(self._leases, self.install_namespace, lease_name(cluster, namespace))
-        return from_lease(obj) if obj is not None else None
+        """The claim as the API server has it now: always a request."""
+        name = lease_name(cluster, namespace)
+        obj = self.kube.get(self._leases, self.install_namespace, name)
+        return self._remember(name, from_lease(obj) if obj is not None else None)
+
+    def _remember(self, name: str, claim: Claim | None) -> Claim | None:
+        with self._recent_lock:
+            self._recent.pop(name, None)
+            if claim is not None:
+                self._recent[name] = (time.monotonic(), claim)
+                if len(self._recent) > RECENT_CLAIMS:
+                    self._recent.popitem(last=False)
+        return claim
+
+    def _recently_seen(self, cluster: str, namespace: str) -> Claim | None:
+        """The claim as this process last read or wrote it, if that was within RECENT_SECONDS."""
+        with self._recent_lock:
+            seen = self._recent.get(lease_name(cluster, namespace))
+        if seen is None or time.monotonic() - seen[0] > RECENT_SECONDS:
+            return None
+        return seen[1]
 
     def all(self) -> Iterator[Claim]:
         for obj in self.kube.list(self._leases, self.install_namespace, label_selector=f"{CLAIM_LABEL}=true"):
@@ -255,13 +294,32 @@ class Claims:
     def replace(self, current: Claim, wanted: Claim) -> Claim:
         """Write `wanted` if the claim is still `current` (its resourceVersion); Conflict otherwise."""
         body = to_lease(replace(wanted, resource_version=current.resource_version), self.install_namespace)
-        return from_lease(self.kube.replace(self._leases, body))
+        written = from_lease(self.kube.replace(self._leases, body))
+        self._remember(lease_name(current.cluster, current.namespace), written)
+        return written
 
     def change(
         self, cluster: str, namespace: str, decide: Callable[[Claim | None], Claim | None]
     ) -> Claim | None:
         """Read, let `decide` return the claim as it should be (or None to leave it), write it with the
-        read resourceVersion; on Conflict read and decide again. Returns the claim as it is afterwards."""
+        read resourceVersion; on Conflict read and decide again. Returns the claim as it is afterwards.
+
+        The first try starts from the claim this process read or wrote moments ago (a task reads its
+        claim before acting, then records what it did), which saves a read: the write carries that
+        claim's resourceVersion, so it succeeds only if the claim has not changed since, i.e. exactly
+        when a fresh read would have decided the same. Every other outcome (a Conflict, nothing to
+        write, `decide` refusing) is decided again on a fresh read."""
+        seen = self._recently_seen(cluster, namespace)
+        if seen is not None:
+            try:
+                wanted = decide(seen)
+            except Exception:
+                wanted = None  # decided again below, on the claim as it is now
+            if wanted is not None and wanted != seen:
+                try:
+                    return self.replace(seen, wanted)
+                except Conflict:
+                    pass
         for _ in range(20):
             current = self.get(cluster, namespace)
             wanted = decide(current)
@@ -288,13 +346,30 @@ class Claims:
         return claim if claim is not None and claim.run_id == run_id else None
 
     def release_run(self, cluster: str, namespace: str, run_id: str) -> None:
-        """Release the claim if `run_id` still holds it (its rollback is done); another run's stays."""
+        """Release the claim if `run_id` still holds it (its rollback is done); another run's stays.
+
+        From the claim read moments ago when there is one: its delete is conditional on that very
+        version, so a claim changed since (another run took the namespace over) is read again first."""
+        seen = self._recently_seen(cluster, namespace)
+        if seen is not None and seen.run_id == run_id:
+            try:
+                self.release(seen, exact=True)
+                return
+            except Conflict:
+                pass
         claim = self.get(cluster, namespace)
         if claim is not None and claim.run_id == run_id:
             self.release(claim)
 
-    def release(self, claim: Claim) -> None:
-        """Delete the claim, only if it is still the object that was read (its uid)."""
+    def release(self, claim: Claim, *, exact: bool = False) -> None:
+        """Delete the claim, only if it is still the object that was read (its uid) and, when `exact`,
+        still at the version that was read (Conflict otherwise)."""
+        name = lease_name(claim.cluster, claim.namespace)
+        self._remember(name, None)
         self.kube.delete(
-            self._leases, self.install_namespace, lease_name(claim.cluster, claim.namespace), uid=claim.uid
+            self._leases,
+            self.install_namespace,
+            name,
+            uid=claim.uid,
+            resource_version=claim.resource_version if exact else None,
         )

@@ -278,19 +278,22 @@ class Kube:
         propagation: Propagation | None = None,
         grace_seconds: int | None = None,
         uid: str | None = None,
+        resource_version: str | None = None,
     ) -> bool:
         """Delete an object; False when it was already gone.
 
         `uid` is a precondition (Conflict if the name now belongs to another object), and `Orphan`
         leaves dependents in place: both matter when deleting owners whose pods must keep running.
+        `resource_version` is one too (Conflict if the object changed since it was read).
         """
         options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if propagation is not None:
             options["propagationPolicy"] = propagation
         if grace_seconds is not None:
             options["gracePeriodSeconds"] = grace_seconds
-        if uid is not None:
-            options["preconditions"] = {"uid": uid}
+        preconditions = {"uid": uid, "resourceVersion": resource_version}
+        if uid is not None or resource_version is not None:
+            options["preconditions"] = {k: v for k, v in preconditions.items() if v is not None}
         try:
             self._call(
                 "DELETE",

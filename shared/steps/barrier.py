@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 from shared.items import Obj
-from shared.kube import Kube
+from shared.kube import AlreadyExists, ApiResource, Kube
 
 NAME = "kpromote-barrier"
 """One fixed name, so that the rebuild worker may delete exactly this pod and ReplicaSet (an RBAC rule with
@@ -84,13 +85,13 @@ def await_pod_informers(control_plane: Kube, namespace: str, timeout: float) -> 
     replica_sets = control_plane.discovery.resolve("replicasets.apps")
     pod, replica_set = bodies(namespace, secrets.token_hex(4))
     started = time.monotonic()
-    # What an interrupted earlier attempt left would take the name: go first.
-    control_plane.delete(replica_sets, namespace, NAME)
-    control_plane.delete(pods, namespace, NAME, grace_seconds=0)
-    control_plane.create(pods, pod, namespace)
+    # The ReplicaSet goes first when an interrupted earlier attempt left one: it must not adopt our pod.
+    _create_anew(
+        control_plane, pods, pod, namespace, before=lambda: _delete(control_plane, replica_sets, namespace)
+    )
     name = NAME
     try:
-        control_plane.create(replica_sets, replica_set, namespace)
+        _create_anew(control_plane, replica_sets, replica_set, namespace)
         try:
             while not _adopted(control_plane.get(pods, namespace, name)):
                 if time.monotonic() - started > timeout:
@@ -102,6 +103,32 @@ def await_pod_informers(control_plane: Kube, namespace: str, timeout: float) -> 
                 time.sleep(0.02)
             return time.monotonic() - started
         finally:
-            control_plane.delete(replica_sets, namespace, name)
+            _delete(control_plane, replica_sets, namespace)
     finally:
-        control_plane.delete(pods, namespace, name, grace_seconds=0)
+        _delete(control_plane, pods, namespace)
+
+
+def _create_anew(
+    control_plane: Kube,
+    resource: ApiResource,
+    body: Obj,
+    namespace: str,
+    before: Callable[[], None] | None = None,
+) -> None:
+    """Create a barrier object. One an interrupted earlier attempt left holds the name: it is deleted
+    (after `before`) and the object created again. Deleting first every time cost two requests per
+    namespace for the usual case of a free name."""
+    try:
+        control_plane.create(resource, body, namespace)
+        return
+    except AlreadyExists:
+        if before is not None:
+            before()
+        _delete(control_plane, resource, namespace)
+    control_plane.create(resource, body, namespace)
+
+
+def _delete(control_plane: Kube, resource: ApiResource, namespace: str) -> None:
+    """The barrier object of `resource`'s type, by its one name; a pod with grace period 0 (no kubelet
+    will ever confirm its end)."""
+    control_plane.delete(resource, namespace, NAME, grace_seconds=0 if resource.plural == "pods" else None)

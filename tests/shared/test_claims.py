@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from kubesim import SimulatedCluster
+from kubesim.testing import SimAdmin
 from shared.claims import (
     Claim,
     ClaimHeld,
@@ -193,4 +194,56 @@ def test_roll_back_moves_only_the_runs_own_claim_from_the_states_named(claims: C
     claims.release_run("member1", "shop", "run-other")
     assert claims.get("member1", "shop") == moved, "another run's release leaves it"
     claims.release_run("member1", "shop", "run-1")
+    assert claims.get("member1", "shop") is None
+
+
+def _claim_requests(admin: SimAdmin, verb: str) -> int:
+    return sum(1 for entry in admin.requests() if entry["resource"] == "leases" and entry["verb"] == verb)
+
+
+def test_a_change_right_after_a_read_writes_without_reading_again(claims: Claims, admin: SimAdmin) -> None:
+    """A task reads its claim before acting and records what it did moments later: that read is the
+    starting point, and the write's resourceVersion proves it still current."""
+    claims.acquire(SPEC, "shop")
+    claims.get("member1", "shop")
+    admin.clear_requests()
+    done = claims.change("member1", "shop", lambda c: replace(c, state=ClaimState.COMPLETED) if c else None)
+    assert done is not None and done.state is ClaimState.COMPLETED
+    assert (_claim_requests(admin, "get"), _claim_requests(admin, "update")) == (0, 1)
+    assert claims.get("member1", "shop") == done
+
+
+def test_a_claim_changed_elsewhere_since_it_was_read_is_decided_again_on_a_fresh_read(
+    claims: Claims,
+) -> None:
+    """Another process (the watcher moving it to rolling back) wrote the claim after this one read it:
+    the change must not act on the old view, whether it would write or refuse."""
+    claims.acquire(SPEC, "shop")
+    claims.get("member1", "shop")
+    elsewhere = Claims(claims.kube, INSTALL)
+    elsewhere.roll_back("member1", "shop", "run-1", ClaimState.PROMOTING)
+    seen: list[ClaimState] = []
+
+    def complete(claim: Claim | None) -> Claim | None:
+        assert claim is not None
+        seen.append(claim.state)
+        if claim.state is not ClaimState.PROMOTING:
+            raise RuntimeError("not promoting any more")
+        return replace(claim, state=ClaimState.COMPLETED)
+
+    with pytest.raises(RuntimeError, match="not promoting"):
+        claims.change("member1", "shop", complete)
+    assert seen == [ClaimState.PROMOTING, ClaimState.ROLLING_BACK]
+    assert claims.get("member1", "shop").state is ClaimState.ROLLING_BACK  # type: ignore[union-attr]
+
+
+def test_a_release_after_a_read_spares_a_claim_another_run_took_over_since(claims: Claims) -> None:
+    """The restarted start of a policy takes its claim over (same Lease, another run): a release by the
+    earlier run from what it read before must leave the new run's claim."""
+    claims.acquire(SPEC, "shop")
+    claims.get("member1", "shop")
+    retried = Claims(claims.kube, INSTALL).acquire(SPEC.model_copy(update={"run_id": "run-retried"}), "shop")
+    claims.release_run("member1", "shop", "run-1")
+    assert claims.get("member1", "shop") == retried
+    claims.release_run("member1", "shop", "run-retried")
     assert claims.get("member1", "shop") is None
