@@ -152,7 +152,7 @@ def discover(base: Path) -> Iterator[BackupRun]:
 def stored_runs(store: BackupStore) -> dict[tuple[str, str, str], list[StoredFile]]:
     """The files of every `<policy>/<namespace>/<run>` in an object store, from one listing."""
     runs: dict[tuple[str, str, str], list[StoredFile]] = {}
-    for stored in store.list(""):
+    for stored in store.list_prefix(""):
         segments = stored.key.split("/", 3)
         if len(segments) == 4:
             runs.setdefault((segments[0], segments[1], segments[2]), []).append(stored)
@@ -224,7 +224,8 @@ def stored_backup(target: str, store: BackupStore | None) -> BackupDir:
             path_segment(value, what)
         if len(names) == 2:
             names.append(_newest_sealed(store, names[0], names[1]))
-    backup = BackupDir.of_run(store, *names, settings.backup_cache_dir)
+    policy, namespace, run = names
+    backup = BackupDir.of_run(store, policy, namespace, run, settings.backup_cache_dir)
     return BackupDir(backup.root, signing_key=settings.backup_signing_key, store=store, key=backup.key)
 
 
@@ -316,7 +317,7 @@ def resolve(target: str, directory: Path | None) -> Path:
             f"{sealed[-1].run} (older: {others})",
             err=True,
         )
-    return sealed[-1].path
+    return Path(sealed[-1].path)
 
 
 @stdout_closable

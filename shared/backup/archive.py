@@ -180,7 +180,7 @@ class BackupDir:
         if self.store is not None:
             return sorted(
                 stored.key.rpartition("/")[2].removesuffix(".jsonl")
-                for stored in self.store.list(f"{self.key}/parts/")
+                for stored in self.store.list_prefix(f"{self.key}/parts/")
                 if stored.key.endswith(".jsonl")
             )
         directory = self.root / "parts"

@@ -64,7 +64,7 @@ class LocalStore:
             return None
         return StoredFile(key, result.st_size, result.st_mtime, f"{result.st_size}-{result.st_mtime_ns}")
 
-    def list(self, prefix: str) -> Iterator[StoredFile]:
+    def list_prefix(self, prefix: str) -> Iterator[StoredFile]:
         """Regular files only, symbolic links not followed: nothing outside the folder is ever listed."""
         folder = prefix.rpartition("/")[0]
         found = []

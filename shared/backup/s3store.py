@@ -134,7 +134,7 @@ class S3Store:
             raise
         return self._stored(key, response)
 
-    def list(self, prefix: str) -> Iterator[StoredFile]:
+    def list_prefix(self, prefix: str) -> Iterator[StoredFile]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self._key(prefix)
         )

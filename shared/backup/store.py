@@ -67,7 +67,7 @@ class BackupStore(Protocol):
 
     def stat(self, key: str) -> StoredFile | None: ...
 
-    def list(self, prefix: str) -> Iterator[StoredFile]:
+    def list_prefix(self, prefix: str) -> Iterator[StoredFile]:
         """Every file whose key starts with `prefix`, in key order."""
         ...
 

@@ -51,7 +51,7 @@ def add_entry(tar: tarfile.TarFile, path: str, data: bytes, mtime: int) -> None:
     info.mtime = mtime
     info.mode = 0o600
     tar.addfile(info, io.BytesIO(data))
-    tar.members.clear()
+    tar.members.clear()  # type: ignore[attr-defined]  # typeshed omits TarFile.members
 
 
 def members(file: IO[bytes] | HashingReader) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
@@ -63,7 +63,7 @@ def members(file: IO[bytes] | HashingReader) -> Iterator[tuple[tarfile.TarInfo, 
     with gzip.GzipFile(fileobj=file, mode="rb") as gz:
         with tarfile.open(fileobj=gz, mode="r|") as tar:
             while (member := tar.next()) is not None:
-                tar.members.clear()
+                tar.members.clear()  # type: ignore[attr-defined]  # typeshed omits TarFile.members
                 yield member, tar.extractfile(member) if member.isfile() else None
         while gz.read(BUFFER):
             pass

@@ -37,7 +37,7 @@ def test_promote_then_rollback_from_the_store_alone(s3_installation: S3Installat
     store = S3Store(
         s3_installation.bucket, "kpromote", endpoint_url=s3_installation.server.endpoint_url, path_style=True
     )
-    keys = {stored.key.rpartition(f"{run}/")[2] for stored in store.list(f"s3-promote/s3-shop/{run}/")}
+    keys = {stored.key.rpartition(f"{run}/")[2] for stored in store.list_prefix(f"s3-promote/s3-shop/{run}/")}
     assert {"backup.tar.gz", "manifest.json", "plan.json", "items/pods.jsonl", "items/pods.idx"} <= keys
     reader = BackupDir.of_run(store, "s3-promote", "s3-shop", run, tmp_path / "reader-cache")
     report = BackupDir(reader.root, signing_key=None, store=store, key=reader.key).verify()

@@ -78,7 +78,7 @@ def test_a_file_put_is_listed_read_and_fetched_whole(store: BackupStore, tmp_pat
     store.put_file("p/other/r/a.jsonl", source)
     found = store.stat("p/n/r/a.jsonl")
     assert isinstance(found, StoredFile) and found.size == 3000 and found.tag
-    assert [stored.key for stored in store.list("p/n/")] == ["p/n/r/a.jsonl", "p/n/r/items/b.idx"]
+    assert [stored.key for stored in store.list_prefix("p/n/")] == ["p/n/r/a.jsonl", "p/n/r/items/b.idx"]
     with store.open("p/n/r/a.jsonl") as stream:
         assert stream.read() == b"x" * 3000
     copy = tmp_path / "copy" / "a.jsonl"
@@ -107,7 +107,7 @@ def test_a_rewrite_changes_the_tag_and_delete_removes(store: BackupStore, tmp_pa
     second = store.stat("k/f")
     assert first is not None and second is not None and first.tag != second.tag and second.size == 5
     store.delete(["k/f"])
-    assert store.stat("k/f") is None and list(store.list("k/")) == []
+    assert store.stat("k/f") is None and list(store.list_prefix("k/")) == []
 
 
 def test_a_large_file_goes_up_in_parts_and_comes_back_identical(
@@ -162,7 +162,7 @@ def test_an_upload_killed_half_way_leaves_no_object(server: S3Server, tmp_path: 
         child.wait()
     store = S3Store(bucket, "p", endpoint_url=server.endpoint_url, path_style=True)
     assert store.stat("run/backup.tar.gz") is None
-    assert list(store.list("")) == []
+    assert list(store.list_prefix("")) == []
 
 
 # ------------------------------------------------------------------ a backup over the store, two workers
