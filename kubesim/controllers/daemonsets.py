@@ -23,6 +23,7 @@ from typing import Any, cast
 from kubesim.controllers.base import Controller
 from kubesim.controllers.expectations import Expectations
 from kubesim.controllers.hashing import pod_template_hash
+from kubesim.controllers.pod_control import PodControl
 from kubesim.controllers.statefulsets import REVISION_LABEL, revision_data
 from kubesim.controllers.workloads import (
     Key,
@@ -164,6 +165,7 @@ class DaemonSetController(Controller):
         self.pods = self.type("", "pods")
         self.nodes = self.type("", "nodes")
         self.expectations = Expectations()
+        self.pod_control = PodControl(self, self.expectations)
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.daemonsets:
@@ -297,7 +299,7 @@ class DaemonSetController(Controller):
                 self.expectations.creation_observed(key_of(ds), len(create) - done)
                 raise
         for pod in delete:
-            self._delete_pod(ds, pod)
+            self.pod_control.delete(ds, pod)
 
     def _outdated_to_replace(
         self,
@@ -337,22 +339,7 @@ class DaemonSetController(Controller):
         spec = body["spec"]
         spec["tolerations"] = pod_tolerations(spec)
         spec["affinity"] = pin_to_node(spec.get("affinity"), node_name)
-        try:
-            pod = self.store.create(self.pods, body, namespace=namespace_of(ds))
-        except ApiError as error:
-            self.record_event(ds, "Warning", "FailedCreate", f"Error creating: {error.message}")
-            raise
-        self.record_event(ds, "Normal", "SuccessfulCreate", f"Created pod: {name_of(pod)}")
-
-    def _delete_pod(self, ds: Obj, pod: Obj) -> None:
-        try:
-            self.store.delete(self.pods, namespace_of(pod), name_of(pod))
-        except ApiError as error:
-            self.expectations.deletion_observed(key_of(ds), f"{namespace_of(pod)}/{name_of(pod)}")
-            if error.code != 404:
-                raise
-            return
-        self.record_event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
+        self.pod_control.create(ds, body)
 
     # --------------------------------------------------------------------------------------- status
     def _write_status(

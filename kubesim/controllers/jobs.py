@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from kubesim.controllers.base import Controller
 from kubesim.controllers.expectations import Expectations
+from kubesim.controllers.pod_control import PodControl
 from kubesim.controllers.workloads import Key, claim, key_of, owner_keys, pod_from_template, selector_of
 from kubesim.errors import ApiError
 from kubesim.objects import (
@@ -85,6 +86,7 @@ class JobController(Controller):
         self.jobs = self.type("batch", "jobs")
         self.pods = self.type("", "pods")
         self.expectations = Expectations()
+        self.pod_control = PodControl(self, self.expectations)
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.jobs:
@@ -203,24 +205,11 @@ class JobController(Controller):
         body = pod_from_template(job, job["spec"]["template"])
         body["metadata"]["generateName"] = f"{name_of(job)}-"
         body["metadata"]["finalizers"] = [*body["metadata"].get("finalizers", []), TRACKING_FINALIZER]
-        try:
-            pod = self.store.create(self.pods, body, namespace=namespace_of(job))
-        except ApiError as error:
-            self.record_event(job, "Warning", "FailedCreate", f"Error creating: {error.message}")
-            raise
-        self.record_event(job, "Normal", "SuccessfulCreate", f"Created pod: {name_of(pod)}")
-        return pod
+        return self.pod_control.create(job, body)
 
     def _delete_pods(self, job: Obj, pods: list[Obj]) -> None:
         for pod in pods:
-            try:
-                self.store.delete(self.pods, namespace_of(pod), name_of(pod))
-            except ApiError as error:
-                self.expectations.deletion_observed(key_of(job), f"{namespace_of(pod)}/{name_of(pod)}")
-                if error.code != 404:
-                    raise
-                continue
-            self.record_event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
+            self.pod_control.delete(job, pod)
 
     def _remove_finalizer(self, pod: Obj) -> None:
         if TRACKING_FINALIZER not in _finalizers(pod):

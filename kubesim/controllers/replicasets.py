@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from kubesim.controllers.base import Controller
 from kubesim.controllers.expectations import Expectations
+from kubesim.controllers.pod_control import PodControl
 from kubesim.controllers.workloads import (
     Key,
     claim,
@@ -91,6 +92,7 @@ class ReplicaSetController(Controller):
         self.replicasets = self.type("apps", "replicasets")
         self.pods = self.type("", "pods")
         self.expectations = Expectations()
+        self.pod_control = PodControl(self, self.expectations)
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt == self.replicasets:
@@ -129,31 +131,12 @@ class ReplicaSetController(Controller):
                 self.expectations.creation_observed(key, -excess - created)
                 raise
         for pod in condemned:
-            self._delete_pod(rs, pod)
-
-    def _delete_pod(self, rs: Obj, pod: Obj) -> None:
-        """A pod already gone (a stale cache) is fine, as in Go's `manageReplicas`."""
-        pod_key = f"{namespace_of(pod)}/{name_of(pod)}"
-        try:
-            self.store.delete(self.pods, namespace_of(pod), name_of(pod))
-        except ApiError as error:
-            self.expectations.deletion_observed(key_of(rs), pod_key)
-            if error.code != 404:
-                raise
-            return
-        self.record_event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
+            self.pod_control.delete(rs, pod)
 
     def _create_pod(self, rs: Obj) -> None:
-        """Admission may refuse (403 until the namespace's `default` ServiceAccount exists); the error
-        propagates so the manager retries with backoff, as the real controller's rate-limited queue does."""
         body = pod_from_template(rs, rs["spec"]["template"])
         body["metadata"]["generateName"] = f"{name_of(rs)}-"
-        try:
-            pod = self.store.create(self.pods, body, namespace=namespace_of(rs))
-        except ApiError as error:
-            self.record_event(rs, "Warning", "FailedCreate", f"Error creating: {error.message}")
-            raise
-        self.record_event(rs, "Normal", "SuccessfulCreate", f"Created pod: {name_of(pod)}")
+        self.pod_control.create(rs, body)
 
     def _owned_active_pods(self, rs: Obj) -> list[Obj]:
         return [
