@@ -41,12 +41,9 @@ from kubesim import SimulatorThread  # noqa: E402
 from kubesim.seed import seed_cluster_scoped, seed_namespace  # noqa: E402
 from kubesim.serve import pair_paths, start_pair  # noqa: E402
 from kubesim.testing import api_client, wait_until  # noqa: E402
+from services.demo import MEMBER, POLICY, TERMINAL, apply_policy  # noqa: E402
 from services.install import install  # noqa: E402
 from shared.embedded_redis import broker_url  # noqa: E402
-
-MEMBER = "member1"
-POLICY = "promote-shop"
-TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedPrecheck")
 
 
 def main() -> int:
@@ -120,7 +117,7 @@ def shoot(options: argparse.Namespace, workdir: Path) -> int:
                 for namespace in namespaces:
                     seed_namespace(member_api, namespace)
                 policies = client.CustomObjectsApi(cp_api)
-                _apply(policies, namespaces)
+                apply_policy(policies, namespaces)
 
                 def phase() -> str:
                     obj = policies.get_cluster_custom_object(
@@ -160,20 +157,6 @@ def shoot(options: argparse.Namespace, workdir: Path) -> int:
     for task in sorted(tasks.values(), key=lambda t: t.get("received") or 0)[:8]:
         print(f"  {task.get('state'):8} {task.get('name')}")
     return 0 if final == "Completed" else 1
-
-
-def _apply(policies: client.CustomObjectsApi, namespaces: list[str]) -> None:
-    policies.create_cluster_custom_object(
-        "kosmos.io",
-        "v1alpha1",
-        "promotepolicies",
-        {
-            "apiVersion": "kosmos.io/v1alpha1",
-            "kind": "PromotePolicy",
-            "metadata": {"name": POLICY},
-            "spec": {"clusterName": MEMBER, "includedNamespaces": namespaces},
-        },
-    )
 
 
 def _screenshot(options: argparse.Namespace, url: str, workdir: Path) -> None:

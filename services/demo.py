@@ -231,8 +231,9 @@ def run(*, namespaces: int, workdir: Path, wait: bool, backup_url: str | None = 
     return 0 if ok else 1
 
 
-def _promote(console: Console, cp_api: client.ApiClient, namespaces: list[str]) -> dict:
-    policies = client.CustomObjectsApi(cp_api)
+def apply_policy(policies: client.CustomObjectsApi, namespaces: list[str]) -> None:
+    """The demo's PromotePolicy: `namespaces` of the member, into the control plane (also what
+    scripts/flower_screenshot.py runs)."""
     policies.create_cluster_custom_object(
         "kosmos.io",
         "v1alpha1",
@@ -244,6 +245,11 @@ def _promote(console: Console, cp_api: client.ApiClient, namespaces: list[str]) 
             "spec": {"clusterName": MEMBER, "includedNamespaces": namespaces},
         },
     )
+
+
+def _promote(console: Console, cp_api: client.ApiClient, namespaces: list[str]) -> dict:
+    policies = client.CustomObjectsApi(cp_api)
+    apply_policy(policies, namespaces)
 
     def status() -> dict:
         policy = policies.get_cluster_custom_object("kosmos.io", "v1alpha1", "promotepolicies", POLICY)
