@@ -20,10 +20,8 @@ import json
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, cast
 
-from kubesim.controllers.base import Controller
-from kubesim.controllers.expectations import Expectations
 from kubesim.controllers.hashing import pod_template_hash
-from kubesim.controllers.pod_control import PodControl
+from kubesim.controllers.pod_control import PodOwnerController
 from kubesim.controllers.statefulsets import REVISION_LABEL, revision_data
 from kubesim.controllers.workloads import (
     Key,
@@ -31,7 +29,6 @@ from kubesim.controllers.workloads import (
     claim,
     key_of,
     omit_empty,
-    owner_keys,
     pod_from_template,
     selector_of,
 )
@@ -151,7 +148,7 @@ def should_run(spec: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     )
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwnerController):
     """Keeps one pod of the current template on every eligible node, and a revision per template."""
 
     name = "daemonset-controller"
@@ -159,30 +156,21 @@ class DaemonSetController(Controller):
     live = ("daemonsets.apps",)
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store)
-        self.daemonsets = self.type("apps", "daemonsets")
+        super().__init__(store, "apps", "daemonsets")
+        self.daemonsets = self.owners
         self.revisions = self.type("apps", "controllerrevisions")
-        self.pods = self.type("", "pods")
         self.nodes = self.type("", "nodes")
-        self.expectations = Expectations()
-        self.pod_control = PodControl(self, self.expectations)
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
-        if event.rt == self.daemonsets:
-            return [key_of(event.obj)]
+        """A Node's event wakes every DaemonSet: each may now want a pod there, or one fewer."""
         if event.rt == self.nodes:
             return [key_of(ds) for ds in self.store.iter(self.daemonsets)]
-        if event.rt == self.pods:
-            self.expectations.observe_pod(event, self.daemonsets.kind)
-        return owner_keys(self.store, event, self.daemonsets)
+        return super().keys_for(event)
 
     def reconcile(self, key: Hashable) -> float | None:
-        namespace, name = cast(Key, key)
-        ds = self.store.get(self.daemonsets, namespace, name)
-        if ds is None:
-            self.expectations.forget(key)
-            return None
-        if is_terminating(ds):
+        namespace, _ = cast(Key, key)
+        ds = self.owner(key)
+        if ds is None or is_terminating(ds):
             return None
         selector = selector_of(ds)
         if selector.is_empty():

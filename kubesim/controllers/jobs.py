@@ -15,13 +15,11 @@ completion, pod failure policies, activeDeadlineSeconds, backoff delays between 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, cast
 
-from kubesim.controllers.base import Controller
-from kubesim.controllers.expectations import Expectations
-from kubesim.controllers.pod_control import PodControl
-from kubesim.controllers.workloads import Key, claim, key_of, owner_keys, pod_from_template, selector_of
+from kubesim.controllers.pod_control import PodOwnerController
+from kubesim.controllers.workloads import Key, claim, key_of, pod_from_template, selector_of
 from kubesim.errors import ApiError
 from kubesim.objects import (
     Obj,
@@ -35,7 +33,7 @@ from kubesim.objects import (
     namespace_of,
     now_rfc3339,
 )
-from kubesim.store import Store, WatchEvent
+from kubesim.store import Store
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 TERMINAL = ("Succeeded", "Failed")
@@ -74,7 +72,7 @@ def _set_condition(conditions: list[dict[str, Any]], new: dict[str, Any]) -> lis
     return [c for c in conditions if c.get("type") != new["type"]] + [new]
 
 
-class JobController(Controller):
+class JobController(PodOwnerController):
     """Creates a Job's pods, counts finished ones, completes, fails or suspends the Job."""
 
     name = "job-controller"
@@ -82,27 +80,14 @@ class JobController(Controller):
     live = ("jobs.batch",)
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store)
-        self.jobs = self.type("batch", "jobs")
-        self.pods = self.type("", "pods")
-        self.expectations = Expectations()
-        self.pod_control = PodControl(self, self.expectations)
-
-    def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
-        if event.rt == self.jobs:
-            return [key_of(event.obj)]
-        self.expectations.observe_pod(event, self.jobs.kind)
-        return owner_keys(self.store, event, self.jobs)
+        super().__init__(store, "batch", "jobs")
+        self.jobs = self.owners
 
     def reconcile(self, key: Hashable) -> float | None:
         namespace, name = cast(Key, key)
-        job = self.store.get(self.jobs, namespace, name)
+        job = self.owner(key)
         candidates = self.store.list(self.pods, namespace)
-        if job is None:
-            self.expectations.forget(key)
-            self._release_orphans(name, candidates)
-            return None
-        if is_terminating(job) or finished_condition(job):
+        if job is None or is_terminating(job) or finished_condition(job):
             self._release_orphans(name, candidates)
             return None
         selector = selector_of(job)

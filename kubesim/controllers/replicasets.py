@@ -10,19 +10,16 @@ its previous creations and deletions (expectations), `calculateStatus`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, cast
 
-from kubesim.controllers.base import Controller
-from kubesim.controllers.expectations import Expectations
-from kubesim.controllers.pod_control import PodControl
+from kubesim.controllers.pod_control import PodOwnerController
 from kubesim.controllers.workloads import (
     Key,
     claim,
     desired_replicas,
     key_of,
     omit_empty,
-    owner_keys,
     pod_from_template,
     selector_of,
 )
@@ -39,7 +36,7 @@ from kubesim.objects import (
     namespace_of,
     uid_of,
 )
-from kubesim.store import Store, WatchEvent
+from kubesim.store import Store
 
 _PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
 """`podPhaseToOrdinal` of pkg/controller: earlier phases are deleted first."""
@@ -80,7 +77,7 @@ def replicaset_status(rs: Obj, pods: list[Obj]) -> dict[str, Any]:
     )
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwnerController):
     """Adopts matching orphan pods, creates missing ones from the template, deletes extras."""
 
     name = "replicaset-controller"
@@ -88,26 +85,14 @@ class ReplicaSetController(Controller):
     live = ("replicasets.apps",)
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store)
-        self.replicasets = self.type("apps", "replicasets")
-        self.pods = self.type("", "pods")
-        self.expectations = Expectations()
-        self.pod_control = PodControl(self, self.expectations)
-
-    def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
-        if event.rt == self.replicasets:
-            return [key_of(event.obj)]
-        self.expectations.observe_pod(event, self.replicasets.kind)
-        return owner_keys(self.store, event, self.replicasets)
+        super().__init__(store, "apps", "replicasets")
+        self.replicasets = self.owners
 
     def reconcile(self, key: Hashable) -> float | None:
         """A ReplicaSet being deleted does nothing, so an orphaning delete never replaces a pod."""
-        namespace, name = cast(Key, key)
-        rs = self.store.get(self.replicasets, namespace, name)
-        if rs is None:
-            self.expectations.forget(key)
-            return None
-        if is_terminating(rs):
+        namespace, _ = cast(Key, key)
+        rs = self.owner(key)
+        if rs is None or is_terminating(rs):
             return None
         selector = selector_of(rs)
         active = [pod for pod in self.store.list(self.pods, namespace) if is_pod_active(pod)]
