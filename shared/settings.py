@@ -17,7 +17,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import annotated_types
@@ -41,7 +41,7 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 Port = Annotated[int, Field(ge=0, le=65535)]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-_LOG_NAMES = (*LogFormat.__args__, *LogLevel.__args__)
+_LOG_NAMES = (*get_args(LogFormat), *get_args(LogLevel))
 Seconds = Annotated[float, Field(gt=0)]
 
 
