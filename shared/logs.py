@@ -26,8 +26,11 @@ import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
+
+import orjson
 
 CONTEXT = ("policy", "namespace", "run", "step")
 CONTEXT_KWARGS = (("policy", "policy"), ("namespace", "namespace"), ("run", "run_id"))
@@ -149,6 +152,9 @@ class JsonLines(logging.Formatter):
         self.component = component
 
     def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.fields(record), default=str)
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -159,7 +165,7 @@ class JsonLines(logging.Formatter):
         line.update({key: getattr(record, key) for key in CONTEXT if hasattr(record, key)})
         if record.exc_info or record.exc_text:
             line["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return line
 
 
 class Text(logging.Formatter):
@@ -234,12 +240,17 @@ class RunLog(logging.Handler):
     each line and the whole line written in one `os.write`, so threads and processes sharing the volume
     interleave only at line boundaries, and a run folder deleted meanwhile (`kpromote backups prune`) is
     not written to through a stale descriptor. Records without all three references are not run lines.
-    Secrets are masked as on stderr; names that are not path segments are never turned into a path."""
+    Secrets are masked as on stderr; names that are not path segments are never turned into a path.
+
+    A worker writes a line for every write it sends to an API server, so a line must cost little: the
+    file's path is worked out once per run and namespace (building it with pathlib was a quarter of a
+    line's CPU), and the line is encoded once, by orjson."""
 
     def __init__(self, base: Path, component: str) -> None:
         super().__init__(logging.DEBUG)
         self.base = Path(base)
-        self.setFormatter(RunLogLine(component))
+        self._lines = RunLogLine(component)
+        self.setFormatter(self._lines)
         self.addFilter(TaskContext())
         self.addFilter(RedactSecrets())
 
@@ -254,17 +265,16 @@ class RunLog(logging.Handler):
         policy, namespace, run = (getattr(record, key, None) for key in ("policy", "namespace", "run"))
         if not (isinstance(policy, str) and isinstance(namespace, str) and isinstance(run, str)):
             return
-        try:
-            folder = run_folder(self.base, policy, namespace, run)
-        except ValueError:
+        path = _run_log_path(str(self.base), policy, namespace, run)
+        if path is None:
             return
         try:
-            data = (self.format(record) + "\n").encode()
+            data = self._lines.line(record)
             try:
-                descriptor = _open_append(folder / RUN_LOG_NAME)
+                descriptor = _open_append(path)
             except FileNotFoundError:
-                _make_run_folder(folder)
-                descriptor = _open_append(folder / RUN_LOG_NAME)
+                _make_run_folder(Path(path).parent)
+                descriptor = _open_append(path)
             try:
                 os.write(descriptor, data)
             finally:
@@ -278,26 +288,43 @@ class RunLogLine(JsonLines):
     the error is) are kept."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        if len(line.encode()) < RUN_LOG_LINE_MAX:
+        return self.line(record)[:-1].decode()
+
+    def line(self, record: logging.LogRecord) -> bytes:
+        """The line as written, newline included."""
+        fields = self.fields(record)
+        line = _dumps(fields)
+        if len(line) < RUN_LOG_LINE_MAX:
             return line
-        fields = json.loads(line)
         for budget in (1500, 400):
             if "exception" in fields:
-                fields["exception"] = _cut(fields["exception"], budget, keep_end=True)
-            fields["message"] = _cut(fields["message"], budget, keep_end=False)
-            line = json.dumps(fields, default=str)
-            if len(line.encode()) < RUN_LOG_LINE_MAX:
+                fields["exception"] = _cut(str(fields["exception"]), budget, keep_end=True)
+            fields["message"] = _cut(str(fields["message"]), budget, keep_end=False)
+            line = _dumps(fields)
+            if len(line) < RUN_LOG_LINE_MAX:
                 return line
         fields.pop("exception", None)
-        fields["message"] = _cut(fields["message"], 100, keep_end=False)
-        return json.dumps(fields, default=str)
+        fields["message"] = _cut(str(fields["message"]), 100, keep_end=False)
+        return _dumps(fields)
+
+
+def _dumps(fields: dict[str, Any]) -> bytes:
+    return orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _cut(text: str, budget: int, *, keep_end: bool) -> str:
     if len(text) <= budget:
         return text
     return f"...[cut] {text[-budget:]}" if keep_end else f"{text[:budget]} ...[cut]"
+
+
+@lru_cache(maxsize=1024)
+def _run_log_path(base: str, policy: str, namespace: str, run: str) -> str | None:
+    """The run log's path, or None when a name is not a path segment (then it is no run line)."""
+    try:
+        return str(run_folder(Path(base), policy, namespace, run) / RUN_LOG_NAME)
+    except ValueError:
+        return None
 
 
 def run_folder(base: Path, policy: str, namespace: str, run: str) -> Path:
@@ -308,7 +335,7 @@ def run_folder(base: Path, policy: str, namespace: str, run: str) -> Path:
     return backup_root(base, policy, namespace, run)
 
 
-def _open_append(path: Path) -> int:
+def _open_append(path: str | Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 

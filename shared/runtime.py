@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis
 
@@ -82,15 +82,45 @@ class Runtime:
         return ThreadPoolExecutor(max_workers=self.settings.api_concurrency, thread_name_prefix="api")
 
     def fan_out(self, call: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """`call` on every item on the process's API threads, results in order.
+        """`call` on every item on the process's API threads, results in order; the first failure (by
+        item order) is raised once every call started has ended, and no further call starts after one
+        failed.
 
         One pool per process, made once: a fresh 16-thread pool per call cost ~3 ms of CPU, and a small
         namespace made a dozen. Only calls that submit nothing further come here, so tasks sharing it
-        cannot deadlock; they only queue behind each other."""
+        cannot deadlock; they only queue behind each other. The pool gets one job per thread it may use,
+        each taking item after item, rather than one job per item: a job handed to a pool thread costs
+        a wake-up and ~30 us of CPU, as much as a tenth of the request it carries."""
+        work = list(enumerate(items))
+        if not work:
+            return []
+        results: list[R | None] = [None] * len(work)
+        failures: dict[int, BaseException] = {}
+        pending = iter(work)
+        lock = threading.Lock()
         # Each call runs in a copy of the caller's context: a log line on an API thread names the task
         # (shared/logs.py) that asked for it.
         context = contextvars.copy_context()
-        return list(self._api_threads.map(lambda item: context.copy().run(call, item), items))
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    nxt = None if failures else next(pending, None)
+                if nxt is None:
+                    return
+                index, item = nxt
+                try:
+                    results[index] = context.copy().run(call, item)
+                except BaseException as error:  # re-raised in the caller's thread, below
+                    with lock:
+                        failures[index] = error
+
+        jobs = [self._api_threads.submit(drain) for _ in range(min(len(work), self.settings.api_concurrency))]
+        for job in jobs:
+            job.result()
+        if failures:
+            raise failures[min(failures)]
+        return cast(list[R], results)
 
     @cached_property
     def redis(self) -> redis.Redis:

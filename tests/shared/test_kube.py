@@ -409,3 +409,44 @@ def test_a_rotated_token_is_sent_within_a_second(monkeypatch: pytest.MonkeyPatch
     finally:
         server.shutdown()
     assert seen == ["Bearer first", "Bearer first", "Bearer second"]
+
+
+def test_requests_go_below_a_path_in_the_servers_url_and_through_a_proxy() -> None:
+    """An API server behind a path (`https://gateway/k8s/clusters/c-1`) gets every request below it; a
+    kubeconfig's proxy gets the request in the form a proxy expects, the whole URL."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = b'{"major": "1", "minor": "30"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    config = SimulatedCluster("behind-a-path").kubeconfig()
+    config["clusters"][0]["cluster"]["server"] = f"{address}/k8s/clusters/c-1"
+    proxied = SimulatedCluster("through-a-proxy").kubeconfig()
+    proxied["clusters"][0]["cluster"]["server"] = "http://api.example.invalid:6443"
+    proxied["clusters"][0]["cluster"]["proxy-url"] = address
+    try:
+        with Kube.from_kubeconfig(config) as kube:
+            assert kube.version() == {"major": "1", "minor": "30"}
+            kube.raw_get("/api/v1", {"limit": 5})
+        with Kube.from_kubeconfig(proxied) as kube:
+            kube.version()
+    finally:
+        server.shutdown()
+    assert seen == [
+        "/k8s/clusters/c-1/version",
+        "/k8s/clusters/c-1/api/v1?limit=5",
+        "http://api.example.invalid:6443/version",
+    ]
