@@ -35,7 +35,7 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     if backup.manifest() is None:
         raise NotSealed("the backup is not sealed; refusing to change the member")
     backup.require_intact()
-    plan = recorded_plan.load(backup)
+    plan = recorded_plan.load(backup, spec.context())
     actions = plan.detach_actions()
     volumes = backup.count(PV)
     progress.totals(

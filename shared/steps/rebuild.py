@@ -110,7 +110,7 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
     resource = control_plane.discovery.require(batch.group_resource)
     bodies = []
     skipped: list[tuple[ItemRef, str]] = []
-    plan = recorded_plan.load(backup)
+    plan = recorded_plan.load(backup, context)
     for obj in backup.items(batch.group_resource, batch.offset, batch.limit):
         entry = plan.of(obj)
         if entry.promoted:
@@ -173,7 +173,8 @@ def tier_done(runtime: Runtime, run: NamespaceRun, tier: str) -> None:
 
 def _has_pod_owners(runtime: Runtime, run: NamespaceRun) -> bool:
     """Whether a later tier creates owners whose controllers would count the rebuilt pods."""
-    owners = recorded_plan.load(runtime.backup(run)).owners_top_down()
+    plan = recorded_plan.load(runtime.backup(run), runtime.run_spec(run).context())
+    owners = plan.owners_top_down()
     return any("pods" in RULES.for_(group_resource).dependents for group_resource in owners)
 
 

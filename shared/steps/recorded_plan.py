@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from shared.backup import PLAN_NAME, BackupDir
-from shared.errors import NotSealed, PlanMismatch
+from shared.errors import NotSealed
 from shared.items import Obj
 from shared.kinds import Context
 from shared.plan import NamespacePlan, plan_namespace
@@ -28,9 +28,11 @@ def record(backup: BackupDir, context: Context) -> NamespacePlan:
     return plan
 
 
-def load(backup: BackupDir) -> NamespacePlan:
-    """The recorded plan; call `backup.require_intact()` first, which vouches for its bytes."""
+def load(backup: BackupDir, context: Context) -> NamespacePlan:
+    """The recorded plan; call `backup.require_intact()` first, which vouches for its bytes. A sealed
+    backup whose backup step stopped before recording its plan gets it recorded now, exactly as that step
+    would have (the plan depends only on the sealed items): a compensation must not fail for it."""
     data = backup.read_derived(PLAN_NAME)
     if data is None:
-        raise PlanMismatch("the sealed backup has no plan: run its backup step again")
+        return record(backup, context)
     return NamespacePlan.loads(data)

@@ -74,7 +74,7 @@ def rollback(runtime: Runtime, run: NamespaceRun, progress: Progress | None = No
     # Types the run backed up or created that this process may have cached before they existed.
     for kube in (member, runtime.control_plane):
         kube.discovery.refresh_if_loaded_before(spec.started)
-    plan = recorded_plan.load(backup)
+    plan = recorded_plan.load(backup, context)
     rollback = _Rollback(runtime, member, backup, plan, context, report)
 
     def counted(**counts: int) -> None:

@@ -50,7 +50,7 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
     control_plane = runtime.control_plane
     backup = runtime.backup(run)
     verdict = Verdict()
-    plan = recorded_plan.load(backup)
+    plan = recorded_plan.load(backup, runtime.run_spec(run).context())
     for group_resource in ("pods", "replicasets.apps"):
         expected = _promoted(backup.items(group_resource), plan)
         live = {o["metadata"]["name"]: o for o in _list(control_plane, group_resource, run.namespace)}

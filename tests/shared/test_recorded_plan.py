@@ -1,0 +1,68 @@
+"""The plan recorded beside a sealed backup: written once, covered by the signed manifest, read back as
+the same plan; a sealed backup whose step stopped before the plan gets the plan it would have had."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from shared.backup import PLAN_NAME, BackupDir, BackupTampered
+from shared.errors import NotSealed
+from shared.kinds import Context
+from shared.plan import plan_namespace
+from shared.steps import recorded_plan
+from tests.shared import kinds_builders as b
+
+KEY = SecretStr("k3y-for-tests-" + "0123456789abcdef" * 2)
+CTX = Context(cluster="member1", policy="p1", run="run-1")
+
+
+def sealed(root: Path) -> BackupDir:
+    backup = BackupDir(root, signing_key=KEY)
+    web = b.deployment()
+    backup.write_part("deployments.apps", [web])
+    backup.write_part(
+        "replicasets.apps", [b.replicaset(owners=[b.owner("Deployment", "web", web["metadata"]["uid"])])]
+    )
+    backup.write_part("pods", [b.pod()])
+    backup.seal({"policy": "p1", "namespace": "app", "run": "run-1", "cluster": "member1"})
+    return backup
+
+
+def test_the_recorded_plan_is_covered_by_the_manifest_and_read_back_whole(tmp_path: Path) -> None:
+    backup = sealed(tmp_path / "run")
+    plan = recorded_plan.record(backup, CTX)
+    manifest = backup.manifest()
+    assert manifest is not None and PLAN_NAME in manifest.files
+    backup.require_intact()
+    assert recorded_plan.load(backup, CTX) == plan
+    assert len(plan.objects) == 3 and plan.owners_top_down() == ["deployments.apps", "replicasets.apps"]
+
+
+def test_a_sealed_backup_without_its_plan_gets_the_one_its_backup_step_would_have_recorded(
+    tmp_path: Path,
+) -> None:
+    backup = sealed(tmp_path / "run")
+    assert backup.read_derived(PLAN_NAME) is None
+    plan = recorded_plan.load(backup, CTX)
+    items = [(gr, obj) for gr in ("deployments.apps", "pods", "replicasets.apps") for obj in backup.items(gr)]
+    assert plan.dumps() == plan_namespace(items, CTX).dumps() == backup.read_derived(PLAN_NAME)
+    backup.require_intact()
+
+
+def test_an_edited_plan_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    backup = sealed(tmp_path / "run")
+    recorded_plan.record(backup, CTX)
+    path = backup.root / PLAN_NAME
+    path.write_bytes(path.read_bytes().replace(b'"orphan-delete"', b'"none"'))
+    with pytest.raises(BackupTampered, match=PLAN_NAME):
+        backup.require_intact()
+
+
+def test_an_unsealed_backup_has_no_plan(tmp_path: Path) -> None:
+    backup = BackupDir(tmp_path / "run", signing_key=KEY)
+    backup.write_part("pods", [b.pod()])
+    with pytest.raises(NotSealed):
+        recorded_plan.record(backup, CTX)
