@@ -9,6 +9,8 @@ process, and a visibility timeout set in all three places that read it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from celery import Celery, Task
@@ -47,6 +49,22 @@ class PromoteTask(Task):
             raise Ignore() from None
 
 
+FAILED_STEP = "kpromote_failed_step"
+"""The attribute `failing_as` sets on an exception: the step it escaped from, when not the task's own."""
+
+
+@contextmanager
+def failing_as(step: str) -> Iterator[None]:
+    """A task that does another step's work itself (`rebuild.start` creating the first tiers) names that
+    step on what fails in it, so the status says where a namespace failed as if the step were its task."""
+    try:
+        yield
+    except Exception as error:
+        with suppress(AttributeError):
+            setattr(error, FAILED_STEP, step)
+        raise
+
+
 class ForwardTask(PromoteTask):
     """Base of every forward step: a failure is recorded with the namespace's progress before the
     errback runs, so the compensation (and the status) can say what went wrong and where."""
@@ -58,7 +76,7 @@ class ForwardTask(PromoteTask):
         from shared.runtime import runtime
 
         run = NamespaceRun(**{k: kwargs[k] for k in RUN_FIELDS})
-        step = self.name.removeprefix("kosmos_promote.")
+        step = getattr(exc, FAILED_STEP, None) or self.name.removeprefix("kosmos_promote.")
         runtime().progress(run).set(run.namespace, error=f"{step}: {type(exc).__name__}: {exc}")
 
 

@@ -1,15 +1,17 @@
 """How the steps of one namespace are sequenced on Celery: a chain, with chords where rebuild fans out.
 
     backup.run ─▶ detach.run ─▶ rebuild.start
-    rebuild.start ─▶ tiers(small tiers…) ─▶ chord(batches of a large tier) ─▶ tier_done ─▶ … ─▶ verify
+    rebuild.start (first small tiers) ─▶ chord(batches of a large tier) ─▶ tier_done ─▶ tiers(…) ─▶ verify
 
 The canvas stays flat (one chord level at a time): the fan-out of the rebuild is only known once the
 backup is sealed (how many objects each tier holds), so `rebuild.start` builds that part and publishes
 it. Not with `Task.replace`: it raises an exception whose traceback Celery copies frame by frame,
-measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). Signatures are made
-by task name, so this module needs no worker code; every task carries references only, as keyword
-arguments (policy, namespace, run, cluster, attempt), which is also what Flower shows, under a shadow name
-that says which step of which policy/namespace a message is (`shadow_name`).
+measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). `rebuild.start`
+creates the leading small tiers (a namespace, its accounts…) itself rather than publishing a
+`rebuild.tiers` task for them: one task hop less for every namespace, and for a small one that is all
+its tiers. Signatures are made by task name, so this module needs no worker code; every task carries
+references only, as keyword arguments (policy, namespace, run, cluster, attempt), which is also what
+Flower shows, under a shadow name that says which step of which policy/namespace a message is (`shadow_name`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ def namespace_canvas(app: Celery, run: NamespaceRun) -> Signature:
     )
     canvas.link_error(on_failure(app, run))
     return canvas
+
+
+def leading_tiers(tiers: list[TierPlan]) -> tuple[list[TierPlan], list[TierPlan]]:
+    """The first stage when it is one of small tiers (which `rebuild.start` creates itself), and the
+    tiers left for the canvas."""
+    grouped = stages(tiers)
+    if grouped and not grouped[0][0].fans_out:
+        return grouped[0], tiers[len(grouped[0]) :]
+    return [], tiers
 
 
 def rebuild_canvas(app: Celery, run: NamespaceRun, tiers: list[TierPlan]) -> Signature:

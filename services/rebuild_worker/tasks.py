@@ -1,10 +1,11 @@
-"""Rebuild tasks (queue `rebuild`): plan the tiers, create small tiers in one task and the batches of a
-large one in parallel tasks, verify adoption; the last one marks the claim completed."""
+"""Rebuild tasks (queue `rebuild`): plan the tiers and create the first small ones, create later small
+tiers in one task and the batches of a large one in parallel tasks, verify adoption; the last one marks
+the claim completed."""
 
 from __future__ import annotations
 
-from services.celery_app import app, task_name
-from services.pipeline import rebuild_canvas
+from services.celery_app import app, failing_as, task_name
+from services.pipeline import leading_tiers, rebuild_canvas
 from shared.models import NamespacePhase
 from shared.progress import NamespaceRun
 from shared.runtime import forward_run, runtime
@@ -14,7 +15,11 @@ from shared.steps import rebuild, verify
 @app.task(name=task_name("rebuild", "start"))
 def start(policy: str, namespace: str, run_id: str, cluster: str, attempt: int) -> None:
     run = forward_run(NamespaceRun(policy, namespace, run_id, cluster, attempt))
-    rebuild_canvas(app, run, rebuild.plan(runtime(), run)).apply_async()
+    first, rest = leading_tiers(rebuild.plan(runtime(), run))
+    if first:
+        with failing_as("rebuild.tiers"):
+            rebuild.run_tiers(runtime(), run, [tier.name for tier in first])
+    rebuild_canvas(app, run, rest).apply_async()
 
 
 @app.task(name=task_name("rebuild", "tiers"))
