@@ -163,8 +163,10 @@ class JsonLines(logging.Formatter):
             "component": self.component,
         }
         line.update({key: getattr(record, key) for key in CONTEXT if hasattr(record, key)})
-        if record.exc_info or record.exc_text:
-            line["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        elif record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
         return line
 
 

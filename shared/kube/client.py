@@ -8,6 +8,7 @@ fields they do not know. The official client still reads the kubeconfig, holds t
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import threading
@@ -260,7 +261,7 @@ class Kube:
         res: ApiResource,
         namespace: str,
         name: str,
-        patch: dict[str, Any] | list[dict[str, Any]],
+        patch: dict[str, Any] | builtins.list[dict[str, Any]],
         *,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
@@ -375,8 +376,8 @@ class Kube:
                     redirect=False,
                     preload_content=True,
                 )
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise _Transient(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as failure:
+            raise _Transient(failure) from failure
         self._count(method, response.status)
         if 200 <= response.status < 300:
             return orjson.loads(response.data) if response.data else {}
