@@ -9,6 +9,8 @@ that cannot be completed fails the namespace before detach.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -19,7 +21,7 @@ from shared.claims import RUN_SPEC_LABEL, Claim, RunHalted
 from shared.errors import InvalidSelection, SourceGone
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES
-from shared.kube import Kube
+from shared.kube import ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
 from shared.progress import NamespaceRun
@@ -32,15 +34,23 @@ CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
 
 class MemberCatalog:
-    """Cluster-wide facts the kind rules ask about, listed once per task rather than once per object."""
+    """Cluster-wide facts the kind rules ask about, listed once per task rather than once per object.
 
-    def __init__(self, member: Kube) -> None:
+    With `since` (the run's start, epoch seconds), a list this process made after that moment for an
+    earlier namespace of any run is reused: everything that existed when the run started is in its scope
+    (`RunSpec.started`), and a cluster-wide list per namespace was one request (and every binding of the
+    cluster) per namespace. An object listed but deleted since is simply not found when fetched."""
+
+    def __init__(self, member: Kube, since: float | None = None) -> None:
         self.member = member
+        self.since = since
 
     @cached_property
     def _bindings(self) -> list[Obj]:
         resource = self.member.discovery.by_group_resource("clusterrolebindings.rbac.authorization.k8s.io")
-        return list(self.member.list(resource)) if resource else []
+        if resource is None:
+            return []
+        return _listed(self.member, resource, self.since)
 
     def cluster_role_bindings(self) -> list[Obj]:
         return self._bindings
@@ -48,7 +58,9 @@ class MemberCatalog:
     @cached_property
     def _crd_names(self) -> set[str]:
         resource = self.member.discovery.by_group_resource(CRDS)
-        return {obj["metadata"]["name"] for obj in self.member.list(resource)} if resource else set()
+        if resource is None:
+            return set()
+        return {obj["metadata"]["name"] for obj in _listed(self.member, resource, self.since)}
 
     def crd_for(self, api_version: str, kind: str) -> str | None:
         resource = self.member.discovery.by_kind(api_version, kind)
@@ -56,6 +68,25 @@ class MemberCatalog:
             return None
         name = f"{resource.plural}.{resource.group}"
         return name if name in self._crd_names else None
+
+
+_LISTED: dict[tuple[str, str, str], tuple[float, list[Obj]]] = {}
+_LISTED_LOCK = threading.Lock()
+
+
+def _listed(member: Kube, resource: ApiResource, since: float | None) -> list[Obj]:
+    """Every object of a cluster-scoped type, from this process's last list if it was made after `since`."""
+    key = (member.name, member.url, resource.group_resource)
+    if since is not None:
+        with _LISTED_LOCK:
+            cached = _LISTED.get(key)
+        if cached is not None and cached[0] >= since:
+            return cached[1]
+    listed_at = time.time()
+    objects = list(member.list(resource))
+    with _LISTED_LOCK:
+        _LISTED[key] = (listed_at, objects)
+    return objects
 
 
 def back_up(runtime: Runtime, run: NamespaceRun) -> dict[str, Any]:
@@ -80,7 +111,7 @@ def types_to_collect(runtime: Runtime, run: NamespaceRun) -> list[str]:
 
 def collect(runtime: Runtime, run: NamespaceRun, group_resources: Sequence[str]) -> list[dict[str, Any]]:
     member = runtime.member_of(runtime.run_spec(run))
-    catalog = MemberCatalog(member)
+    catalog = MemberCatalog(member, since=runtime.run_spec(run).started)
     return runtime.fan_out(lambda gr: _collect_type(runtime, run, member, catalog, gr), group_resources)
 
 
