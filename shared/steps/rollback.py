@@ -28,17 +28,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
 
 from shared.backup import BackupDir
 from shared.claims import Claims, ClaimState
 from shared.errors import NotInTime
 from shared.items import GroupResource, Obj
-from shared.kinds import RULES, Context, KindRule, Move
+from shared.kinds import RULES, Context, Move
 from shared.kinds.storage import reclaim_restore_patch
 from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound, NotServed
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
-from shared.plan import NamespacePlan, ObjectPlan, RollbackAction
+from shared.plan import NamespacePlan, RollbackAction
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import Runtime
 from shared.sanitize import strip_for_rebuild
@@ -48,6 +49,8 @@ CRDS = GroupResource("customresourcedefinitions.apiextensions.k8s.io")
 NAMESPACES = GroupResource("namespaces")
 PODS = GroupResource("pods")
 PERSISTENT_VOLUMES = GroupResource("persistentvolumes")
+Created = tuple[str, ApiResource, Obj]
+"""A control-plane object this run created: (group-resource, its type, the live object)."""
 
 
 @dataclass
@@ -130,20 +133,15 @@ class _Rollback:
             if not objects:
                 continue
             resource = self.member.discovery.require(group_resource)
-            restore = partial(self._restore, resource, RULES.for_(group_resource), owner_uids)
-            self.report.reverted += [done for done in self.runtime.fan_out(restore, objects) if done]
-
-    def _restore(
-        self, resource: ApiResource, rule: KindRule, owner_uids: dict[str, str], obj: Obj
-    ) -> str | None:
-        metadata = obj["metadata"]
-        namespace = metadata.get("namespace", "")
-        live = self.member.get(resource, namespace, metadata["name"])
-        patch = rule.revert_detach(obj, live, self.context, owner_uids) if live else None
-        if not patch:
-            return None
-        self.member.patch(resource, namespace, metadata["name"], patch)
-        return f"{resource.group_resource} {metadata['name']}"
+            live = _live_copies(self.runtime, self.member, resource, objects)
+            rule = RULES.for_(group_resource)
+            patches = [
+                (obj, patch)
+                for obj, current in zip(objects, live, strict=True)
+                if current is not None
+                and (patch := rule.revert_detach(obj, current, self.context, owner_uids))
+            ]
+            self.report.reverted += self.runtime.fan_out(partial(_patch, self.member, resource), patches)
 
     def recreate_owners(self) -> dict[str, str]:
         """Re-create the owners detach deleted, bottom-up, and return backed-up owner UID -> the UID of that
@@ -193,24 +191,20 @@ class _Rollback:
                 time.sleep(0.02)
 
     def clear_control_plane(self, run: NamespaceRun, used_elsewhere: set[tuple[str, str]]) -> None:
+        """Unmark, then delete, what this run created in the control plane. When the namespace itself is
+        this run's, its namespaced objects go with it (the namespace controller deletes them; waiting for
+        the namespace to be gone proves it), so only kinds deleted with a grace period of their own (pods,
+        grace 0) and cluster-scoped objects are deleted one by one: a delete per object fewer."""
         control_plane = self.runtime.control_plane
-        found: list[tuple[str, ApiResource, Obj]] = []
+        found: list[Created] = []
         for group_resource in self._types():
             try:
                 resource = control_plane.discovery.require(group_resource)
             except NotServed:
                 continue  # its CRD never reached the control plane: nothing of it to delete
             shared_kind = not resource.namespaced and group_resource != NAMESPACES
-
-            def created(
-                obj: Obj, resource: ApiResource = resource, shared_kind: bool = shared_kind
-            ) -> Obj | None:
-                metadata = obj["metadata"]
-                namespace = metadata.get("namespace", "") if resource.namespaced else ""
-                live = control_plane.get(resource, namespace, metadata["name"])
-                return live if _created_by(live, None if shared_kind else run.run_id) else None
-
-            for live in self.runtime.fan_out(created, list(self.backup.items(group_resource))):
+            lookup = partial(_created_in, control_plane, resource, None if shared_kind else run.run_id)
+            for live in self.runtime.fan_out(lookup, list(self.backup.items(group_resource))):
                 if live is None:
                     continue
                 name = live["metadata"]["name"]
@@ -224,24 +218,20 @@ class _Rollback:
                     )
                 else:
                     found.append((group_resource, resource, live))
-
-        def unmark(entry: tuple[str, ApiResource, Obj]) -> None:
-            group_resource, resource, live = entry
-            patch = RULES.for_(group_resource).revert_rebuild(live, self.context)
-            if patch:
-                metadata = live["metadata"]
-                control_plane.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
-
-        self.runtime.fan_out(unmark, found)
-        # Kinds deleted with a grace period of their own (pods, grace 0) go first; the namespace last.
-        first = [e for e in found if RULES.for_(e[0]).delete_grace_seconds is not None]
-        then = [e for e in found if RULES.for_(e[0]).delete_grace_seconds is None and e[0] != NAMESPACES]
-        last = [e for e in found if e[0] == NAMESPACES]
-        for batch in (first, then, last):
-            deleted = self.runtime.fan_out(lambda entry: _delete(control_plane, *entry), batch)
+        self.runtime.fan_out(partial(_unmark, control_plane, self.context), found)
+        ours = any(group_resource == NAMESPACES for group_resource, _, _ in found)
+        batches: dict[_Deletion, list[Created]] = {deletion: [] for deletion in _Deletion}
+        for entry in found:
+            batches[_deletion(entry, namespace_is_ours=ours)].append(entry)
+        for deletion in (_Deletion.FIRST, _Deletion.ONE_BY_ONE, _Deletion.NAMESPACE):
+            deleted = self.runtime.fan_out(partial(_delete, control_plane), batches[deletion])
             self.report.deleted += [done for done in deleted if done]
-        if last:
+        if ours:
             _wait_namespace_gone(control_plane, run.namespace, self.runtime.settings.adoption_timeout)
+            self.report.deleted += [
+                f"{gr} {live['metadata']['name']} (with its namespace)"
+                for gr, _, live in batches[_Deletion.WITH_NAMESPACE]
+            ]
 
     def restore_reclaim_policies(self) -> None:
         volumes = list(self.backup.items(PERSISTENT_VOLUMES))
@@ -276,7 +266,35 @@ def _ensure(member: Kube, resource: ApiResource, obj: Obj) -> tuple[Obj, bool]:
         return existing, False
 
 
-def _delete(control_plane: Kube, group_resource: str, resource: ApiResource, live: Obj) -> str | None:
+class _Deletion(Enum):
+    FIRST = "deleted first, with the kind's own grace period"
+    ONE_BY_ONE = "deleted one by one"
+    WITH_NAMESPACE = "deleted by the namespace controller with the namespace"
+    NAMESPACE = "the namespace itself, last"
+
+
+def _deletion(entry: Created, *, namespace_is_ours: bool) -> _Deletion:
+    group_resource, resource, _ = entry
+    if group_resource == NAMESPACES:
+        return _Deletion.NAMESPACE
+    if RULES.for_(group_resource).delete_grace_seconds is not None:
+        return _Deletion.FIRST
+    if namespace_is_ours and resource.namespaced:
+        return _Deletion.WITH_NAMESPACE
+    return _Deletion.ONE_BY_ONE
+
+
+def _unmark(control_plane: Kube, context: Context, entry: Created) -> None:
+    """Take the Kosmos markers off before the delete, so that Kosmos does not delete the member twin."""
+    group_resource, resource, live = entry
+    patch = RULES.for_(group_resource).revert_rebuild(live, context)
+    if patch:
+        metadata = live["metadata"]
+        control_plane.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
+
+
+def _delete(control_plane: Kube, entry: Created) -> str | None:
+    group_resource, resource, live = entry
     metadata = live["metadata"]
     try:
         control_plane.delete(
@@ -368,26 +386,46 @@ def member_differences(
         if not compared:
             continue
         resource = member.discovery.require(group_resource)
-        for found in runtime.fan_out(partial(_differences, member, resource, rule, owner_uids), compared):
-            problems += found
+        live = _live_copies(runtime, member, resource, [obj for obj, _ in compared])
+        for (obj, entry), current in zip(compared, live, strict=True):
+            where = f"{group_resource} {obj['metadata']['name']}"
+            if current is None:
+                problems.append(f"{where} is missing")
+                continue
+            found = _compare(obj, current, owner_uids, recreated=entry.rollback is RollbackAction.RECREATE)
+            problems += [
+                f"{where}: {problem}" for problem in [*found, *rule.rollback_differences(obj, current)]
+            ]
     return problems
 
 
-def _differences(
-    member: Kube,
-    resource: ApiResource,
-    rule: KindRule,
-    owner_uids: dict[str, str],
-    item: tuple[Obj, ObjectPlan],
-) -> list[str]:
-    obj, entry = item
+def _live_copies(runtime: Runtime, kube: Kube, resource: ApiResource, objects: list[Obj]) -> list[Obj | None]:
+    """The live object of each backed-up one (None where it is gone), in order: one paged list of the
+    namespace for a namespaced type (a request per 500 objects rather than one each; this holds one
+    type of one namespace), a GET each for cluster-scoped objects (a few dependencies)."""
+    if resource.namespaced:
+        namespaces = {obj["metadata"].get("namespace", "") for obj in objects}
+        live = {
+            (namespace, item["metadata"]["name"]): item
+            for namespace in namespaces
+            for item in kube.list(resource, namespace)
+        }
+        return [live.get((obj["metadata"].get("namespace", ""), obj["metadata"]["name"])) for obj in objects]
+    return runtime.fan_out(partial(_get_cluster_scoped, kube, resource), objects)
+
+
+def _get_cluster_scoped(kube: Kube, resource: ApiResource, obj: Obj) -> Obj | None:
+    return kube.get(resource, "", obj["metadata"]["name"])
+
+
+def _patch(kube: Kube, resource: ApiResource, item: tuple[Obj, Obj]) -> str:
+    obj, patch = item
     metadata = obj["metadata"]
-    live = member.get(resource, metadata.get("namespace", ""), metadata["name"])
-    where = f"{resource.group_resource} {metadata['name']}"
-    if live is None:
-        return [f"{where} is missing"]
-    found = _compare(obj, live, owner_uids, recreated=entry.rollback is RollbackAction.RECREATE)
-    return [f"{where}: {problem}" for problem in [*found, *rule.rollback_differences(obj, live)]]
+    try:
+        kube.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
+    except NotFound:
+        return f"{resource.group_resource} {metadata['name']} (gone meanwhile)"
+    return f"{resource.group_resource} {metadata['name']}"
 
 
 def _compare(before: Obj, after: Obj, owner_uids: dict[str, str], *, recreated: bool) -> list[str]:
