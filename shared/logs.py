@@ -8,7 +8,7 @@ is handling. Secret values must never reach a log: messages carry references onl
 defence the data of any Secret body that does end up in a message is masked.
 
 `KPROMOTE_LOG_FORMAT` (json, text; unset: text on a terminal) and `KPROMOTE_LOG_LEVEL` choose the rest.
-kopf's "Timer 'report' succeeded." (once a second per policy) is a DEBUG line here, not INFO.
+kopf's "Timer 'report' succeeded." (twice a second per policy) is a DEBUG line here, not INFO.
 
 A worker also keeps each run's own log beside its backup (`RunLog`): every line about one namespace of
 one run, and every write it sent to an API server, in `<backup dir>/<policy>/<namespace>/<run>/run.log`,
@@ -100,7 +100,7 @@ def task_context(name: str, kwargs: Any) -> dict[str, str]:
 
 
 class QuietTimers(logging.Filter):
-    """kopf logs "Timer 'report' succeeded." at INFO every second for every policy: that line becomes
+    """kopf logs "Timer 'report' succeeded." at INFO twice a second for every policy: that line becomes
     DEBUG, shown only when the handler's level lets DEBUG through. Other kopf lines are untouched."""
 
     def __init__(self, level: int) -> None:

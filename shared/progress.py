@@ -141,7 +141,7 @@ class Progress:
             self._write(namespace, self._key("skipped", namespace), entries)
 
     def read(self, namespaces: Sequence[str]) -> list[Reading]:
-        """Every namespace's progress in one round trip: the watcher reads them all once a second, and
+        """Every namespace's progress in one round trip: the watcher reads them all twice a second, and
         five requests per namespace would not keep up with a thousand namespaces."""
         pipe = self.client.pipeline(transaction=False)
         for namespace in namespaces:

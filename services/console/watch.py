@@ -19,8 +19,8 @@ from rich.table import Table
 from services.console.common import FAILED, INTERRUPTED, OK, ConsoleError, get_policy, phase_of
 from shared.kube import Kube
 
-POLL_INTERVAL = 0.5
-"""The watcher writes status at most once a second; polling twice as often shows every write."""
+POLL_INTERVAL = 0.25
+"""The watcher writes status at most every half second; polling twice as often shows every write."""
 WATCHER_HINT_AFTER = 30.0
 """The watcher answers a new policy or a rollback request within seconds; silence this long means it is
 most likely not running, which a person waiting should be told rather than left to guess."""

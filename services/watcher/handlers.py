@@ -34,7 +34,9 @@ from shared.precheck import precheck
 from shared.progress import NamespaceRun, Progress
 from shared.runtime import runtime
 
-STATUS_INTERVAL = 1.0
+STATUS_INTERVAL = 0.5
+"""How often the status is refreshed and rollback requests are answered: a person (and a rollback)
+waits on it, so half a second; the status is patched only when it changed."""
 TERMINAL = {
     NamespacePhase.COMPLETED,
     NamespacePhase.FAILED,
@@ -445,7 +447,8 @@ def _next_attempt(claim: Claim | None, run_id: str) -> Claim | None:
 def report(
     *, name: str, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
 ) -> None:
-    """Once a second: the run's progress into the status (and the watchdog), then any rollback request."""
+    """Every STATUS_INTERVAL: the run's progress into the status (and the watchdog), then any rollback
+    request."""
     if body.metadata.get("deletionTimestamp"):
         return  # cancel() owns a policy being deleted
     current: Mapping[str, Any] = status

@@ -99,7 +99,7 @@ def _wait_hanging(admin: SimAdmin, fault_id: int) -> None:
 
 
 def _wait_phase(installation: Installation, policy: str, namespace: str, phase: str) -> None:
-    """The status is written once a second: wait for it to show `namespace` in `phase`."""
+    """The status is written every half second: wait for it to show `namespace` in `phase`."""
 
     def shown() -> bool:
         namespaces = installation.status(policy).get("namespaces", [])
