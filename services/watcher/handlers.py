@@ -37,6 +37,9 @@ from shared.runtime import runtime
 STATUS_INTERVAL = 0.5
 """How often the status is refreshed and rollback requests are answered: a person (and a rollback)
 waits on it, so half a second; the status is patched only when it changed."""
+LARGE_POLICY = 100
+LARGE_POLICY_INTERVAL = 1.0
+"""A policy of more namespaces than LARGE_POLICY has its status refreshed this often instead."""
 TERMINAL = {
     NamespacePhase.COMPLETED,
     NamespacePhase.FAILED,
@@ -445,18 +448,37 @@ def _next_attempt(claim: Claim | None, run_id: str) -> Claim | None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL)
 def report(
-    *, name: str, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, patch: kopf.Patch, **_: Any
+    *,
+    name: str,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     """Every STATUS_INTERVAL: the run's progress into the status (and the watchdog), then any rollback
     request."""
     if body.metadata.get("deletionTimestamp"):
         return  # cancel() owns a policy being deleted
     current: Mapping[str, Any] = status
-    if status.get("phase") in (PolicyPhase.RUNNING.value, PolicyPhase.ROLLING_BACK.value) and status.get(
-        "runId"
-    ):
+    running = status.get("phase") in (PolicyPhase.RUNNING.value, PolicyPhase.ROLLING_BACK.value)
+    if running and status.get("runId") and _refresh_due(memo, len(status.get("namespaces") or ())):
         current = {**status, **_refresh(name, body, status, patch)}
     _answer_rollback_request(name, body, spec, current, patch)
+
+
+def _refresh_due(memo: kopf.Memo, namespaces: int) -> bool:
+    """Whether this pass refreshes the status: every pass for a policy of up to LARGE_POLICY namespaces,
+    once a LARGE_POLICY_INTERVAL beyond (its status is hundreds of KiB, and rewriting it twice a second
+    cost the API server and the watcher more than the half second saves: 1,000 x 20 ran 97 -> 130 s)."""
+    if namespaces <= LARGE_POLICY:
+        return True
+    now = time.monotonic()
+    if now - memo.get("refreshed", 0.0) < LARGE_POLICY_INTERVAL - STATUS_INTERVAL / 2:
+        return False
+    memo["refreshed"] = now
+    return True
 
 
 def _refresh(name: str, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch) -> dict[str, Any]:
