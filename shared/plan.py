@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -161,18 +160,11 @@ class NamespacePlan:
 
     @classmethod
     def loads(cls, data: bytes) -> NamespacePlan:
-        return _parsed(data)
-
-
-@lru_cache(maxsize=8)
-def _parsed(data: bytes) -> NamespacePlan:
-    """Parsed once per process and content: every rebuild batch of a 10,000-object namespace reads the
-    plan (200 batches), and the plan is frozen, so sharing it is safe."""
-    payload = orjson.loads(data)
-    if payload.get("format") != FORMAT:
-        raise PlanMismatch(f"plan format {payload.get('format')!r} is not {FORMAT}")
-    entries = (ObjectPlan.from_json(entry) for entry in payload["objects"])
-    return NamespacePlan({entry.uid: entry for entry in entries})
+        payload = orjson.loads(data)
+        if payload.get("format") != FORMAT:
+            raise PlanMismatch(f"plan format {payload.get('format')!r} is not {FORMAT}")
+        entries = (ObjectPlan.from_json(entry) for entry in payload["objects"])
+        return cls({entry.uid: entry for entry in entries})
 
 
 def plan_namespace(

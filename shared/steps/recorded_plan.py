@@ -3,6 +3,8 @@ every later step on any worker, so all of them execute the same decisions (`shar
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 
 from shared.backup import PLAN_NAME, BackupDir
@@ -31,8 +33,27 @@ def record(backup: BackupDir, context: Context) -> NamespacePlan:
 def load(backup: BackupDir, context: Context) -> NamespacePlan:
     """The recorded plan; call `backup.require_intact()` first, which vouches for its bytes. A sealed
     backup whose backup step stopped before recording its plan gets it recorded now, exactly as that step
-    would have (the plan depends only on the sealed items): a compensation must not fail for it."""
+    would have (the plan depends only on the sealed items): a compensation must not fail for it.
+
+    Parsed once per process and content, found by the digest the manifest records for it: every rebuild
+    batch of a 10,000-object namespace needs the plan (200 batches, a plan of megabytes), and a plan is
+    frozen, so sharing it is safe. What is cached is keyed by the sha256 of the bytes it was parsed from,
+    so a hit is exactly the content the manifest vouches for."""
+    manifest = backup.manifest()
+    recorded = manifest.files.get(PLAN_NAME) if manifest is not None else None
+    if recorded is not None and (plan := _parsed.get(recorded.sha256)) is not None:
+        return plan
     data = backup.read_derived(PLAN_NAME)
     if data is None:
         return record(backup, context)
-    return NamespacePlan.loads(data)
+    plan = NamespacePlan.loads(data)
+    with _lock:
+        _parsed[hashlib.sha256(data).hexdigest()] = plan
+        while len(_parsed) > _PARSED_KEPT:
+            _parsed.pop(next(iter(_parsed)))
+    return plan
+
+
+_PARSED_KEPT = 8
+_parsed: dict[str, NamespacePlan] = {}
+_lock = threading.Lock()

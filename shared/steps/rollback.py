@@ -129,7 +129,7 @@ class _Rollback:
         for group_resource in self._types():
             if (group_resource == PODS) is not pods:
                 continue
-            objects = list(self._planned(group_resource, RollbackAction.RESTORE))
+            objects = [_slim(obj) for obj in self._planned(group_resource, RollbackAction.RESTORE)]
             if not objects:
                 continue
             resource = self.member.discovery.require(group_resource)
@@ -379,7 +379,7 @@ def member_differences(
             continue
         rule = RULES.for_(group_resource)
         compared = [
-            (obj, entry)
+            (_slim(obj), entry)
             for obj in backup.items(group_resource)
             if (entry := plan.of(obj)).move is not Move.SKIP or rule.checked_when_skipped
         ]
@@ -406,12 +406,20 @@ def _live_copies(runtime: Runtime, kube: Kube, resource: ApiResource, objects: l
     if resource.namespaced:
         namespaces = {obj["metadata"].get("namespace", "") for obj in objects}
         live = {
-            (namespace, item["metadata"]["name"]): item
+            (namespace, item["metadata"]["name"]): _slim(item)
             for namespace in namespaces
             for item in kube.list(resource, namespace)
         }
         return [live.get((obj["metadata"].get("namespace", ""), obj["metadata"]["name"])) for obj in objects]
     return runtime.fan_out(partial(_get_cluster_scoped, kube, resource), objects)
+
+
+def _slim(obj: Obj) -> Obj:
+    """What restoring and comparing read of an object: its metadata without managedFields, and its spec.
+    A type's objects of a whole namespace are held at once, and a ConfigMap's data or a Secret's would
+    make that the namespace's size rather than its count."""
+    metadata = {key: value for key, value in obj["metadata"].items() if key != "managedFields"}
+    return {"metadata": metadata, "spec": obj["spec"]} if "spec" in obj else {"metadata": metadata}
 
 
 def _get_cluster_scoped(kube: Kube, resource: ApiResource, obj: Obj) -> Obj | None:
