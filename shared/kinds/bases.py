@@ -84,6 +84,9 @@ class MarkedCopyRule(KindRule):
     def revert_rebuild(self, live: Obj, ctx: Context) -> Obj | None:
         return remove_markers(live, annotations=[self.marker])
 
+    def unmark_patch(self) -> Obj | None:
+        return {"metadata": {"annotations": {self.marker: None}}}
+
 
 class ClusterOwnedRule(MarkedCopyRule):
     """A kind Kosmos tracks with `kosmos-io/cluster-owners` (docs/control-plane-traps.md#kosmos-markers).

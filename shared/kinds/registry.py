@@ -203,6 +203,12 @@ class KindRule:
         (docs/control-plane-traps.md#kosmos-twin-deletion), or None."""
         return None
 
+    def unmark_patch(self) -> Obj | None:
+        """The same as `revert_rebuild` for a kind whose markers are fixed keys: a merge patch that removes
+        them whatever the live object holds (removing an absent key changes nothing), so the rollback can
+        send it without reading the object first. None when the kind needs the live object."""
+        return None
+
 
 R = TypeVar("R", bound=type[KindRule])
 

@@ -34,7 +34,7 @@ from functools import partial
 from shared.backup import BackupDir
 from shared.claims import Claims, ClaimState
 from shared.errors import NotInTime
-from shared.items import GroupResource, Obj
+from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Context, Move
 from shared.kinds.storage import reclaim_restore_patch
 from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound, NotServed
@@ -196,12 +196,30 @@ class _Rollback:
         the namespace to be gone proves it), so only kinds deleted with a grace period of their own (pods,
         grace 0) and cluster-scoped objects are deleted one by one: a delete per object fewer."""
         control_plane = self.runtime.control_plane
+        namespaces = control_plane.discovery.require(NAMESPACES)
+        ours = _created_by(control_plane.get(namespaces, "", run.namespace), run.run_id)
         found: list[Created] = []
+        cascaded: list[str] = []
         for group_resource in self._types():
             try:
                 resource = control_plane.discovery.require(group_resource)
             except NotServed:
                 continue  # its CRD never reached the control plane: nothing of it to delete
+            rule = RULES.for_(group_resource)
+            unmark = rule.unmark_patch()
+            if ours and resource.namespaced and rule.delete_grace_seconds is None and unmark is not None:
+                # Everything in a namespace this run created is this run's, and goes with it: unmarked
+                # without being read first, and deleted by the namespace controller.
+                refs = [ItemRef.of(group_resource, obj) for obj in self.backup.items(group_resource)]
+                unmarked = self.runtime.fan_out(
+                    partial(_unmark_by_name, control_plane, resource, unmark), refs
+                )
+                cascaded += [
+                    f"{ref.group_resource} {ref.name}"
+                    for ref, there in zip(refs, unmarked, strict=True)
+                    if there
+                ]
+                continue
             shared_kind = not resource.namespaced and group_resource != NAMESPACES
             lookup = partial(_created_in, control_plane, resource, None if shared_kind else run.run_id)
             for live in self.runtime.fan_out(lookup, list(self.backup.items(group_resource))):
@@ -219,7 +237,6 @@ class _Rollback:
                 else:
                     found.append((group_resource, resource, live))
         self.runtime.fan_out(partial(_unmark, control_plane, self.context), found)
-        ours = any(group_resource == NAMESPACES for group_resource, _, _ in found)
         batches: dict[_Deletion, list[Created]] = {deletion: [] for deletion in _Deletion}
         for entry in found:
             batches[_deletion(entry, namespace_is_ours=ours)].append(entry)
@@ -228,10 +245,10 @@ class _Rollback:
             self.report.deleted += [done for done in deleted if done]
         if ours:
             _wait_namespace_gone(control_plane, run.namespace, self.runtime.settings.adoption_timeout)
-            self.report.deleted += [
-                f"{gr} {live['metadata']['name']} (with its namespace)"
-                for gr, _, live in batches[_Deletion.WITH_NAMESPACE]
+            cascaded += [
+                f"{gr} {live['metadata']['name']}" for gr, _, live in batches[_Deletion.WITH_NAMESPACE]
             ]
+            self.report.deleted += [f"{done} (with its namespace)" for done in cascaded]
 
     def restore_reclaim_policies(self) -> None:
         volumes = list(self.backup.items(PERSISTENT_VOLUMES))
@@ -282,6 +299,15 @@ def _deletion(entry: Created, *, namespace_is_ours: bool) -> _Deletion:
     if namespace_is_ours and resource.namespaced:
         return _Deletion.WITH_NAMESPACE
     return _Deletion.ONE_BY_ONE
+
+
+def _unmark_by_name(kube: Kube, resource: ApiResource, patch: Obj, ref: ItemRef) -> bool:
+    """Send `patch` to the object `ref` names; whether it exists."""
+    try:
+        kube.patch(resource, ref.namespace, ref.name, patch)
+    except NotFound:
+        return False
+    return True
 
 
 def _unmark(control_plane: Kube, context: Context, entry: Created) -> None:

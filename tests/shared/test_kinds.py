@@ -1098,3 +1098,22 @@ def test_rebuild_copes_with_explicit_nulls() -> None:
     assert body["spec"]["tolerations"] == [dict(KOSMOS_TOLERATION)]
     assert body["metadata"]["labels"] == {POD_MARKER: "true", SYNCED_LABEL: "true"}
     assert body["metadata"]["annotations"] == OURS
+
+
+@pytest.mark.parametrize(
+    ("group_resource", "marker"),
+    [("configmaps", CLUSTER_OWNERS), ("secrets", CLUSTER_OWNERS), ("services", AUTO_CREATE_MCS)],
+)
+def test_unmark_patch_removes_what_revert_rebuild_removes_without_the_live_object(
+    group_resource: str, marker: str
+) -> None:
+    rule = RULES.for_(group_resource)
+    live = {"metadata": {"name": "x", "annotations": {marker: "member1", "team": "shop"}}}
+    assert (
+        rule.unmark_patch() == rule.revert_rebuild(live, CTX) == {"metadata": {"annotations": {marker: None}}}
+    )
+
+
+def test_kinds_whose_unmarking_needs_the_live_object_have_no_unmark_patch() -> None:
+    assert RULES.for_("persistentvolumes").unmark_patch() is None  # Retain only when it is not already
+    assert RULES.for_("deployments.apps").unmark_patch() is None  # nothing to unmark
