@@ -10,6 +10,7 @@ promote completed and no pod was deleted or re-created.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import subprocess
@@ -125,8 +126,15 @@ def backup_storage(backup_url: str | None, workdir: Path, stack: contextlib.Exit
 @contextlib.contextmanager
 def _local_s3_server() -> Iterator[str]:
     """moto's S3 server on a free port of 127.0.0.1 (its dummy credentials set in this process too)."""
-    from moto.server import ThreadedMotoServer
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise SystemExit(
+            "kpromote demo: an s3:// --backup-url without KPROMOTE_S3_ENDPOINT_URL starts a local S3 server, "
+            "which needs moto (pip install 'moto[server]'); or set KPROMOTE_S3_ENDPOINT_URL to your store"
+        ) from None
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's web server logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     os.environ.update(MOTO_CREDENTIALS)

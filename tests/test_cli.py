@@ -16,6 +16,7 @@ from kubernetes import client, config
 from kubesim.testing import SimAdmin, wait_until
 
 KPROMOTE = [sys.executable, "-m", "services"]
+S3_URL = "s3://demo-backups/kpromote"
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
@@ -116,3 +117,25 @@ def test_demo_promotes_the_seeded_namespace_and_reports_continuity(tmp_path: Pat
     assert "RESTARTED" not in output and output.count("same pod") == int(seeded[1])
     assert (tmp_path / "control-plane.kubeconfig").exists() and (tmp_path / "member1.kubeconfig").exists()
     assert list((tmp_path / "backups" / "promote-shop" / "shop-1").glob("*/backup.tar.gz"))
+
+
+def test_demo_keeps_its_backups_in_s3_it_serves_itself(tmp_path: Path, redis_url: str) -> None:
+    """`demo --backup-url s3://…` with no endpoint named: the demo starts an S3 server of its own, the
+    workers back up into it, and the promote keeps every pod."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KPROMOTE_", "AWS_"))}
+    demo = subprocess.run(
+        [*KPROMOTE, "demo", "--namespaces", "1", "--workdir", str(tmp_path), "--backup-url", S3_URL],
+        env={**env, "COLUMNS": "200", "KPROMOTE_BROKER_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    assert "Promote completed; no pod restarted." in output
+    seeded = re.search(r"Seeded 1 namespace\(s\), (\d+) pods", output)
+    assert seeded and output.count("same pod") == int(seeded[1]) > 0, output
+    assert "werkzeug" not in output, "the demo's own S3 server does not log every request"
+    # The archive went to the store: the local folder holds only the run's log (logs stay on the worker).
+    assert not list((tmp_path / "backups").rglob("backup.tar.gz"))
+    assert list((tmp_path / "backups").rglob("run.log"))
