@@ -22,7 +22,7 @@ import tarfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,13 +230,17 @@ def stored_backup(target: str, store: BackupStore | None) -> BackupDir:
 
 
 def _newest_sealed(store: BackupStore, policy: str, namespace: str) -> str:
-    runs = [run for run in discover_stored(store) if (run.policy, run.namespace) == (policy, namespace)]
+    return _newest_sealed_run(discover_stored(store), policy, namespace, f"in {store.url('')}").run
+
+
+def _newest_sealed_run(found: Iterable[BackupRun], policy: str, namespace: str, where: str) -> BackupRun:
+    """The newest sealed run of one namespace of one policy, saying so when there are older ones."""
+    runs = [run for run in found if (run.policy, run.namespace) == (policy, namespace)]
     sealed = sorted((run for run in runs if run.sealed), key=lambda run: run.date)
     if not sealed:
         what = f"only unsealed runs ({', '.join(run.run for run in runs)})" if runs else "no backup"
         raise ConsoleError(
-            f"{what} of namespace {namespace} of PromotePolicy {policy} in {store.url('')}: "
-            "see kpromote backups list",
+            f"{what} of namespace {namespace} of PromotePolicy {policy} {where}: see kpromote backups list",
             USAGE,
         )
     if len(sealed) > 1:
@@ -246,7 +250,7 @@ def _newest_sealed(store: BackupStore, policy: str, namespace: str) -> str:
             f"{sealed[-1].run} (older: {others})",
             err=True,
         )
-    return sealed[-1].run
+    return sealed[-1]
 
 
 def _iso(epoch: float) -> str:
@@ -301,23 +305,7 @@ def resolve(target: str, directory: Path | None) -> Path:
     if len(names) == 3:
         return base.joinpath(*names)
     policy, namespace = names
-    runs = [run for run in discover(base) if (run.policy, run.namespace) == (policy, namespace)]
-    sealed = sorted((run for run in runs if run.sealed), key=lambda run: run.date)
-    if not sealed:
-        what = f"only unsealed runs ({', '.join(run.run for run in runs)})" if runs else "no backup"
-        raise ConsoleError(
-            f"{what} of namespace {namespace} of PromotePolicy {policy} under {base}: "
-            "see kpromote backups list",
-            USAGE,
-        )
-    if len(sealed) > 1:
-        others = ", ".join(run.run for run in sealed[:-1])
-        typer.echo(
-            f"note: {policy}/{namespace} has {len(sealed)} runs; showing the newest, "
-            f"{sealed[-1].run} (older: {others})",
-            err=True,
-        )
-    return Path(sealed[-1].path)
+    return Path(_newest_sealed_run(discover(base), policy, namespace, f"under {base}").path)
 
 
 @stdout_closable
