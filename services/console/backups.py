@@ -347,7 +347,7 @@ def list_backups(directory: Path | None, output: Format) -> int:
 @stdout_closable
 @guarded
 def verify(target: str, directory: Path | None = None) -> int:
-    """The archive's entries, and in a run directory also the items files, indexes and decisions that steps
+    """The archive's entries, and in a run directory also the items files, indexes and plan that steps
     read, checked against `manifest.json` and its signature (with KPROMOTE_BACKUP_SIGNING_KEY)."""
     store = configured_store(directory)
     if store is not None or is_remote(target):

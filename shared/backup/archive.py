@@ -17,7 +17,7 @@ What grows with the number of objects is the manifest (about 0.4 KB per item), w
 whole, and during verification a digest per entry.
 
 Steps read the items files, not the archive, so `manifest.json` also records the sha256 and size of every
-file a step reads (`files`: the items files, their indexes, and the decisions added after the seal by
+file a step reads (`files`: the items files, their indexes, and the plan added after the seal by
 `write_derived`), and is signed when `KPROMOTE_BACKUP_SIGNING_KEY` is set (`integrity.py`).
 `require_intact` checks all of it (`verify.py`) before a step trusts the backup.
 

@@ -2,7 +2,7 @@
 
 A backup is written on one shared volume, and at-least-once delivery can run the same backup task twice at
 once on different machines, while a crash or a power cut can stop either at any byte. So every file of a
-backup (parts, items files, the archive, the manifest, the decisions) is written through `atomic_file`:
+backup (parts, items files, the archive, the manifest, the plan) is written through `atomic_file`:
 readers see the previous version or the new one, never a mixture and never half a file.
 """
 
@@ -19,7 +19,7 @@ from shared.backup.integrity import BUFFER
 
 
 def write_atomically(final: Path, data: bytes) -> None:
-    """Small files beside a backup (the decisions): whole and durable, or the previous version, even
+    """Small files beside a backup (the plan): whole and durable, or the previous version, even
     when two threads of one worker write the same file at once."""
     with atomic_file(final) as out:
         out.write(data)

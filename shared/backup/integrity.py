@@ -1,7 +1,7 @@
 """What makes a sealed backup tamper-evident: file digests (cached per file version) and the manifest's
 HMAC signature.
 
-Rollback and rebuild act on the files beside the archive (the items files, their indexes, the decisions),
+Rollback and rebuild act on the files beside the archive (the items files, their indexes, the plan),
 not on the archive itself, because a rebuild batch seeks straight to its lines. So the seal records the
 sha256 and size of each of those files in `manifest.json`, and the manifest names the archive's digest;
 signing the manifest with a key the backup volume does not hold then covers every byte a step reads.

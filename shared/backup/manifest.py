@@ -61,7 +61,7 @@ class Manifest(BaseModel):
     sha256: str | None = None
     files: dict[str, FileDigest] = Field(default_factory=dict)
     """Like `sha256`, only in `manifest.json`: each file beside the archive that steps read, by path in
-    the run directory (`items/<gr>.jsonl`, `items/<gr>.idx`, `decisions.json`)."""
+    the run directory (`items/<gr>.jsonl`, `items/<gr>.idx`, `plan.json`)."""
 
 
 class Coverage(BaseModel):

@@ -2,7 +2,7 @@
 
 `verify_archive` re-reads the archive entry by entry against its own manifest and against `manifest.json`
 beside it: the full check, for `kpromote backups verify` and before a seal is reused. `seal_problems`
-checks what steps actually read, the items files, their indexes and the decisions, against the digests
+checks what steps actually read, the items files, their indexes and the plan, against the digests
 `manifest.json` records for them, and that manifest's signature: the check before each rollback and each
 rebuild batch, cached per file version so that a repeated call costs a stat per file.
 """

@@ -53,17 +53,17 @@ def replicaset(name: str) -> dict[str, Any]:
 
 
 def make(root: Path, key: SecretStr | None = KEY) -> BackupDir:
-    """A sealed backup with its decisions, as the backup step leaves it."""
+    """A sealed backup with its plan, as the backup step leaves it."""
     backup = BackupDir(root, signing_key=key)
     backup.write_part("deployments.apps", [deployment("web"), deployment("api")])
     backup.write_part("replicasets.apps", [replicaset("web-5d9c"), replicaset("api-7f4b")])
     backup.write_part("configmaps", [])
     backup.seal(LABELS)
-    backup.write_derived(PLAN_NAME, decisions())
+    backup.write_derived(PLAN_NAME, plan_file())
     return backup
 
 
-def decisions(move: str = "promote") -> bytes:
+def plan_file(move: str = "promote") -> bytes:
     uids = ["uid-api", "uid-api-7f4b", "uid-web", "uid-web-5d9c"]
     return orjson.dumps({uid: {"move": move, "reason": ""} for uid in uids})
 
@@ -141,7 +141,7 @@ def test_an_edited_index_is_refused_naming_it(backup: BackupDir) -> None:
     refused(backup, "changed items/deployments.apps.idx")
 
 
-def test_edited_or_lost_decisions_are_refused_naming_the_file(backup: BackupDir) -> None:
+def test_an_edited_or_lost_plan_is_refused_naming_the_file(backup: BackupDir) -> None:
     path = backup.root / PLAN_NAME
     edit(path, b'"promote"', b'"stay"')
     refused(backup, f"changed {PLAN_NAME}")
@@ -156,12 +156,12 @@ def test_a_missing_items_file_or_manifest_is_refused_naming_it(backup: BackupDir
     refused(backup, "missing manifest.json")
 
 
-def test_decisions_written_beside_the_seal_without_write_derived_are_refused(root: Path) -> None:
+def test_a_plan_written_beside_the_seal_without_write_derived_is_refused(root: Path) -> None:
     backup = BackupDir(root, signing_key=KEY)
     backup.write_part("deployments.apps", [deployment("web")])
     backup.seal(LABELS)
     backup.require_intact()
-    write_atomically(backup.root / PLAN_NAME, decisions())
+    write_atomically(backup.root / PLAN_NAME, plan_file())
     refused(backup, f"uncovered {PLAN_NAME}")
 
 
@@ -235,7 +235,7 @@ def test_a_re_seal_restores_edited_items_from_the_parts_instead_of_covering_them
     edit(backup.root / DEPLOYMENTS, IMAGE, EVIL)
     backup.seal(LABELS)
     assert EVIL not in (backup.root / DEPLOYMENTS).read_bytes()
-    backup.write_derived(PLAN_NAME, decisions())  # what the backup step does after sealing
+    backup.write_derived(PLAN_NAME, plan_file())  # what the backup step does after sealing
     assert backup.manifest_path.read_bytes() == sealed_manifest
     backup.require_intact()
 
@@ -244,13 +244,13 @@ def test_write_derived_is_idempotent_restores_a_lost_file_and_refuses_other_cont
     backup: BackupDir,
 ) -> None:
     manifest = backup.manifest_path.read_bytes()
-    backup.write_derived(PLAN_NAME, decisions())
+    backup.write_derived(PLAN_NAME, plan_file())
     (backup.root / PLAN_NAME).unlink()
-    backup.write_derived(PLAN_NAME, decisions())
+    backup.write_derived(PLAN_NAME, plan_file())
     assert backup.manifest_path.read_bytes() == manifest
     backup.require_intact()
     with pytest.raises(BackupError, match="sealed with other content"):
-        backup.write_derived(PLAN_NAME, decisions("stay"))
+        backup.write_derived(PLAN_NAME, plan_file("stay"))
     with pytest.raises(ValueError, match="not a derived file"):
         backup.write_derived("state.json", b"{}")
     backup.require_intact()
@@ -261,7 +261,7 @@ def test_write_derived_does_not_re_sign_an_edited_manifest(backup: BackupDir) ->
     rehash_manifest(backup, DEPLOYMENTS, keep_signature=False)
     (backup.root / PLAN_NAME).unlink()
     with pytest.raises(BackupTampered, match="unsigned backup refused"):
-        backup.write_derived(PLAN_NAME, decisions())
+        backup.write_derived(PLAN_NAME, plan_file())
     assert not (backup.root / PLAN_NAME).exists()
 
 
