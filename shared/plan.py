@@ -131,8 +131,8 @@ class NamespacePlan:
         """What stays in the member or is skipped, with the reason: what progress reports as skipped."""
         return [(entry.ref, entry.reason) for entry in self.entries() if not entry.promoted]
 
-    def detached(self, group_resource: str, action: DetachKind) -> list[ObjectPlan]:
-        """The objects of one type that detach acts on with `action`."""
+    def detached(self, group_resource: str | None, action: DetachKind) -> list[ObjectPlan]:
+        """The objects (of one type, or all) that detach acts on with `action`."""
         return [e for e in self.promoted(group_resource) if e.detach is not None and e.detach.kind is action]
 
     def detach_actions(self) -> Counter[DetachKind]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from functools import partial
 
 from shared.errors import NotInTime, NotSealed
-from shared.items import GroupResource, Obj
+from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, DetachKind
 from shared.kinds.storage import retain_patch
 from shared.kube import ApiResource, Kube, NotFound
@@ -69,26 +69,25 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
 def _mark(runtime: Runtime, member: Kube, plan: NamespacePlan) -> dict[str, int]:
     """Patch every object the plan marks, type by type, pods last: from that moment Kosmos treats the pods
     as its own, so everything they refer to is already marked."""
-    by_type: dict[str, list[tuple[str, str, Obj]]] = {}
-    for entry in plan.promoted():
-        if entry.detach is not None and entry.detach.kind is DetachKind.MARK and entry.detach.patch:
-            by_type.setdefault(entry.ref.group_resource, []).append(
-                (entry.ref.namespace, entry.ref.name, entry.detach.patch)
-            )
+    by_type: dict[str, list[tuple[ItemRef, Obj]]] = {}
+    for entry in plan.detached(None, DetachKind.MARK):
+        if entry.detach is not None and entry.detach.patch:  # a MARK step always carries its patch
+            by_type.setdefault(entry.ref.group_resource, []).append((entry.ref, entry.detach.patch))
     marked = {}
     for group_resource in sorted(by_type, key=lambda gr: (gr == "pods", gr)):
-        resource = member.discovery.require(group_resource)
-
-        def apply(item: tuple[str, str, Obj], resource: ApiResource = resource) -> int:
-            namespace, name, patch = item
-            try:
-                member.patch(resource, namespace, name, patch)
-            except NotFound:
-                return 0
-            return 1
-
+        apply = partial(_apply_mark, member, member.discovery.require(group_resource))
         marked[group_resource] = sum(runtime.fan_out(apply, by_type[group_resource]))
     return marked
+
+
+def _apply_mark(member: Kube, resource: ApiResource, item: tuple[ItemRef, Obj]) -> int:
+    """1 when marked, 0 when the object is gone."""
+    ref, patch = item
+    try:
+        member.patch(resource, ref.namespace, ref.name, patch)
+    except NotFound:
+        return 0
+    return 1
 
 
 def _retain_volumes(runtime: Runtime, member: Kube, volumes: Iterable[Obj]) -> int:

@@ -49,6 +49,7 @@ CRDS = GroupResource("customresourcedefinitions.apiextensions.k8s.io")
 NAMESPACES = GroupResource("namespaces")
 PODS = GroupResource("pods")
 PERSISTENT_VOLUMES = GroupResource("persistentvolumes")
+RECLAIM_POLICY = "persistentVolumeReclaimPolicy"
 Created = tuple[str, ApiResource, Obj]
 """A control-plane object this run created: (group-resource, its type, the live object)."""
 
@@ -141,7 +142,8 @@ class _Rollback:
                 if current is not None
                 and (patch := rule.revert_detach(obj, current, self.context, owner_uids))
             ]
-            self.report.reverted += self.runtime.fan_out(partial(_patch, self.member, resource), patches)
+            patched = self.runtime.fan_out(partial(_patch, self.member, resource), patches)
+            self.report.reverted += [done for done in patched if done]
 
     def recreate_owners(self) -> dict[str, str]:
         """Re-create the owners detach deleted, bottom-up, and return backed-up owner UID -> the UID of that
@@ -251,21 +253,29 @@ class _Rollback:
             self.report.deleted += [f"{done} (with its namespace)" for done in cascaded]
 
     def restore_reclaim_policies(self) -> None:
+        """Last: the member PVs get their backed-up reclaim policy back, once nothing can propagate a
+        delete."""
         volumes = list(self.backup.items(PERSISTENT_VOLUMES))
         if not volumes:
             return
         resource = self.member.discovery.require(PERSISTENT_VOLUMES)
+        live = _live_copies(self.runtime, self.member, resource, volumes)
+        patches = [
+            (volume, reclaim_restore_patch(_reclaim_policy(volume)))
+            for volume, current in zip(volumes, live, strict=True)
+            if current is not None and current["spec"].get(RECLAIM_POLICY) != _reclaim_policy(volume)
+        ]
+        patched = self.runtime.fan_out(partial(_patch, self.member, resource), patches)
+        self.report.reverted += [
+            f"{done} reclaim policy {_reclaim_policy(volume)}"
+            for done, (volume, _) in zip(patched, patches, strict=True)
+            if done
+        ]
 
-        def restore(volume: Obj) -> str | None:
-            name = volume["metadata"]["name"]
-            original = volume["spec"].get("persistentVolumeReclaimPolicy", "Retain")
-            live = self.member.get(resource, "", name)
-            if live is None or live["spec"].get("persistentVolumeReclaimPolicy") == original:
-                return None
-            self.member.patch(resource, "", name, reclaim_restore_patch(original))
-            return f"persistentvolumes {name} reclaim policy {original}"
 
-        self.report.reverted += [done for done in self.runtime.fan_out(restore, volumes) if done]
+def _reclaim_policy(volume: Obj) -> str:
+    """A backed-up PV's reclaim policy (Retain when the member left it unset)."""
+    return str(volume["spec"].get(RECLAIM_POLICY, "Retain"))
 
 
 def _ensure(member: Kube, resource: ApiResource, obj: Obj) -> tuple[Obj, bool]:
@@ -452,13 +462,14 @@ def _get_cluster_scoped(kube: Kube, resource: ApiResource, obj: Obj) -> Obj | No
     return kube.get(resource, "", obj["metadata"]["name"])
 
 
-def _patch(kube: Kube, resource: ApiResource, item: tuple[Obj, Obj]) -> str:
+def _patch(kube: Kube, resource: ApiResource, item: tuple[Obj, Obj]) -> str | None:
+    """Send the patch; what was patched, or None when the object went meanwhile (nothing to restore)."""
     obj, patch = item
     metadata = obj["metadata"]
     try:
         kube.patch(resource, metadata.get("namespace", ""), metadata["name"], patch)
     except NotFound:
-        return f"{resource.group_resource} {metadata['name']} (gone meanwhile)"
+        return None
     return f"{resource.group_resource} {metadata['name']}"
 
 
