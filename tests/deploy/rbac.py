@@ -16,23 +16,18 @@ PolicyRule whole: PolicyRule has no merge key).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.deploy.support import DEPLOY, by_kind, kustomization
+from tests.deploy.support import OVERLAYS, by_kind, kustomization
 
 NAMESPACE = "kosmos-promote"
 """Where kustomize puts every namespaced object of the installation (deploy/kustomization.yaml)."""
-OVERLAYS = DEPLOY / "overlays"
 RESTRICTED = OVERLAYS / "restricted"
 
 
@@ -145,28 +140,3 @@ def permissions(account: str, overlay: Path | None = None) -> Permissions:
             source = f"{kind} {binding['metadata']['name']} -> {ref['kind']} {ref['name']}"
             grants.append(Grant(tuple(role["rules"]), scope, source))
     return Permissions(account, tuple(grants))
-
-
-def build_with_restricted(workdir: Path, why_skipped: str) -> list[dict[str, Any]]:
-    """Every object of the base with the restricted Component, as `kubectl kustomize` builds them from a
-    user's own kustomization beside `workdir` (kustomize refuses a Component inside its own base);
-    skips the test with `why_skipped` where kubectl is not installed."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip(why_skipped)
-    user = workdir / "my-installation"
-    user.mkdir()
-    (user / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, user)],
-                "components": [os.path.relpath(RESTRICTED, user)],
-            }
-        )
-    )
-    built = subprocess.run(
-        [kubectl, "kustomize", str(user)], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(built) if doc]

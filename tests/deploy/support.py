@@ -7,13 +7,17 @@ what `kubectl apply` and `docker compose` would be given.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,3 +244,28 @@ def iter_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from iter_strings(item)
+
+
+def build_with_component(component: Path, workdir: Path, why_skipped: str) -> list[dict[str, Any]]:
+    """Every object of the base with `component`, as `kubectl kustomize` builds them from a user's own
+    kustomization in `workdir` (kustomize refuses a Component inside its own base); skips the test with
+    `why_skipped` where kubectl is not installed."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip(why_skipped)
+    user = workdir / "my-installation"
+    user.mkdir()
+    (user / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY, user)],
+                "components": [os.path.relpath(component, user)],
+            }
+        )
+    )
+    built = subprocess.run(
+        [kubectl, "kustomize", str(user)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(built) if doc]

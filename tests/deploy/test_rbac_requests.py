@@ -16,13 +16,12 @@ from tests.deploy.rbac import (
     NAMESPACE,
     RESTRICTED,
     Request,
-    build_with_restricted,
     overlay_patches,
     permissions,
     rule_allows,
 )
 from tests.deploy.rbac_requests import APP, COMPONENTS, INSTALL, PROMOTED, REFUSED, ROWS, Row, rows_of
-from tests.deploy.support import DEPLOY, by_component, by_kind, pod_spec
+from tests.deploy.support import DEPLOY, build_with_component, by_component, by_kind, pod_spec
 
 
 def _account(component: str) -> str:
@@ -223,8 +222,10 @@ def test_a_role_binding_grants_in_its_namespace_only() -> None:
 
 
 def test_kustomize_applies_the_restricted_component_to_the_base(tmp_path: Path) -> None:
-    built = build_with_restricted(
-        tmp_path, "kubectl (its built-in kustomize) is not installed; the rule tests above still ran"
+    built = build_with_component(
+        RESTRICTED,
+        tmp_path,
+        "kubectl (its built-in kustomize) is not installed; the rule tests above still ran",
     )
     objects = {(o["kind"], o["metadata"]["name"]): o for o in built}
     patches = {(p["kind"], p["metadata"]["name"]): p for p in overlay_patches(RESTRICTED)}

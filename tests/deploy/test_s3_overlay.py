@@ -5,17 +5,13 @@ the processes accept."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.settings import Settings
-from tests.deploy.support import DEPLOY, OVERLAYS
+from tests.deploy.support import OVERLAYS, build_with_component
 
 S3 = OVERLAYS / "s3"
 WORKERS = {f"kosmos-promote-{queue}-worker" for queue in ("backup", "detach", "rebuild", "rollback")}
@@ -23,24 +19,9 @@ WORKERS = {f"kosmos-promote-{queue}-worker" for queue in ("backup", "detach", "r
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (its built-in kustomize) is not installed")
-    user = tmp_path_factory.mktemp("my-installation")
-    (user / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, user)],
-                "components": [os.path.relpath(S3, user)],
-            }
-        )
+    return build_with_component(
+        S3, tmp_path_factory.mktemp("s3"), "kubectl (its built-in kustomize) is not installed"
     )
-    output = subprocess.run(
-        [kubectl, "kustomize", str(user)], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
 
 
 def named(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:

@@ -41,9 +41,9 @@ from kubesim.seed import seed_cluster_scoped, seed_namespace
 from kubesim.serve import start_pair
 from kubesim.testing import SimAdmin, api_client, service_account_token, wait_until
 from services.install import install
-from tests.deploy.rbac import Request, build_with_restricted
+from tests.deploy.rbac import RESTRICTED, Request
 from tests.deploy.rbac_requests import APP, COMPONENTS, EVENTS_OF_CLUSTER_OBJECTS, INSTALL, REFUSED, ROWS
-from tests.deploy.support import DEPLOY
+from tests.deploy.support import DEPLOY, build_with_component
 from tests.pipeline.conftest import Installation, _served, _spawn, _wait_for_workers
 from tests.pipeline.snapshots import diff, snapshot
 
@@ -87,8 +87,10 @@ def _base_rbac() -> list[dict[str, Any]]:
 def _restricted_rbac(workdir: Path) -> list[dict[str, Any]]:
     """Every RBAC object of the base with the restricted Component, as `kubectl kustomize` builds it from
     a user's own kustomization, plus the rule for the seed's custom resource group that a user adds."""
-    built = build_with_restricted(
-        workdir, "kubectl (its built-in kustomize) is not installed: the restricted overlay is not built"
+    built = build_with_component(
+        RESTRICTED,
+        workdir,
+        "kubectl (its built-in kustomize) is not installed: the restricted overlay is not built",
     )
     objects = [doc for doc in built if doc["kind"] in RBAC_KINDS]
     for obj in objects:
