@@ -17,7 +17,7 @@ def group_resource(plural: str, group: str) -> GroupResource:
     return GroupResource(f"{plural}.{group}" if group else plural)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ItemRef:
     group_resource: GroupResource
     namespace: str

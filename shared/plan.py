@@ -48,7 +48,7 @@ _ROLLBACK_OF = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectPlan:
     """What every step does with one backed-up object."""
 
@@ -89,16 +89,23 @@ class ObjectPlan:
         return entry
 
     @classmethod
-    def from_json(cls, entry: Mapping[str, Any]) -> ObjectPlan:
+    def from_json(cls, entry: Mapping[str, Any], steps: dict[bytes, DetachStep]) -> ObjectPlan:
+        """`steps` shares equal detach steps between the entries of one plan: every object of a kind
+        has the same one, so a 10,000-object plan holds a handful of patches, not 10,000."""
         detach = entry.get("detach")
+        step = None
+        if detach:
+            key = orjson.dumps(detach, option=orjson.OPT_SORT_KEYS)
+            step = steps.get(key)
+            if step is None:
+                step = DetachStep(DetachKind(detach["action"]), detach.get("patch"), detach["why"])
+                steps[key] = step
         return cls(
             ref=ItemRef(GroupResource(entry["resource"]), entry["namespace"], entry["name"]),
             uid=entry["uid"],
             move=Move(entry["move"]),
             reason=entry.get("reason", ""),
-            detach=DetachStep(DetachKind(detach["action"]), detach.get("patch"), detach["why"])
-            if detach
-            else None,
+            detach=step,
             tier=entry.get("tier", ""),
         )
 
@@ -163,7 +170,8 @@ class NamespacePlan:
         payload = orjson.loads(data)
         if payload.get("format") != FORMAT:
             raise PlanMismatch(f"plan format {payload.get('format')!r} is not {FORMAT}")
-        entries = (ObjectPlan.from_json(entry) for entry in payload["objects"])
+        steps: dict[bytes, DetachStep] = {}
+        entries = (ObjectPlan.from_json(entry, steps) for entry in payload["objects"])
         return cls({entry.uid: entry for entry in entries})
 
 

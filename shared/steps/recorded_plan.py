@@ -36,24 +36,31 @@ def load(backup: BackupDir, context: Context) -> NamespacePlan:
     would have (the plan depends only on the sealed items): a compensation must not fail for it.
 
     Parsed once per process and content, found by the digest the manifest records for it: every rebuild
-    batch of a 10,000-object namespace needs the plan (200 batches, a plan of megabytes), and a plan is
-    frozen, so sharing it is safe. What is cached is keyed by the sha256 of the bytes it was parsed from,
-    so a hit is exactly the content the manifest vouches for."""
+    batch of a 10,000-object namespace needs the plan (200 batches, a plan of megabytes), every step of
+    every namespace in flight on this worker needs its own (parsing them again was a fifth of a worker's
+    CPU with 20 namespaces), and a plan is frozen, so sharing it is safe. What is cached is keyed by the
+    sha256 of the bytes it was parsed from, so a hit is exactly the content the manifest vouches for.
+    The cache holds plans of up to `_ENTRIES_KEPT` objects in all (about 0.5 KiB each), dropping the
+    least recently used first."""
     manifest = backup.manifest()
     recorded = manifest.files.get(PLAN_NAME) if manifest is not None else None
-    if recorded is not None and (plan := _parsed.get(recorded.sha256)) is not None:
-        return plan
+    if recorded is not None:
+        with _lock:
+            plan = _parsed.pop(recorded.sha256, None)
+            if plan is not None:
+                _parsed[recorded.sha256] = plan  # most recently used last
+                return plan
     data = backup.read_derived(PLAN_NAME)
     if data is None:
         return record(backup, context)
     plan = NamespacePlan.loads(data)
     with _lock:
         _parsed[hashlib.sha256(data).hexdigest()] = plan
-        while len(_parsed) > _PARSED_KEPT:
+        while len(_parsed) > 1 and sum(len(kept.objects) for kept in _parsed.values()) > _ENTRIES_KEPT:
             _parsed.pop(next(iter(_parsed)))
     return plan
 
 
-_PARSED_KEPT = 8
+_ENTRIES_KEPT = 50_000
 _parsed: dict[str, NamespacePlan] = {}
 _lock = threading.Lock()

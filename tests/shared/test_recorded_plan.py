@@ -19,9 +19,9 @@ KEY = SecretStr("k3y-for-tests-" + "0123456789abcdef" * 2)
 CTX = Context(cluster="member1", policy="p1", run="run-1")
 
 
-def sealed(root: Path) -> BackupDir:
+def sealed(root: Path, app: str = "web") -> BackupDir:
     backup = BackupDir(root, signing_key=KEY)
-    web = b.deployment()
+    web = b.deployment(app)
     backup.write_part("deployments.apps", [web])
     backup.write_part(
         "replicasets.apps", [b.replicaset(owners=[b.owner("Deployment", "web", web["metadata"]["uid"])])]
@@ -66,3 +66,31 @@ def test_an_unsealed_backup_has_no_plan(tmp_path: Path) -> None:
     backup.write_part("pods", [b.pod()])
     with pytest.raises(NotSealed):
         recorded_plan.record(backup, CTX)
+
+
+def test_plans_are_parsed_once_per_process_and_the_least_recently_used_goes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorded_plan, "_parsed", {})
+    monkeypatch.setattr(recorded_plan, "_ENTRIES_KEPT", 6)  # two plans of three objects
+    first, second, third = (sealed(tmp_path / app, app) for app in ("web", "api", "shop"))
+    for backup in (first, second, third):
+        recorded_plan.record(backup, CTX)
+    parsed_first = recorded_plan.load(first, CTX)
+    assert recorded_plan.load(first, CTX) is parsed_first
+    parsed_second = recorded_plan.load(second, CTX)
+    assert recorded_plan.load(first, CTX) is parsed_first  # now the most recently used
+    recorded_plan.load(third, CTX)
+    assert recorded_plan.load(first, CTX) is parsed_first
+    assert recorded_plan.load(second, CTX) is not parsed_second
+    assert recorded_plan.load(second, CTX) == parsed_second
+
+
+def test_the_objects_of_a_kind_share_one_parsed_detach_step(tmp_path: Path) -> None:
+    backup = BackupDir(tmp_path / "run", signing_key=KEY)
+    backup.write_part("configmaps", [b.configmap(f"settings-{index}") for index in range(3)])
+    backup.seal({"policy": "p1", "namespace": "app", "run": "run-1", "cluster": "member1"})
+    recorded_plan.record(backup, CTX)
+    plan = recorded_plan.load(backup, CTX)
+    steps = {id(entry.detach) for entry in plan.entries("configmaps")}
+    assert len(steps) == 1
