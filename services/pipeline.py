@@ -9,9 +9,10 @@ it. Not with `Task.replace`: it raises an exception whose traceback Celery copie
 measured at 15 % of a worker's CPU on small namespaces (bench/promote.py --profile). `rebuild.start`
 creates the leading small tiers (a namespace, its accounts…) itself rather than publishing a
 `rebuild.tiers` task for them: one task hop less for every namespace, and for a small one that is all
-its tiers. Signatures are made by task name, so this module needs no worker code; every task carries
-references only, as keyword arguments (policy, namespace, run, cluster, attempt), which is also what
-Flower shows, under a shadow name that says which step of which policy/namespace a message is (`shadow_name`).
+its tiers, so it verifies too (`rebuild.verify` is the canvas's last task only when there is a canvas).
+Signatures are made by task name, so this module needs no worker code; every task carries references
+only, as keyword arguments (policy, namespace, run, cluster, attempt), which is also what Flower shows,
+under a shadow name that says which step of which policy/namespace a message is (`shadow_name`).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def test_each_out_of_range_value_is_one_line_naming_the_variable(
 def test_good_values_and_the_defaults_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("KPROMOTE_")]:
         monkeypatch.delenv(name)
-    assert Settings().rebuild_batch_size == 50
+    assert Settings().rebuild_batch_size == 250
     for variable, value in {
         "KPROMOTE_REBUILD_BATCH_SIZE": "1",
         "KPROMOTE_API_QPS": "0",
