@@ -26,7 +26,9 @@ def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
 def record(backup: BackupDir, context: Context) -> NamespacePlan:
     """Plan over the sealed items and record the plan (idempotent: the same items give the same bytes)."""
     plan = plan_namespace(_all_items(backup), context)
-    backup.write_derived(PLAN_NAME, plan.dumps())
+    data = plan.dumps()
+    backup.write_derived(PLAN_NAME, data)
+    _keep(data, plan)  # the next step of this namespace often runs in this process
     return plan
 
 
@@ -54,11 +56,15 @@ def load(backup: BackupDir, context: Context) -> NamespacePlan:
     if data is None:
         return record(backup, context)
     plan = NamespacePlan.loads(data)
+    _keep(data, plan)
+    return plan
+
+
+def _keep(data: bytes, plan: NamespacePlan) -> None:
     with _lock:
         _parsed[hashlib.sha256(data).hexdigest()] = plan
         while len(_parsed) > 1 and sum(len(kept.objects) for kept in _parsed.values()) > _ENTRIES_KEPT:
             _parsed.pop(next(iter(_parsed)))
-    return plan
 
 
 _ENTRIES_KEPT = 50_000
