@@ -3,7 +3,7 @@
 Loading the app rather than passing a bare broker URL gives Flower the same broker, key prefix and
 transport options as the workers, so it sees their events and reads queue lengths under the same keys.
 A task shows under its shadow name, step then policy/namespace (`backup.run promote-shop/shop-1`,
-`rebuild.batch promote-shop/shop-1 pods[0:50]`; services/pipeline.py), with its references as keyword
+`rebuild.batch promote-shop/shop-1 pods[0:250]`; services/pipeline.py), with its references as keyword
 arguments (policy, namespace, run_id, cluster, attempt, …); `TASKS_COLUMNS` puts both on the tasks page,
 so a namespace's whole run can be followed by searching `kwargs:namespace=NAME`.
 

@@ -28,7 +28,7 @@ from shared.steps.rebuild import TierPlan, stages
 def shadow_name(queue: str, step: str, run: NamespaceRun, **extra: object) -> str:
     """What Flower's Name column and the worker's "received/succeeded" lines call a message: its step, the
     policy/namespace it works for, then what part of the step it is (`rebuild.batch promote-shop/shop-1
-    pods[0:50]`). Celery's `shadow` changes that displayed name only: the message keeps its task name,
+    pods[0:250]`). Celery's `shadow` changes that displayed name only: the message keeps its task name,
     which routes it to its queue and picks the registered task."""
     name = f"{queue}.{step} {run.policy}/{run.namespace}"
     offset, limit, names = extra.get("offset"), extra.get("limit"), extra.get("names")

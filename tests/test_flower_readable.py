@@ -106,7 +106,7 @@ def test_a_shadowed_message_routes_to_its_queue_and_runs_the_task_of_its_name(re
     app = create_app(redis_url, key_prefix=f"shadow-{uuid.uuid4().hex[:8]}:")
     ran: list[tuple[str, str | None, str]] = []
 
-    @app.task(name="kosmos_promote.detach.probe", base=Task, bind=True, shared=False)
+    @app.task(name="kosmos_promote.detach.probe", base=Task, bind=True, shared=False, ignore_result=False)
     def probe(self: Task, policy: str, namespace: str, run_id: str, cluster: str, attempt: int) -> str:
         ran.append((self.name, self.request.shadow, self.request.delivery_info["routing_key"]))
         return f"{policy}/{namespace}"
