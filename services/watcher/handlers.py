@@ -295,22 +295,37 @@ def _run_of(name: str, namespace: str, status: Mapping[str, Any], claim: Claim |
     return NamespaceRun(name, namespace, status["runId"], status["clusterName"], attempt)
 
 
+def rollback_due(phase: NamespacePhase) -> bool:
+    """Whether a rollback request sends a namespace, its progress in this phase, a rollback message: not
+    when one is queued, running (`Compensating`, written before the message goes) or done. kopf may call
+    the timer again with the policy as it was before the request was answered (its watch lags a busy API
+    server), and two rollbacks of one namespace at once collide: one stops at the other's deletions and
+    retries seconds later. A lost message is the watchdog's to resume; a FailedRollback is retried."""
+    return phase not in (NamespacePhase.COMPENSATING, NamespacePhase.ROLLED_BACK)
+
+
 def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch) -> None:
     """Each claim of the run moves to "rolling back" before its message goes out: the message acts only
     because the claim says so, and a stale one of an earlier request finds nothing to do."""
     _reset_rollback(patch, "true")
     rt = runtime()
-    pending = [
+    progress = Progress(rt.redis, name, status["runId"])
+    listed = [
         ns["name"] for ns in status.get("namespaces", []) if ns.get("phase") != NamespacePhase.ROLLED_BACK
     ]
+    readings = progress.read(listed)
+    pending = [ns for ns, reading in zip(listed, readings, strict=True) if rollback_due(reading.status.phase)]
+    if listed and not pending:
+        return  # answered already: this pass saw the policy as it was before
     for namespace in pending:
         claim = rt.claims.roll_back(
             status["clusterName"], namespace, status["runId"], ClaimState.PROMOTING, ClaimState.COMPLETED
         )
         run = _run_of(name, namespace, status, claim)
         if claim is None:
-            rt.progress(run).phase(namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
+            progress.phase(namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
         else:
+            progress.phase(namespace, NamespacePhase.COMPENSATING, "rolling back", "rollback requested")
             rollback_namespace(app, run)
     message = f"rolling back {len(pending)} namespace(s) on request"
     patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "completionTime": None, "message": message})
