@@ -315,8 +315,6 @@ def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch
     ]
     readings = progress.read(listed)
     pending = [ns for ns, reading in zip(listed, readings, strict=True) if rollback_due(reading.status.phase)]
-    if listed and not pending:
-        return  # answered already: this pass saw the policy as it was before
     for namespace in pending:
         claim = rt.claims.roll_back(
             status["clusterName"], namespace, status["runId"], ClaimState.PROMOTING, ClaimState.COMPLETED
@@ -327,10 +325,14 @@ def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch
         else:
             progress.phase(namespace, NamespacePhase.COMPENSATING, "rolling back", "rollback requested")
             rollback_namespace(app, run)
-    message = f"rolling back {len(pending)} namespace(s) on request"
+    # Written even when every namespace was under way already (a pass that saw the policy before this
+    # request was answered, or one after a watcher that stopped before its status was written): the
+    # status then says rolling back, so its passes watch these namespaces and resume any that stall.
+    message = f"rolling back {len(listed)} namespace(s) on request"
     patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "completionTime": None, "message": message})
     _condition(status, patch, "Completed", False, "RollingBack", message, body.metadata.get("generation"))
-    kopf.event(body, type="Normal", reason="RollbackRequested", message=message)
+    if pending:
+        kopf.event(body, type="Normal", reason="RollbackRequested", message=message)
 
 
 RELEASED = "already rolled back: the run no longer holds the namespace"
