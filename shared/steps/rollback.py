@@ -200,16 +200,16 @@ class _Rollback:
         control_plane = self.runtime.control_plane
         namespaces = control_plane.discovery.require(NAMESPACES)
         ours = _created_by(control_plane.get(namespaces, "", run.namespace), run.run_id)
-        found: list[Created] = []
+        batches: dict[_Deletion, list[Created]] = {deletion: [] for deletion in _Deletion}
         cascaded: list[str] = []
         for group_resource in self._types():
             try:
                 resource = control_plane.discovery.require(group_resource)
             except NotServed:
                 continue  # its CRD never reached the control plane: nothing of it to delete
-            rule = RULES.for_(group_resource)
-            unmark = rule.unmark_patch()
-            if ours and resource.namespaced and rule.delete_grace_seconds is None and unmark is not None:
+            unmark = RULES.for_(group_resource).unmark_patch()
+            deletion = _deletion(group_resource, resource, namespace_is_ours=ours)
+            if deletion is _Deletion.WITH_NAMESPACE and unmark is not None:
                 # Everything in a namespace this run created is this run's, and goes with it: unmarked
                 # without being read first, and deleted by the namespace controller.
                 refs = [ItemRef.of(group_resource, obj) for obj in self.backup.items(group_resource)]
@@ -237,11 +237,9 @@ class _Rollback:
                         f"{group_resource} {name} (custom resources of it may remain elsewhere)"
                     )
                 else:
-                    found.append((group_resource, resource, live))
+                    batches[deletion].append((group_resource, resource, live))
+        found = [entry for entries in batches.values() for entry in entries]
         self.runtime.fan_out(partial(_unmark, control_plane, self.context), found)
-        batches: dict[_Deletion, list[Created]] = {deletion: [] for deletion in _Deletion}
-        for entry in found:
-            batches[_deletion(entry, namespace_is_ours=ours)].append(entry)
         for deletion in (_Deletion.FIRST, _Deletion.ONE_BY_ONE, _Deletion.NAMESPACE):
             deleted = self.runtime.fan_out(partial(_delete, control_plane), batches[deletion])
             self.report.deleted += [done for done in deleted if done]
@@ -300,8 +298,7 @@ class _Deletion(Enum):
     NAMESPACE = "the namespace itself, last"
 
 
-def _deletion(entry: Created, *, namespace_is_ours: bool) -> _Deletion:
-    group_resource, resource, _ = entry
+def _deletion(group_resource: str, resource: ApiResource, *, namespace_is_ours: bool) -> _Deletion:
     if group_resource == NAMESPACES:
         return _Deletion.NAMESPACE
     if RULES.for_(group_resource).delete_grace_seconds is not None:
