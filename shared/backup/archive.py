@@ -77,6 +77,7 @@ from shared.backup.manifest import Manifest, ManifestItem
 from shared.backup.store import BackupStore
 from shared.backup.verify import VerifyReport, seal_problems, verify_archive
 from shared.settings import settings
+from shared.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +313,10 @@ class BackupDir:
             version = self.manifest_path.stat()
         except FileNotFoundError:
             return None
-        return _parsed_manifest(
-            self.manifest_path, version.st_ino, version.st_mtime_ns, version.st_ctime_ns, version.st_size
-        )
+        with _parsing_manifests.hold(self.manifest_path):  # one parse when a worker's threads all ask
+            return _parsed_manifest(
+                self.manifest_path, version.st_ino, version.st_mtime_ns, version.st_ctime_ns, version.st_size
+            )
 
     def items(
         self, group_resource: str, offset: int = 0, limit: int | None = None
@@ -521,6 +523,9 @@ def _version(path: Path) -> FileVersion | None:
         return version_of(path.stat())
     except FileNotFoundError:
         return None
+
+
+_parsing_manifests = SingleFlight()
 
 
 @lru_cache(maxsize=16)

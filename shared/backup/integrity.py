@@ -25,6 +25,8 @@ from typing import IO, Final, Generic, TypeVar
 from pydantic import Field, SecretStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from shared.single_flight import SingleFlight
+
 KEY_VARIABLE: Final = "KPROMOTE_BACKUP_SIGNING_KEY"
 _SIGNATURE_PREFIX: Final = b'{"signature":"hmac-sha256:'
 _SIGNATURE_HEX: Final = 64
@@ -138,18 +140,24 @@ class VersionCache(Generic[V]):
 
 DIGESTS: Final[VersionCache[FileDigest]] = VersionCache(4096)
 """Digests of covered files; a worker sees a few dozen files per namespace."""
+_hashing = SingleFlight()
 
 
 def digest_file(path: Path, *, cached: bool = True) -> FileDigest | None:
     """sha256 and size of a file, streamed (memory stays one buffer), or None when it does not exist.
-    With `cached`, a file whose version was hashed before in this process is not read again."""
-    if cached:
+    With `cached`, a file whose version was hashed before in this process is not read again, and threads
+    asking at once wait for one of them to hash it."""
+    if not cached:
+        return _digest(path, cached=False)
+    with _hashing.hold(path):
         try:
             hit = DIGESTS.get(path, version_of(os.stat(path)))
         except FileNotFoundError:
             return None
-        if hit is not None:
-            return hit
+        return hit if hit is not None else _digest(path, cached=True)
+
+
+def _digest(path: Path, *, cached: bool) -> FileDigest | None:
     try:
         file = path.open("rb", buffering=0)
     except FileNotFoundError:

@@ -42,9 +42,11 @@ from shared.backup.layout import (
 )
 from shared.backup.manifest import Coverage, Manifest
 from shared.backup.tarball import READ_ERRORS, HashingReader, members
+from shared.single_flight import SingleFlight
 
 _COVERAGE: Final[VersionCache[Coverage]] = VersionCache(256)
 """Manifests already found signed and well-formed, per file version and signing key."""
+_checking = SingleFlight()
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,15 @@ def _coverage(
     manifest_path: Path, signing_key: SecretStr | None, *, cached: bool
 ) -> tuple[Coverage | None, list[str]]:
     """The manifest's coverage once its signature and shape are checked, else None and why."""
+    if not cached:
+        return _checked_coverage(manifest_path, signing_key, cached=False)
+    with _checking.hold(manifest_path):  # the threads of one worker check the same manifest at once
+        return _checked_coverage(manifest_path, signing_key, cached=True)
+
+
+def _checked_coverage(
+    manifest_path: Path, signing_key: SecretStr | None, *, cached: bool
+) -> tuple[Coverage | None, list[str]]:
     salt = key_fingerprint(signing_key)
     try:
         with manifest_path.open("rb") as file:

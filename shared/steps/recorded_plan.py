@@ -12,6 +12,7 @@ from shared.errors import NotSealed
 from shared.items import Obj
 from shared.kinds import Context
 from shared.plan import NamespacePlan, plan_namespace
+from shared.single_flight import SingleFlight
 
 
 def _all_items(backup: BackupDir) -> Iterator[tuple[str, Obj]]:
@@ -46,12 +47,24 @@ def load(backup: BackupDir, context: Context) -> NamespacePlan:
     least recently used first."""
     manifest = backup.manifest()
     recorded = manifest.files.get(PLAN_NAME) if manifest is not None else None
-    if recorded is not None:
-        with _lock:
-            plan = _parsed.pop(recorded.sha256, None)
-            if plan is not None:
-                _parsed[recorded.sha256] = plan  # most recently used last
-                return plan
+    if recorded is None:
+        return _read(backup, context)
+    plan = _cached(recorded.sha256)
+    if plan is not None:
+        return plan
+    with _loading.hold(recorded.sha256):  # the batches of a large namespace start together
+        return _cached(recorded.sha256) or _read(backup, context)
+
+
+def _cached(sha256: str) -> NamespacePlan | None:
+    with _lock:
+        plan = _parsed.pop(sha256, None)
+        if plan is not None:
+            _parsed[sha256] = plan  # most recently used last
+        return plan
+
+
+def _read(backup: BackupDir, context: Context) -> NamespacePlan:
     data = backup.read_derived(PLAN_NAME)
     if data is None:
         return record(backup, context)
@@ -70,3 +83,4 @@ def _keep(data: bytes, plan: NamespacePlan) -> None:
 _ENTRIES_KEPT = 50_000
 _parsed: dict[str, NamespacePlan] = {}
 _lock = threading.Lock()
+_loading = SingleFlight()

@@ -3,6 +3,9 @@ the same plan; a sealed backup whose step stopped before the plan gets the plan 
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from pydantic import SecretStr
 from shared.backup import PLAN_NAME, BackupDir, BackupTampered
 from shared.errors import NotSealed
 from shared.kinds import Context
-from shared.plan import plan_namespace
+from shared.plan import NamespacePlan, plan_namespace
 from shared.steps import recorded_plan
 from tests.shared import kinds_builders as b
 
@@ -94,3 +97,32 @@ def test_the_objects_of_a_kind_share_one_parsed_detach_step(tmp_path: Path) -> N
     plan = recorded_plan.load(backup, CTX)
     steps = {id(entry.detach) for entry in plan.entries("configmaps")}
     assert len(steps) == 1
+
+
+def test_threads_asking_at_once_for_a_plan_not_yet_parsed_wait_for_one_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild batches of a large namespace start together on a worker's threads: each parsing the
+    plan held eight copies of it at once."""
+    backup = sealed(tmp_path / "run")
+    recorded_plan.record(backup, CTX)
+    monkeypatch.setattr(recorded_plan, "_parsed", {})
+    parses: list[int] = []
+    parse = NamespacePlan.loads
+
+    def slow_parse(data: bytes) -> NamespacePlan:
+        parses.append(1)
+        time.sleep(0.05)  # long enough for every thread to ask while the first one parses
+        return parse(data)
+
+    monkeypatch.setattr(NamespacePlan, "loads", staticmethod(slow_parse))
+    start = threading.Barrier(8)
+
+    def load() -> NamespacePlan:
+        start.wait()
+        return recorded_plan.load(backup, CTX)
+
+    with ThreadPoolExecutor(8) as pool:
+        plans = list(pool.map(lambda _: load(), range(8)))
+    assert len(parses) == 1
+    assert all(plan is plans[0] for plan in plans)
