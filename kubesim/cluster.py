@@ -20,6 +20,7 @@ from kubesim import admission
 from kubesim.controllers import default_controllers
 from kubesim.controllers.base import ControllerManager
 from kubesim.controllers.crds import validate_crd
+from kubesim.controllers.namespaces import NamespaceController
 from kubesim.faults import Faults
 from kubesim.informers import Informers
 from kubesim.rbac import Rbac
@@ -41,10 +42,13 @@ class SimulatedCluster:
         git_version: str = GIT_VERSION,
         controllers: bool = True,
         informer_lag_ms: float = 0.0,
+        namespace_deletion_grace_s: float = 0.0,
         crd_schemas: bool = False,
         rbac: bool = False,
     ) -> None:
         """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py);
+        `namespace_deletion_grace_s`: how long the namespace controller leaves a terminating namespace
+        alone before deleting its content (kube-controller-manager: 5 s; kubesim/controllers/namespaces.py);
         `crd_schemas`: custom resources pruned and validated by their CRD's schema (kubesim/schemas.py);
         `rbac`: requests authenticated and authorized (kubesim/rbac.py)."""
         self.name = name
@@ -64,6 +68,8 @@ class SimulatedCluster:
         self.manager = ControllerManager(self.store, self.informers)
         if controllers:
             for controller in default_controllers(self.store):
+                if isinstance(controller, NamespaceController):
+                    controller.deletion_grace = namespace_deletion_grace_s
                 self.manager.add(controller)
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"

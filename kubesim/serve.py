@@ -55,12 +55,21 @@ async def start_pair(
     control_plane_port: int = 0,
     member_port: int = 0,
     informer_lag_ms: float = 0.0,
+    namespace_deletion_grace_s: float = 0.0,
 ) -> tuple[SimulatedCluster, SimulatedCluster, KosmosLink]:
     """A control plane and a member, linked by Kosmos. Both allocate cluster IPs from the same range, as
     in the measured setup, so a tool that copies a member's cluster IP meets a collision. Both clusters'
-    controllers run `informer_lag_ms` behind their stores."""
-    control_plane = SimulatedCluster("control-plane", latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
-    member = SimulatedCluster(cluster_name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
+    controllers run `informer_lag_ms` behind their stores, and their namespace controllers wait
+    `namespace_deletion_grace_s` before emptying a terminating namespace."""
+    control_plane, member = (
+        SimulatedCluster(
+            name,
+            latency_ms=latency_ms,
+            informer_lag_ms=informer_lag_ms,
+            namespace_deletion_grace_s=namespace_deletion_grace_s,
+        )
+        for name in ("control-plane", cluster_name)
+    )
     await control_plane.start(port=control_plane_port)
     await member.start(port=member_port)
     link = KosmosLink(control_plane, member, cluster_name)
@@ -79,9 +88,13 @@ async def serve_pair(
     latency_ms: float,
     on_ready: Callable[[PairPaths], None],
     informer_lag_ms: float = 0.0,
+    namespace_deletion_grace_s: float = 0.0,
 ) -> None:
     control_plane, member, link = await start_pair(
-        cluster_name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms
+        cluster_name,
+        latency_ms=latency_ms,
+        informer_lag_ms=informer_lag_ms,
+        namespace_deletion_grace_s=namespace_deletion_grace_s,
     )
     paths = pair_paths(directory, cluster_name)
     member.write_kubeconfig(paths.member)

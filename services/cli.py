@@ -57,6 +57,16 @@ InformerLag = Annotated[
 ]
 
 
+NamespaceDeletionGrace = Annotated[
+    float,
+    typer.Option(
+        "--namespace-deletion-grace",
+        help="Seconds the namespace controller waits before emptying a terminating namespace "
+        "(kube-controller-manager waits 5).",
+    ),
+]
+
+
 @app.command()
 def sim(
     kubeconfig_out: Annotated[
@@ -93,6 +103,7 @@ def sim_pair(
     cluster: Annotated[str, typer.Option(help="Name of the member cluster in Kosmos.")] = "member1",
     latency_ms: Latency = 0.0,
     informer_lag_ms: InformerLag = 0.0,
+    namespace_deletion_grace: NamespaceDeletionGrace = 0.0,
 ) -> None:
     """Run a simulated Kosmos control plane linked to one member cluster until SIGTERM or Ctrl-C."""
 
@@ -106,6 +117,7 @@ def sim_pair(
             directory=directory,
             latency_ms=latency_ms,
             informer_lag_ms=informer_lag_ms,
+            namespace_deletion_grace_s=namespace_deletion_grace,
             on_ready=ready,
         )
     )

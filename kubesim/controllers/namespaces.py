@@ -1,16 +1,21 @@
 """Namespace lifecycle controllers: deletion of a namespace's content, its default SA and CA bundle.
 
 `NamespaceController` is pkg/controller/namespace: a namespace being deleted has all its content deleted with
-default options and is finalized only once nothing is left. Pods bound to a node keep their grace period and,
-with no kubelet, stay Terminating, so they block the namespace until they are deleted with
-`gracePeriodSeconds=0` (docs/control-plane-traps.md#pod-grace-period: the control-plane namespace is finalized
-about 6 s after a rollback that does so). `ServiceAccountController` and `RootCAPublisher` give every Active
+default options and is finalized only once nothing is left. Pods bound to a node keep their grace period
+and, with no kubelet, stay Terminating, so they block the namespace until they are deleted with
+`gracePeriodSeconds=0` (docs/control-plane-traps.md#pod-grace-period). kube-controller-manager starts on a
+terminating namespace only `namespaceDeletionGracePeriod` (5 s) after it saw the deletion, so that API
+servers and etcd members that have not seen it yet cannot add content behind its back: the control-plane
+namespace was finalized about 6 s after a rollback started. `deletion_grace` is that wait (0 unless the
+cluster is made with one: `SimulatedCluster(namespace_deletion_grace_s=5)`).
+`ServiceAccountController` and `RootCAPublisher` give every Active
 namespace what pods need to be admitted and to mount their API access volume (the default ServiceAccount
 appears 0.01 s after the namespace: docs/control-plane-traps.md#default-serviceaccount).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -18,7 +23,7 @@ from typing import Any
 from kubesim.controllers.base import Controller
 from kubesim.objects import Obj, clone, is_terminating, meta, name_of, namespace_of, now_rfc3339
 from kubesim.resources import ResourceType
-from kubesim.store import WatchEvent
+from kubesim.store import Store, WatchEvent
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
@@ -79,6 +84,12 @@ class NamespaceController(Controller):
 
     name = "namespace-controller"
     watches = ("*",)
+    deletion_grace = 0.0
+    """Seconds between seeing a namespace terminate and starting to delete its content."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._terminating_since: dict[str, float] = {}
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         if event.rt.plural == "namespaces" and not event.rt.group:
@@ -99,12 +110,17 @@ class NamespaceController(Controller):
     def reconcile(self, key: Hashable) -> float | None:
         namespace = self.store.get(self.store.namespaces, "", str(key))
         if namespace is None or not is_terminating(namespace):
+            self._terminating_since.pop(str(key), None)
             return None
+        seen = self._terminating_since.setdefault(str(key), time.monotonic())
+        if (wait := seen + self.deletion_grace - time.monotonic()) > 0:
+            return wait
         remaining, finalizers = self._delete_content(str(key))
         status = self._status(namespace, remaining, finalizers)
         self.store.write_status(self.store.namespaces, namespace, status)
         if not remaining:
             self.store.finalize_namespace(str(key))
+            self._terminating_since.pop(str(key), None)
         return None
 
     def _delete_content(self, namespace: str) -> tuple[Counter[str], Counter[str]]:

@@ -9,6 +9,7 @@ workload controller interferes.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubesim import SimulatedCluster, SimulatorThread
-from kubesim.testing import wait_until
+from kubesim.testing import api_client, wait_until
 
 NODE = "member-node-1"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
@@ -301,6 +302,29 @@ def test_namespace_deletion_is_blocked_by_a_bound_pod_until_grace_zero(
 
     core.delete_namespaced_pod("bound", ns, grace_period_seconds=0)
     wait_until(lambda: _gone(core.read_namespace, ns), what="the namespace to be finalized")
+
+
+def test_a_terminating_namespace_is_left_alone_for_the_deletion_grace_then_emptied(
+    simulator: SimulatorThread,
+) -> None:
+    """kube-controller-manager's namespaceDeletionGracePeriod: nothing in a deleted namespace is touched
+    until it has passed, so a client waiting for the namespace to go waits at least that long."""
+    graced = simulator.start_cluster(SimulatedCluster("graced", namespace_deletion_grace_s=1.0))
+    try:
+        with api_client(graced.url) as api:
+            core = client.CoreV1Api(api)
+            ns = _namespace(core, "ns-graced")
+            _config_map(core, ns, "cfg")
+            deleted = time.monotonic()
+            core.delete_namespace(ns)
+            time.sleep(0.5)
+            assert core.read_namespace(ns).status.phase == "Terminating"
+            assert "cfg" in {c.metadata.name for c in core.list_namespaced_config_map(ns).items}
+            wait_until(lambda: _gone(core.read_namespace, ns), what="the namespace to be finalized")
+            assert time.monotonic() - deleted >= 1.0
+    finally:
+        simulator.run(graced.stop())
+        simulator.clusters.remove(graced)
 
 
 def test_default_service_account_and_root_ca_appear_and_come_back(core: client.CoreV1Api) -> None:
