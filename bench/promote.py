@@ -1,6 +1,8 @@
 """Promote and rollback throughput against the API's own limit, with the real services, in one run.
 
-Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency), a
+Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency and,
+with `--namespace-deletion-grace 5`, a real kube-controller-manager's wait before it empties a deleted
+namespace), a
 private Redis for the run (so its memory and command counts are the run's own; `--redis URL` to use
 another), the watcher and N worker processes, seeds the member, and measures:
 
@@ -99,6 +101,7 @@ class Result:
     workers: int
     concurrency: int
     latency_ms: float
+    namespace_deletion_grace_s: float
     objects_promoted: int
     promote_seconds: float
     pipeline_seconds: float
@@ -412,6 +415,7 @@ def run_once(
     concurrency: int,
     latency_ms: float,
     redis_url: str,
+    namespace_deletion_grace_s: float = 0.0,
     profile: Path | None = None,
     keep: bool = False,
     qps: float = 0.0,
@@ -421,7 +425,15 @@ def run_once(
     workdir = Path(tempfile.mkdtemp(prefix="kpromote-bench-"))
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     sims = _spawn(
-        ["sim-pair", "--dir", str(workdir), "--latency-ms", str(latency_ms)],
+        [
+            "sim-pair",
+            "--dir",
+            str(workdir),
+            "--latency-ms",
+            str(latency_ms),
+            "--namespace-deletion-grace",
+            str(namespace_deletion_grace_s),
+        ],
         dict(os.environ),
         workdir / "sim.log",
     )
@@ -511,6 +523,7 @@ def run_once(
             workers,
             concurrency,
             latency_ms,
+            namespace_deletion_grace_s,
             promoted,
             promote.seconds,
             promote.pipeline_seconds,
@@ -746,6 +759,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--namespace-deletion-grace",
+        type=float,
+        default=0.0,
+        help="seconds the simulated namespace controller waits before emptying a deleted namespace "
+        "(a real kube-controller-manager: 5)",
+    )
     parser.add_argument("--suite", action="store_true", help="run the README's matrix")
     parser.add_argument("--no-rollback", action="store_true", help="measure the promote only")
     parser.add_argument("--requests", action="store_true", help="print requests per namespace by verb")
@@ -773,6 +793,7 @@ def main() -> None:
                 run_once(
                     concurrency=args.concurrency,
                     latency_ms=args.latency_ms,
+                    namespace_deletion_grace_s=args.namespace_deletion_grace,
                     redis_url=url,
                     profile=args.profile,
                     keep=args.keep,

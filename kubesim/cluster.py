@@ -68,9 +68,8 @@ class SimulatedCluster:
         self.manager = ControllerManager(self.store, self.informers)
         if controllers:
             for controller in default_controllers(self.store):
-                if isinstance(controller, NamespaceController):
-                    controller.deletion_grace = namespace_deletion_grace_s
                 self.manager.add(controller)
+        self.set_namespace_deletion_grace(namespace_deletion_grace_s)
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -78,6 +77,12 @@ class SimulatedCluster:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def set_namespace_deletion_grace(self, seconds: float) -> None:
+        """How long the namespace controller leaves a namespace deleted from now on alone."""
+        for controller in self.manager.controllers:
+            if isinstance(controller, NamespaceController):
+                controller.deletion_grace = seconds
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.manager.start()

@@ -37,8 +37,14 @@ async def serve_cluster(
     latency_ms: float,
     on_ready: Callable[[SimulatedCluster], None],
     informer_lag_ms: float = 0.0,
+    namespace_deletion_grace_s: float = 0.0,
 ) -> None:
-    cluster = SimulatedCluster(name, latency_ms=latency_ms, informer_lag_ms=informer_lag_ms)
+    cluster = SimulatedCluster(
+        name,
+        latency_ms=latency_ms,
+        informer_lag_ms=informer_lag_ms,
+        namespace_deletion_grace_s=namespace_deletion_grace_s,
+    )
     await cluster.start(port=port)
     cluster.write_kubeconfig(kubeconfig_out)
     on_ready(cluster)

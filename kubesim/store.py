@@ -26,6 +26,11 @@ from kubesim.resources import ResourceRegistry, ResourceType
 
 HISTORY_SIZE = 200_000
 """Watch events kept for resumption; a watch from an older resourceVersion gets 410 Gone."""
+NAMESPACE_BEING_EMPTIED = (
+    "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace "
+    "will automatically be purged by the system."
+)
+"""kube-apiserver's 409 to deleting a namespace that is already terminating (its finalizers not done)."""
 
 #: Types whose objects carry metadata.generation (those with a spec that controllers observe).
 _NO_GENERATION = frozenset({"configmaps", "secrets", "events", "endpoints", "serviceaccounts", "pods"})
@@ -389,6 +394,9 @@ class Store:
             )
         if precondition_rv and precondition_rv != metadata["resourceVersion"]:
             raise errors.conflict(rt, name)
+        terminating_namespace = rt.plural == "namespaces" and is_terminating(current)
+        if terminating_namespace and (current.get("spec") or {}).get("finalizers"):
+            raise errors.conflict(rt, name, NAMESPACE_BEING_EMPTIED)
         if dry_run:
             return current, False
         new = clone(current)

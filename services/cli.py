@@ -76,6 +76,7 @@ def sim(
     name: Annotated[str, typer.Option(help="Cluster name used in the kubeconfig.")] = "kubesim",
     latency_ms: Latency = 0.0,
     informer_lag_ms: InformerLag = 0.0,
+    namespace_deletion_grace: NamespaceDeletionGrace = 0.0,
 ) -> None:
     """Run one simulated Kubernetes cluster (API server and controllers) until SIGTERM or Ctrl-C."""
 
@@ -92,6 +93,7 @@ def sim(
             kubeconfig_out=kubeconfig_out,
             latency_ms=latency_ms,
             informer_lag_ms=informer_lag_ms,
+            namespace_deletion_grace_s=namespace_deletion_grace,
             on_ready=ready,
         )
     )

@@ -101,7 +101,14 @@ def _check_member(
     control_namespaces = control_plane.discovery.resolve("namespaces")
     # A protected namespace is refused already; that the control plane has one too is not a problem.
     for namespace in (ns for ns in chosen if ns not in protected):
-        if control_plane.get(control_namespaces, "", namespace) is not None:
+        existing = control_plane.get(control_namespaces, "", namespace)
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            result.errors.append(
+                f'namespace "{namespace}" is still being deleted in the control plane (a rollback deletes '
+                f"the namespace it promoted, and the namespace controller removes it a few seconds later); "
+                f"create the policy again once it is gone"
+            )
+        elif existing is not None:
             result.errors.append(
                 f'namespace "{namespace}" already exists in the control plane; promote moves '
                 f"a namespace that only the member has"

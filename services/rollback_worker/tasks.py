@@ -95,6 +95,11 @@ def _undo(
         )
         return differences
     kept = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
+    if report.namespace_terminating:
+        kept += (
+            f'; the control-plane namespace "{report.namespace_terminating}" is deleted and its namespace '
+            f"controller removes it within seconds"
+        )
     progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + kept)
     return []
 

@@ -14,6 +14,11 @@ same result. Order is what keeps data and pods alive (docs/ordering.md#rollback-
 3. control-plane markers come off (and control-plane PVs go to Retain) before anything there is deleted;
 4. control-plane objects this run created (our `promote.kosmos.io/run` annotation) are deleted, pods with
    grace period 0; anything that existed before the migration has no such annotation and is left alone.
+   A control-plane namespace this run created is deleted with its content, which its namespace controller
+   removes; the rollback does not wait for that: kube-controller-manager leaves a deleted namespace alone
+   for 5 s first (its `namespaceDeletionGracePeriod`), which made every namespace's rollback take at least
+   that long and hold a worker thread meanwhile, and nothing of it reaches the member, whose twins were
+   unmarked in step 1 and 3. A promote of the namespace is refused by its precheck until it is gone.
    A cluster-scoped object a migration created (a CRD, a StorageClass, a PriorityClass) is deleted only
    when no other claimed namespace, of any policy, still uses it, and a CRD only while no custom resource
    of it is left outside this namespace: what is kept, and why, is reported;
@@ -61,6 +66,8 @@ class RollbackReport:
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     """Control-plane objects a migration created that this rollback left because others still use them."""
+    namespace_terminating: str = ""
+    """The control-plane namespace this rollback deleted, which its namespace controller is removing."""
     differences: list[str] = field(default_factory=list)
     """What still differs from the backup afterwards: empty means the member is as it was."""
 
@@ -194,9 +201,9 @@ class _Rollback:
 
     def clear_control_plane(self, run: NamespaceRun, used_elsewhere: set[tuple[str, str]]) -> None:
         """Unmark, then delete, what this run created in the control plane. When the namespace itself is
-        this run's, its namespaced objects go with it (the namespace controller deletes them; waiting for
-        the namespace to be gone proves it), so only kinds deleted with a grace period of their own (pods,
-        grace 0) and cluster-scoped objects are deleted one by one: a delete per object fewer."""
+        this run's, its namespaced objects go with it (the namespace controller deletes them, unmarked, so
+        nothing reaches the member), so only kinds deleted with a grace period of their own (pods, grace 0)
+        and cluster-scoped objects are deleted one by one: a delete per object fewer."""
         control_plane = self.runtime.control_plane
         namespaces = control_plane.discovery.require(NAMESPACES)
         ours = _created_by(control_plane.get(namespaces, "", run.namespace), run.run_id)
@@ -236,6 +243,8 @@ class _Rollback:
                     self.report.kept.append(
                         f"{group_resource} {name} (custom resources of it may remain elsewhere)"
                     )
+                elif deletion is _Deletion.NAMESPACE and live["metadata"].get("deletionTimestamp"):
+                    continue  # deleted by an earlier attempt: deleting it again is a 409 until it is gone
                 else:
                     batches[deletion].append((group_resource, resource, live))
         found = [entry for entries in batches.values() for entry in entries]
@@ -244,7 +253,7 @@ class _Rollback:
             deleted = self.runtime.fan_out(partial(_delete, control_plane), batches[deletion])
             self.report.deleted += [done for done in deleted if done]
         if ours:
-            _wait_namespace_gone(control_plane, run.namespace, self.runtime.settings.adoption_timeout)
+            self.report.namespace_terminating = run.namespace
             cascaded += [
                 f"{gr} {live['metadata']['name']}" for gr, _, live in batches[_Deletion.WITH_NAMESPACE]
             ]
@@ -387,15 +396,6 @@ def _custom_resources_elsewhere(control_plane: Kube, crd: Obj, namespace: str) -
         )
     except Forbidden:
         return True
-
-
-def _wait_namespace_gone(control_plane: Kube, namespace: str, timeout: float) -> None:
-    resource = control_plane.discovery.require(NAMESPACES)
-    deadline = time.monotonic() + timeout
-    while control_plane.get(resource, "", namespace) is not None:
-        if time.monotonic() > deadline:
-            raise NotInTime(f'the control-plane namespace "{namespace}" is still terminating')
-        time.sleep(0.05)
 
 
 def member_differences(

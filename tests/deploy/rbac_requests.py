@@ -256,7 +256,11 @@ def _rows() -> list[Row]:
         "_clear_control_plane: the StatefulSet controller's revision, annotated like its StatefulSet",
         _on(_kind("controllerrevisions.apps"), "delete"),
     )
-    add("rollback-worker", "_wait_namespace_gone", Request("get", "", "namespaces", name=APP))
+    add(
+        "rollback-worker",
+        "_clear_control_plane: is the control-plane namespace this run's?",
+        Request("get", "", "namespaces", name=APP),
+    )
     add(
         "rollback-worker",
         "claims: read, find the run's, record the state, release once rolled back",

@@ -299,6 +299,10 @@ def test_namespace_deletion_is_blocked_by_a_bound_pod_until_grace_zero(
         core.create_namespaced_config_map(ns, {"metadata": {"name": "late"}})
     assert refused.value.status == 403
     assert "because it is being terminated" in json.loads(refused.value.body)["message"]
+    with pytest.raises(ApiException) as again:  # as kube-apiserver answers `kubectl delete` of it
+        core.delete_namespace(ns)
+    assert again.value.status == 409
+    assert "The system is ensuring all content is removed" in json.loads(again.value.body)["message"]
 
     core.delete_namespaced_pod("bound", ns, grace_period_seconds=0)
     wait_until(lambda: _gone(core.read_namespace, ns), what="the namespace to be finalized")

@@ -8,6 +8,7 @@ from kubesim.seed import seed_namespace
 from kubesim.testing import SimAdmin, wait_until
 from tests.pipeline.conftest import Installation
 from tests.pipeline.snapshots import diff, snapshot
+from tests.pipeline.test_precheck import fail_precheck
 
 
 def test_user_rollback_restores_the_member_exactly_and_spares_pre_existing_objects(
@@ -82,3 +83,39 @@ def test_a_failed_rebuild_compensates_that_namespace_only(installation: Installa
     cp_namespaces = {n.metadata.name for n in client.CoreV1Api(installation.cp_api).list_namespace().items}
     assert "comp-bad" not in cp_namespaces and "comp-good" in cp_namespaces
     assert installation.link.member_deletions == []
+
+
+def test_a_rollback_does_not_wait_out_the_namespace_controllers_grace_and_a_new_promote_waits_for_it(
+    installation: Installation,
+) -> None:
+    """kube-controller-manager leaves a deleted namespace alone for 5 s before emptying it: a rollback
+    that waited for its control-plane namespace to be gone took at least that long, holding a worker
+    thread. It is RolledBack while the namespace is still terminating, and a promote of the namespace
+    meanwhile is refused by its precheck, saying why, with nothing touched."""
+    seed_namespace(installation.member_api, "shop-grace", full=False)
+    before = snapshot(installation.member_api, "shop-grace")
+    installation.apply("grace", includedNamespaces=["shop-grace"])
+    assert installation.wait_done("grace")["phase"] == "Completed"
+    cp_core = client.CoreV1Api(installation.cp_api)
+
+    installation.control_plane.set_namespace_deletion_grace(15)
+    try:
+        installation.request_rollback("grace")
+        status = installation.wait_done("grace", phases=("RolledBack", "FailedRollback"))
+        assert status["phase"] == "RolledBack", status
+        assert cp_core.read_namespace("shop-grace").status.phase == "Terminating"
+        assert "namespace controller removes it" in status["namespaces"][0]["message"]
+        assert diff(before, snapshot(installation.member_api, "shop-grace")) == []
+        assert installation.link.member_deletions == []
+
+        errors = fail_precheck(installation, "grace-again", includedNamespaces=["shop-grace"])
+        assert any('"shop-grace" is still being deleted in the control plane' in e for e in errors), errors
+    finally:
+        installation.control_plane.set_namespace_deletion_grace(0)
+    wait_until(
+        lambda: "shop-grace" not in {n.metadata.name for n in cp_core.list_namespace().items},
+        timeout=30,
+        what="the namespace controller to empty and remove the control-plane namespace",
+    )
+    assert installation.link.member_deletions == [], "its content was unmarked before it was deleted"
+    assert diff(before, snapshot(installation.member_api, "shop-grace")) == []
