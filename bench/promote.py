@@ -1,10 +1,9 @@
 """Promote and rollback throughput against the API's own limit, with the real services, in one run.
 
-Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency and,
-with `--namespace-deletion-grace 5`, a real kube-controller-manager's wait before it empties a deleted
-namespace), a
-private Redis for the run (so its memory and command counts are the run's own; `--redis URL` to use
-another), the watcher and N worker processes, seeds the member, and measures:
+Starts a simulated Kosmos pair in its own process (`kpromote sim-pair`, with per-request latency and a
+real kube-controller-manager's 5 s wait before it empties a deleted namespace), a private Redis for the
+run (so its memory and command counts are the run's own; `--redis URL` to use another), the watcher
+and N worker processes, seeds the member, and measures:
 
 * the **limits**: raw creates/s, merge patches/s and deletes/s of ConfigMaps in the same control plane,
   with the official client's connection pool at the workers' total concurrency (each the best of three
@@ -762,9 +761,9 @@ def main() -> None:
     parser.add_argument(
         "--namespace-deletion-grace",
         type=float,
-        default=0.0,
+        default=5.0,
         help="seconds the simulated namespace controller waits before emptying a deleted namespace "
-        "(a real kube-controller-manager: 5)",
+        "(as a real kube-controller-manager does; 0 empties it at once)",
     )
     parser.add_argument("--suite", action="store_true", help="run the README's matrix")
     parser.add_argument("--no-rollback", action="store_true", help="measure the promote only")
