@@ -97,8 +97,8 @@ def _undo(
     kept = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
     if report.namespace_terminating:
         kept += (
-            f'; the control-plane namespace "{report.namespace_terminating}" is deleted and its namespace '
-            f"controller removes it within seconds"
+            f'; the control-plane namespace "{report.namespace_terminating}" is being removed by its '
+            f"namespace controller"
         )
     progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + kept)
     return []

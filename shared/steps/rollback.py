@@ -14,14 +14,15 @@ same result. Order is what keeps data and pods alive (docs/ordering.md#rollback-
 3. control-plane markers come off (and control-plane PVs go to Retain) before anything there is deleted;
 4. control-plane objects this run created (our `promote.kosmos.io/run` annotation) are deleted, pods with
    grace period 0; anything that existed before the migration has no such annotation and is left alone.
-   A control-plane namespace this run created is deleted with its content, which its namespace controller
-   removes; the rollback does not wait for that: kube-controller-manager leaves a deleted namespace alone
-   for 5 s first (its `namespaceDeletionGracePeriod`), which made every namespace's rollback take at least
-   that long and hold a worker thread meanwhile, and nothing of it reaches the member, whose twins were
-   unmarked in step 1 and 3. A promote of the namespace is refused by its precheck until it is gone.
    A cluster-scoped object a migration created (a CRD, a StorageClass, a PriorityClass) is deleted only
    when no other claimed namespace, of any policy, still uses it, and a CRD only while no custom resource
-   of it is left outside this namespace: what is kept, and why, is reported;
+   of it is left outside this namespace: what is kept, and why, is reported. A control-plane namespace
+   this run created is deleted with what is left in it, which its namespace controller removes, and not
+   waited for: kube-controller-manager leaves a deleted namespace alone for 5 s first (its
+   `namespaceDeletionGracePeriod`; docs/control-plane-traps.md#namespace-deletion-grace), which made
+   every namespace's rollback take that long and hold a worker thread, and nothing in it reaches the
+   member, whose twins were unmarked in steps 1 and 3. Its precheck refuses a promote of the namespace
+   until it is gone;
 5. last, the member PVs get their original reclaim policy back, once nothing can propagate a delete.
 
 Within each step the per-object requests run in parallel on the process's API threads: a rollback is the

@@ -104,7 +104,8 @@ def test_a_rollback_does_not_wait_out_the_namespace_controllers_grace_and_a_new_
         status = installation.wait_done("grace", phases=("RolledBack", "FailedRollback"))
         assert status["phase"] == "RolledBack", status
         assert cp_core.read_namespace("shop-grace").status.phase == "Terminating"
-        assert "namespace controller removes it" in status["namespaces"][0]["message"]
+        message = status["namespaces"][0]["message"]
+        assert '"shop-grace" is being removed by its namespace controller' in message
         assert diff(before, snapshot(installation.member_api, "shop-grace")) == []
         assert installation.link.member_deletions == []
 
