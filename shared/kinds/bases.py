@@ -28,9 +28,6 @@ class OwnerRule(KindRule):
     byte-identical, any change is a rollout in the control plane
     (docs/control-plane-traps.md#template-changes)."""
 
-    promoted_with: ClassVar[tuple[str, ...]] = ()
-    """Kinds of controller that are promoted too, so may own this one (a ReplicaSet's Deployment)."""
-
     def decide(self, obj: Obj) -> Decision:
         """An owner that is itself controlled by another kind (an operator's custom resource) stays: that
         controller, still running in the member, would re-create what detach deletes. Owner kinds are not

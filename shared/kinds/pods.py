@@ -50,6 +50,7 @@ def tolerates_virtual_node(toleration: Mapping[str, str]) -> bool:
 @RULES.register
 class PodRule(KindRule):
     group_resources = ("pods",)
+    promoted_with = ("ReplicaSet", "StatefulSet")
     delete_grace_seconds = 0
     """A bound pod deleted with a grace period stays Terminating where no kubelet confirms it."""
     checked_when_skipped = True

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 
 from shared.claims import Claim, ClaimState, RunHalted, forward_verdict
 from shared.items import Obj
+from shared.kinds import RULES
 from shared.kube import Kube
 from shared.models import NamespacePhase
 from shared.plan import NamespacePlan
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.steps import recorded_plan
-
-OWNERS = {"pods": ("ReplicaSet", "StatefulSet"), "replicasets.apps": ("Deployment",)}
 
 
 @dataclass
@@ -51,7 +50,8 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
     backup = runtime.backup(run)
     verdict = Verdict()
     plan = recorded_plan.load(backup, runtime.run_spec(run).context())
-    for group_resource in ("pods", "replicasets.apps"):
+    for group_resource in (gr for gr in RULES if RULES.for_(gr).promoted_with):
+        owners = RULES.for_(group_resource).promoted_with
         expected = _promoted(backup.items(group_resource), plan)
         live = {o["metadata"]["name"]: o for o in _list(control_plane, group_resource, run.namespace)}
         for name in sorted(set(live) - set(expected)):
@@ -65,7 +65,7 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
                 verdict.problems.append(f"{group_resource} {name} is missing in the control plane")
                 continue
             owner = _controller(obj)  # its member owner: the control-plane twin must end up with the same
-            if owner is not None and owner[0] in OWNERS[group_resource] and _controller(twin) != owner:
+            if owner is not None and owner[0] in owners and _controller(twin) != owner:
                 verdict.problems.append(
                     f"{group_resource} {name} is not owned by {owner[0]} {owner[1]} "
                     f"in the control plane (owner: {_controller(twin)})"

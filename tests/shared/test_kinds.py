@@ -1117,3 +1117,10 @@ def test_unmark_patch_removes_what_revert_rebuild_removes_without_the_live_objec
 def test_kinds_whose_unmarking_needs_the_live_object_have_no_unmark_patch() -> None:
     assert RULES.for_("persistentvolumes").unmark_patch() is None  # Retain only when it is not already
     assert RULES.for_("deployments.apps").unmark_patch() is None  # nothing to unmark
+
+
+def test_verify_checks_the_adoption_of_pods_and_replicasets_by_the_controllers_promoted_with_them() -> None:
+    """A rebuilt pod must end up owned by its ReplicaSet or StatefulSet in the control plane, a rebuilt
+    ReplicaSet by its Deployment; any other pod or ReplicaSet there was made by a controller."""
+    adopted = {gr: RULES.for_(gr).promoted_with for gr in RULES if RULES.for_(gr).promoted_with}
+    assert adopted == {"pods": ("ReplicaSet", "StatefulSet"), "replicasets.apps": ("Deployment",)}
