@@ -79,7 +79,7 @@ class SimulatedCluster:
         return f"http://{self.host}:{self.port}"
 
     def set_namespace_deletion_grace(self, seconds: float) -> None:
-        """How long the namespace controller leaves a namespace deleted from now on alone."""
+        """How long the namespace controller waits before emptying a namespace deleted from now on."""
         for controller in self.manager.controllers:
             if isinstance(controller, NamespaceController):
                 controller.deletion_grace = seconds

@@ -7,10 +7,10 @@ and, with no kubelet, stay Terminating, so they block the namespace until they a
 terminating namespace only `namespaceDeletionGracePeriod` (5 s) after it saw the deletion, so that API
 servers and etcd members that have not seen it yet cannot add content behind its back: the control-plane
 namespace was finalized about 6 s after a rollback started. `deletion_grace` is that wait (0 unless the
-cluster is made with one: `SimulatedCluster(namespace_deletion_grace_s=5)`).
-`ServiceAccountController` and `RootCAPublisher` give every Active
-namespace what pods need to be admitted and to mount their API access volume (the default ServiceAccount
-appears 0.01 s after the namespace: docs/control-plane-traps.md#default-serviceaccount).
+cluster is made with one: `SimulatedCluster(namespace_deletion_grace_s=5)`). `ServiceAccountController` and
+`RootCAPublisher` give every Active namespace what pods need to be admitted and to mount their API access
+volume (the default ServiceAccount appears 0.01 s after the namespace:
+docs/control-plane-traps.md#default-serviceaccount).
 """
 
 from __future__ import annotations
