@@ -414,7 +414,7 @@ def run_once(
     concurrency: int,
     latency_ms: float,
     redis_url: str,
-    namespace_deletion_grace_s: float = 0.0,
+    namespace_deletion_grace_s: float,
     profile: Path | None = None,
     keep: bool = False,
     qps: float = 0.0,

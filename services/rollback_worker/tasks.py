@@ -94,13 +94,13 @@ def _undo(
             f"({task.request.retries + 1} attempts); left to fix by hand: {left}",
         )
         return differences
-    kept = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
+    notes = f"; kept in the control plane: {', '.join(report.kept)}" if report.kept else ""
     if report.namespace_terminating:
-        kept += (
+        notes += (
             f'; the control-plane namespace "{report.namespace_terminating}" is being removed by its '
             f"namespace controller"
         )
-    progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + kept)
+    progress.phase(run.namespace, NamespacePhase.ROLLED_BACK, "rolled back", done_message + notes)
     return []
 
 

@@ -130,6 +130,7 @@ class KindRule:
     """Kinds of controller promoted too that may own this kind (a ReplicaSet's Deployment). In the control
     plane they must adopt what was rebuilt of it, and create nothing of it themselves: verify checks both
     (`shared.steps.verify`)."""
+
     delete_grace_seconds: ClassVar[int | None] = None
     """The grace period a rollback deletes the control-plane copy with (None: the kind's default). Kinds
     that set one are deleted before all others."""

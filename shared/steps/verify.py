@@ -50,8 +50,9 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
     backup = runtime.backup(run)
     verdict = Verdict()
     plan = recorded_plan.load(backup, runtime.run_spec(run).context())
-    for group_resource in (gr for gr in RULES if RULES.for_(gr).promoted_with):
-        owners = RULES.for_(group_resource).promoted_with
+    for group_resource, owners in ((gr, RULES.for_(gr).promoted_with) for gr in RULES):
+        if not owners:
+            continue
         expected = _promoted(backup.items(group_resource), plan)
         live = {o["metadata"]["name"]: o for o in _list(control_plane, group_resource, run.namespace)}
         for name in sorted(set(live) - set(expected)):
