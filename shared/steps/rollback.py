@@ -43,7 +43,7 @@ from shared.errors import NotInTime
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, Context, Move
 from shared.kinds.storage import reclaim_restore_patch
-from shared.kube import AlreadyExists, ApiResource, Forbidden, Kube, NotFound, NotServed
+from shared.kube import AlreadyExists, ApiResource, Conflict, Forbidden, Kube, NotFound, NotServed
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.plan import NamespacePlan, RollbackAction
 from shared.progress import NamespaceRun, Progress
@@ -349,7 +349,23 @@ def _delete(control_plane: Kube, entry: Created) -> str | None:
         )
     except NotFound:
         return None
+    except Conflict:
+        if not _deleted_meanwhile(control_plane, resource, metadata):
+            raise  # another object of that name now (the uid precondition), not ours to delete
     return f"{group_resource} {metadata['name']}"
+
+
+def _deleted_meanwhile(control_plane: Kube, resource: ApiResource, metadata: Obj) -> bool:
+    """Whether the object is still the one read and already being deleted: a second DELETE of a
+    terminating namespace is a 409 in kube-apiserver, and a redelivered rollback running beside this one
+    may have sent the first one after this one read it
+    (docs/control-plane-traps.md#namespace-deletion-grace)."""
+    now = control_plane.get(resource, metadata.get("namespace", ""), metadata["name"])
+    return (
+        now is not None
+        and now["metadata"].get("uid") == metadata["uid"]
+        and bool(now["metadata"].get("deletionTimestamp"))
+    )
 
 
 def _created_in(kube: Kube, resource: ApiResource, run_id: str | None, obj: Obj) -> Obj | None:
