@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from functools import cached_property
 from typing import Any
 
@@ -45,10 +45,21 @@ class PromoteTask(Task):
         from shared.claims import RunHalted
 
         try:
-            return super().__call__(*args, **kwargs)
+            with _working_copy_held(kwargs):
+                return super().__call__(*args, **kwargs)
         except RunHalted as halted:
             log.info("%s: %s", self.name, halted)
             raise Ignore() from None
+
+
+def _working_copy_held(kwargs: dict[str, Any]) -> AbstractContextManager[None]:
+    """The task's run's working copy of its backup (S3 only), kept from the sweep while the task runs."""
+    if not all(key in kwargs for key in RUN_FIELDS):
+        return nullcontext()
+    from shared.progress import NamespaceRun
+    from shared.runtime import runtime
+
+    return runtime().backup(NamespaceRun(**{key: kwargs[key] for key in RUN_FIELDS})).held()
 
 
 FAILED_STEP = "kpromote_failed_step"

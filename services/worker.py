@@ -12,14 +12,19 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 from typing import TextIO
 
 import celery
 
 from services import task_logs, task_metrics
 from shared import logs, metrics
+from shared.backup import BackupDir, working_copy
+from shared.backup.store import is_remote, store_from_settings
 from shared.settings import (
     ConfigurationError,
+    Settings,
     check_kubeconfig,
     control_plane_kubeconfig,
     settings,
@@ -85,6 +90,32 @@ def say_in_json() -> None:
     celery_worker.safe_say = say
 
 
+def sweep_working_copies(current: Settings) -> threading.Thread:
+    """Every so often, remove this worker's working copies of backups kept in S3 that no task has used for
+    KPROMOTE_BACKUP_CACHE_IDLE seconds, so that they do not fill its disk (shared/backup/working_copy.py)."""
+    root = BackupDir.working_copies(store_from_settings(current), current.backup_cache_dir)
+    idle = current.backup_cache_idle
+
+    def sweep_every_while() -> None:
+        while True:
+            time.sleep(min(idle / 2, SWEEP_INTERVAL_MAX))
+            try:
+                removed = working_copy.sweep(root, idle)
+            except OSError as error:
+                log.warning("could not sweep the working copies of backups in %s: %s", root, error)
+                continue
+            if removed:
+                log.info("removed %d working copies idle for %gs from %s", len(removed), idle, root)
+
+    sweeper = threading.Thread(target=sweep_every_while, name="working-copy-sweeper", daemon=True)
+    sweeper.start()
+    return sweeper
+
+
+SWEEP_INTERVAL_MAX = 300.0
+"""The longest a working copy outlives its idle time (seconds)."""
+
+
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     """Consume until SIGTERM; `ConfigurationError` before anything starts when the configuration is bad."""
     if kubeconfig:
@@ -111,6 +142,8 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     task_metrics.instrument_worker()
     metrics.serve(current.metrics_port)
     survive_broker_restarts()
+    if is_remote(current.backup_location):
+        sweep_working_copies(current)
 
     name = f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     # Celery prints its ASCII banner (configuration, queues, tasks) to stdout, outside logging: on a

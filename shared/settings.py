@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     backup_cache_dir: Path = Path("var/backup-cache")
     """A worker's own working copies of backups kept in S3 (an emptyDir is enough: everything in it can be
     fetched again, and every file is checked against the sealed manifest before use)."""
+    backup_cache_idle: float = Field(default=900.0, gt=0)
+    """Seconds after its last use that a worker removes a working copy (shared/backup/working_copy.py); a
+    step that needs it later fetches it again."""
     s3_endpoint_url: str | None = Field(
         default=None, json_schema_extra={"allowed": "an http:// or https:// URL, e.g. http://minio:9000"}
     )

@@ -351,7 +351,9 @@ def verify(target: str, directory: Path | None = None) -> int:
     read, checked against `manifest.json` and its signature (with KPROMOTE_BACKUP_SIGNING_KEY)."""
     store = configured_store(directory)
     if store is not None or is_remote(target):
-        return _verify_stored(stored_backup(target, store))
+        backup = stored_backup(target, store)
+        with backup.held():
+            return _verify_stored(backup)
     archive = archive_of(resolve(target, directory))
     in_run = archive.name == ARCHIVE_NAME
     try:

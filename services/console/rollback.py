@@ -138,6 +138,11 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
     run and what it did. The namespace's claim must be this run's, or free (it is taken for the
     rollback); the rollback itself is the routine the rollback worker runs."""
     backup, where = _open_backup(location)
+    with backup.held():
+        return _roll_back_from(backup, where, kubeconfig)
+
+
+def _roll_back_from(backup: BackupDir, where: dict[str, Any], kubeconfig: str | None) -> int:
     manifest = backup.manifest()
     spec = RunSpec.recorded_in(manifest.labels) if manifest is not None else None
     if manifest is None or spec is None:

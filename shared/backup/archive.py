@@ -36,7 +36,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -46,7 +46,7 @@ from typing import IO, Any
 import orjson
 from pydantic import SecretStr
 
-from shared.backup import tarball
+from shared.backup import tarball, working_copy
 from shared.backup.atomic import atomic_file, fsync_directory, write_atomically
 from shared.backup.errors import BackupError, BackupTampered
 from shared.backup.integrity import (
@@ -118,7 +118,18 @@ class BackupDir:
         local = store.local_path(key)
         if local is not None:
             return cls(local)
-        return cls(cache_dir / store.cache_name() / key, store=store, key=key)
+        return cls(cls.working_copies(store, cache_dir) / key, store=store, key=key)
+
+    @staticmethod
+    def working_copies(store: BackupStore, cache_dir: Path) -> Path:
+        """The folder under which `of_run` keeps a worker's working copies of `store`'s backups (what
+        `working_copy.sweep` tidies); nothing is kept there for a store that is a local folder."""
+        return cache_dir / store.cache_name()
+
+    def held(self) -> AbstractContextManager[None]:
+        """Keep the working copy while the block uses it (`working_copy.held`); a backup read in place
+        has none to keep."""
+        return nullcontext() if self.store is None else working_copy.held(self.root)
 
     @property
     def location(self) -> str:

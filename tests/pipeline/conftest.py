@@ -238,6 +238,11 @@ class S3Installation:
         return f"s3://{self.bucket}/kpromote"
 
 
+S3_CACHE_IDLE = 2.0
+"""Seconds the S3 installation's workers keep an unused working copy: short, so that steps of one run
+often find theirs swept and fetch it again, as after a long pause."""
+
+
 @pytest.fixture(scope="module")
 def s3_installation(
     simulator: SimulatorThread, redis_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -260,6 +265,7 @@ def s3_installation(
                     **installation.env,
                     "KPROMOTE_BACKUP_CACHE_DIR": str(caches[-1]),
                     "KPROMOTE_BACKUP_DIR": str(home / "run-logs"),
+                    "KPROMOTE_BACKUP_CACHE_IDLE": str(S3_CACHE_IDLE),
                     "PYTHONPATH": str(REPO),
                 }
                 log = (workdir / f"worker-{number}.log").open("wb")

@@ -5,6 +5,7 @@ reads everything from the store after both workers' caches were wiped."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from kubernetes import client
@@ -13,7 +14,7 @@ from kubesim.seed import seed_namespace
 from shared.backup import BackupDir
 from shared.backup.s3store import S3Store
 from tests.pipeline import test_ownership, test_rollback
-from tests.pipeline.conftest import S3Installation
+from tests.pipeline.conftest import S3_CACHE_IDLE, S3Installation
 from tests.pipeline.snapshots import diff, snapshot
 
 
@@ -47,7 +48,7 @@ def test_promote_then_rollback_from_the_store_alone(s3_installation: S3Installat
     assert all(cache.is_dir() for cache in s3_installation.caches), "both workers took part"
 
     for cache in s3_installation.caches:
-        shutil.rmtree(cache)
+        shutil.rmtree(cache, ignore_errors=True)  # the workers' sweeps may be removing folders meanwhile
     installation.request_rollback("s3-promote")
     status = installation.wait_done("s3-promote", phases=("RolledBack", "FailedRollback"))
     assert status["phase"] == "RolledBack", status
@@ -70,3 +71,25 @@ def test_rollback_from_the_s3_backup_alone_once_the_policy_is_gone(s3_installati
     test_ownership.test_a_namespace_whose_policy_is_gone_is_rolled_back_from_its_backup_alone(
         s3_installation.installation
     )
+
+
+def test_idle_working_copies_leave_the_workers_disks(s3_installation: S3Installation) -> None:
+    """Each worker removes its copies of a run's backup once no task has used them for
+    KPROMOTE_BACKUP_CACHE_IDLE seconds: a worker's disk does not fill one namespace after another."""
+    installation = s3_installation.installation
+    seed_namespace(installation.member_api, "s3-swept")
+    installation.apply("s3-swept", includedNamespaces=["s3-swept"])
+    status = installation.wait_done("s3-swept")
+    assert status["phase"] == "Completed", status
+    run = status["runId"]
+    folders = [folder for cache in s3_installation.caches for folder in cache.glob("**/s3-swept/s3-swept")]
+    assert folders, "the workers worked in copies of the backup (a sweep leaves the namespace's folder)"
+
+    deadline = time.monotonic() + 10 * S3_CACHE_IDLE
+    while any((folder / run).exists() for folder in folders):
+        assert time.monotonic() < deadline, "working copies were kept past their idle time"
+        time.sleep(0.2)
+    store = S3Store(
+        s3_installation.bucket, "kpromote", endpoint_url=s3_installation.server.endpoint_url, path_style=True
+    )
+    assert store.stat(f"s3-swept/s3-swept/{run}/backup.tar.gz") is not None, "the backup itself stays"

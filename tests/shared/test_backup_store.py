@@ -22,6 +22,7 @@ from shared.backup import PLAN_NAME, BackupDir, BackupError, BackupTampered
 from shared.backup.localstore import LocalStore
 from shared.backup.s3store import S3Store
 from shared.backup.store import BackupStore, StoredFile
+from shared.backup.working_copy import sweep
 from tests.s3_server import S3Server, s3_server
 
 KEY = SecretStr("k3y-for-store-tests-" + "0123456789abcdef" * 2)
@@ -202,6 +203,27 @@ def test_a_wiped_cache_is_fetched_again_and_a_resealed_backup_is_the_same(
     again.require_intact()
     assert again.seal(LABELS) == first, "an intact seal is returned as it is"
     assert list(again.items("configmaps", 49)) == [configmap("c9")]
+
+
+def test_a_swept_working_copy_is_fetched_again_and_one_in_use_is_kept(
+    store: BackupStore, tmp_path: Path
+) -> None:
+    writer = sealed(store, tmp_path / "worker-a")
+    cache = tmp_path / "worker-b"
+    reader = worker_copy(store, cache)
+    with reader.held():
+        reader.require_intact()
+        assert sweep(BackupDir.working_copies(store, cache), idle_seconds=0) == []
+        assert list(reader.items("configmaps", 49)) == [configmap("c9")]
+    swept = sweep(BackupDir.working_copies(store, cache), idle_seconds=0)
+    if isinstance(store, LocalStore):
+        assert swept == [] and writer.root.is_dir(), "a store that is a folder has no working copies"
+    else:
+        assert swept == [reader.root] and not reader.root.exists()
+    again = worker_copy(store, cache)
+    with again.held():
+        again.require_intact()
+        assert list(again.items("configmaps", 49)) == [configmap("c9")]
 
 
 def test_a_late_part_after_the_seal_changes_nothing(store: BackupStore, tmp_path: Path) -> None:
