@@ -96,18 +96,18 @@ def sweep_working_copies(current: Settings) -> threading.Thread:
     root = BackupDir.working_copies(store_from_settings(current), current.backup_cache_dir)
     idle = current.backup_cache_idle
 
-    def sweep_every_while() -> None:
+    def keep_sweeping() -> None:
         while True:
             time.sleep(min(idle / 2, SWEEP_INTERVAL_MAX))
             try:
                 removed = working_copy.sweep(root, idle)
-            except OSError as error:
-                log.warning("could not sweep the working copies of backups in %s: %s", root, error)
+            except Exception:  # a sweeper that died would let the disk fill up again, unseen
+                log.exception("could not sweep the working copies of backups in %s; trying again later", root)
                 continue
             if removed:
                 log.info("removed %d working copies idle for %gs from %s", len(removed), idle, root)
 
-    sweeper = threading.Thread(target=sweep_every_while, name="working-copy-sweeper", daemon=True)
+    sweeper = threading.Thread(target=keep_sweeping, name="working-copy-sweeper", daemon=True)
     sweeper.start()
     return sweeper
 
