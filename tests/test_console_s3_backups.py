@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from services.cli import app
 from services.console import backups
 from shared.backup import BackupDir
 from shared.backup.s3store import S3Store
+from shared.backup.working_copy import IN_USE, held
 from tests.s3_server import S3Server, s3_server
 from tests.test_settings_validation import assert_refused, kpromote
 
@@ -81,6 +83,24 @@ def test_show_streams_the_archive_and_verify_checks_every_file(
     tampered = runner.invoke(app, ["backups", "verify", "p/shop/r1"], env=env)
     assert tampered.exit_code == 1, tampered.output
     assert "changed items/configmaps.jsonl" in tampered.output
+
+
+def test_verify_removes_the_cache_s_idle_working_copies_and_keeps_its_own(
+    bucket: tuple[S3Store, dict[str, str]], tmp_path: Path
+) -> None:
+    """A command reading through the cache tidies it as a worker's sweeper would."""
+    store, env = bucket
+    copies = BackupDir.working_copies(store, tmp_path / "console-cache")
+    stale = copies / "p" / "shop" / "an-old-run"
+    with held(stale):
+        (stale / "manifest.json").write_text("{}")
+    long_ago = time.time() - 3600
+    os.utime(stale / IN_USE, (long_ago, long_ago))
+
+    verified = CliRunner().invoke(app, ["backups", "verify", "p/shop/r1"], env=env)
+    assert verified.exit_code == 0, verified.output
+    assert not stale.exists(), "idle for an hour: removed"
+    assert (copies / "p" / "shop" / "r1" / "manifest.json").exists(), "the copy just used stays"
 
 
 def test_an_unsealed_or_unknown_run_is_a_usage_error(bucket: tuple[S3Store, dict[str, str]]) -> None:

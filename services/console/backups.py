@@ -49,6 +49,7 @@ from services.console.common import (
     path_segment,
     policy_resource,
     print_json,
+    working_copy_of,
 )
 from shared.backup import ARCHIVE_NAME, MANIFEST_NAME, BackupDir, iter_archive, verify_archive
 from shared.backup.layout import run_key
@@ -352,7 +353,7 @@ def verify(target: str, directory: Path | None = None) -> int:
     store = configured_store(directory)
     if store is not None or is_remote(target):
         backup = stored_backup(target, store)
-        with backup.held():
+        with working_copy_of(backup):
             return _verify_stored(backup)
     archive = archive_of(resolve(target, directory))
     in_run = archive.name == ARCHIVE_NAME

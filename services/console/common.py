@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -20,6 +21,7 @@ from kubernetes.config.config_exception import ConfigException
 from pydantic import ValidationError
 from rich.console import Console
 
+from shared.backup import BackupDir, working_copy
 from shared.kube import ApiResource, Forbidden, Kube, KubeError, MemberUnavailable, RetryPolicy, Unreachable
 from shared.models import PromotePolicy
 from shared.models.policy import GROUP, PLURAL
@@ -133,6 +135,20 @@ def connect(option: str | None, settings: Settings) -> Kube:
         raise ConsoleError(
             f"the kubeconfig at {path} is not usable ({reason}): pass a working one with --kubeconfig", USAGE
         ) from None
+
+
+@contextmanager
+def working_copy_of(backup: BackupDir) -> Iterator[None]:
+    """Hold the backup's working copy (S3) while the command reads it, then remove the copies in this
+    cache that nobody has used for KPROMOTE_BACKUP_CACHE_IDLE seconds, as a worker's sweeper would: a
+    command does not run long enough to sweep on a timer."""
+    with backup.held():
+        yield
+    if backup.store is not None:
+        settings = load_settings()
+        working_copy.sweep(
+            BackupDir.working_copies(backup.store, settings.backup_cache_dir), settings.backup_cache_idle
+        )
 
 
 def policy_resource(kube: Kube) -> ApiResource:

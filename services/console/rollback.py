@@ -26,6 +26,7 @@ from services.console.common import (
     out,
     phase_of,
     policy_resource,
+    working_copy_of,
 )
 from services.console.watch import follow, report
 from shared.backup import ARCHIVE_NAME, BackupDir
@@ -138,7 +139,7 @@ def run_from_backup(location: Path, kubeconfig: str | None) -> int:
     run and what it did. The namespace's claim must be this run's, or free (it is taken for the
     rollback); the rollback itself is the routine the rollback worker runs."""
     backup, where = _open_backup(location)
-    with backup.held():
+    with working_copy_of(backup):
         return _roll_back_from(backup, where, kubeconfig)
 
 
