@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -146,9 +146,10 @@ def working_copy_of(backup: BackupDir) -> Iterator[None]:
         yield
     if backup.store is not None:
         settings = load_settings()
-        working_copy.sweep(
-            BackupDir.working_copies(backup.store, settings.backup_cache_dir), settings.backup_cache_idle
-        )
+        with suppress(OSError):  # tidying is a courtesy: it must not turn a done command into a failure
+            working_copy.sweep(
+                BackupDir.working_copies(backup.store, settings.backup_cache_dir), settings.backup_cache_idle
+            )
 
 
 def policy_resource(kube: Kube) -> ApiResource:
