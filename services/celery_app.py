@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
 from celery.app import backends
@@ -20,6 +20,9 @@ from celery.app.amqp import AMQP
 from celery.exceptions import Ignore
 
 from shared.settings import settings
+
+if TYPE_CHECKING:
+    from shared.progress import NamespaceRun
 
 log = logging.getLogger(__name__)
 RUN_FIELDS = ("policy", "namespace", "run_id", "cluster", "attempt")
@@ -56,10 +59,16 @@ def _working_copy_held(kwargs: dict[str, Any]) -> AbstractContextManager[None]:
     """The task's run's working copy of its backup (S3 only), kept from the sweep while the task runs."""
     if not all(key in kwargs for key in RUN_FIELDS):
         return nullcontext()
-    from shared.progress import NamespaceRun
     from shared.runtime import runtime
 
-    return runtime().backup(NamespaceRun(**{key: kwargs[key] for key in RUN_FIELDS})).held()
+    return runtime().backup(_run_in(kwargs)).held()
+
+
+def _run_in(kwargs: dict[str, Any]) -> NamespaceRun:
+    """The namespace run a task's keyword arguments name (every task's message carries it)."""
+    from shared.progress import NamespaceRun
+
+    return NamespaceRun(**{key: kwargs[key] for key in RUN_FIELDS})
 
 
 FAILED_STEP = "kpromote_failed_step"
@@ -85,10 +94,9 @@ class ForwardTask(PromoteTask):
     def on_failure(
         self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], einfo: Any
     ) -> None:
-        from shared.progress import NamespaceRun
         from shared.runtime import runtime
 
-        run = NamespaceRun(**{k: kwargs[k] for k in RUN_FIELDS})
+        run = _run_in(kwargs)
         step = getattr(exc, FAILED_STEP, None) or self.name.removeprefix("kosmos_promote.")
         runtime().progress(run).set(run.namespace, error=f"{step}: {type(exc).__name__}: {exc}")
 

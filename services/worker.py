@@ -90,6 +90,10 @@ def say_in_json() -> None:
     celery_worker.safe_say = say
 
 
+SWEEP_INTERVAL_MAX = 300.0
+"""The longest a working copy outlives its idle time (seconds)."""
+
+
 def sweep_working_copies(current: Settings) -> threading.Thread:
     """Every so often, remove this worker's working copies of backups kept in S3 that no task has used for
     KPROMOTE_BACKUP_CACHE_IDLE seconds, so that they do not fill its disk (shared/backup/working_copy.py)."""
@@ -110,10 +114,6 @@ def sweep_working_copies(current: Settings) -> threading.Thread:
     sweeper = threading.Thread(target=keep_sweeping, name="working-copy-sweeper", daemon=True)
     sweeper.start()
     return sweeper
-
-
-SWEEP_INTERVAL_MAX = 300.0
-"""The longest a working copy outlives its idle time (seconds)."""
 
 
 def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
