@@ -17,7 +17,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +27,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from shared.fan_out import FanOut
 from shared.items import Obj
 from shared.kinds import Context
 from shared.kube import AlreadyExists, ApiResource, Conflict, Kube
@@ -121,6 +122,14 @@ class ClaimHeld(Exception):
             f"one namespace is promoted by one policy at a time"
         )
         self.claim = claim
+
+
+class ClaimsHeld(Exception):
+    """Some of the namespaces a run asked for are owned by other runs; it holds none of them."""
+
+    def __init__(self, held: list[ClaimHeld]) -> None:
+        super().__init__("; ".join(map(str, held)))
+        self.held = held
 
 
 class RunHalted(Exception):
@@ -242,6 +251,7 @@ class Claims:
         self.install_namespace = install_namespace
         self._recent: OrderedDict[str, tuple[float, Claim]] = OrderedDict()
         self._recent_lock = threading.Lock()
+        self._claiming = threading.Lock()
 
     @property
     def _leases(self) -> ApiResource:
@@ -290,6 +300,33 @@ class Claims:
         if held.spec.policy_uid == spec.policy_uid and held.state is ClaimState.PROMOTING:
             return self.replace(held, replace(wanted, resource_version=held.resource_version))
         raise ClaimHeld(held)
+
+    def acquire_all(self, spec: RunSpec, namespaces: Iterable[str], fan_out: FanOut) -> list[Claim]:
+        """Claim every namespace, or none (ClaimsHeld names every holder).
+
+        The claims go out at once, one round trip for any number of namespaces, while no other run of
+        this process is claiming: of two policies racing for overlapping namespaces, the one that claims
+        first gets all of its own and the other is refused naming the holder, never both (the watcher
+        is the only process that starts runs, deploy/watcher.yaml). Claims already taken are released
+        before another run may claim, whatever went wrong."""
+
+        def attempt(namespace: str) -> Claim | Exception:
+            try:
+                return self.acquire(spec, namespace)
+            except Exception as failure:  # sorted out below, once every claim has an answer
+                return failure
+
+        with self._claiming:
+            outcomes = fan_out(attempt, sorted(set(namespaces)))
+            taken = [outcome for outcome in outcomes if isinstance(outcome, Claim)]
+            failures = [outcome for outcome in outcomes if not isinstance(outcome, Claim)]
+            if failures:
+                fan_out(self.release, taken)
+        if unexpected := [failure for failure in failures if not isinstance(failure, ClaimHeld)]:
+            raise unexpected[0]
+        if failures:
+            raise ClaimsHeld([failure for failure in failures if isinstance(failure, ClaimHeld)])
+        return taken
 
     def replace(self, current: Claim, wanted: Claim) -> Claim:
         """Write `wanted` if the claim is still `current` (its resourceVersion); Conflict otherwise."""

@@ -25,14 +25,14 @@ from pydantic import ValidationError
 from services.celery_app import app
 from services.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared import metrics
-from shared.claims import Claim, ClaimHeld, Claims, ClaimState, RunSpec
+from shared.claims import Claim, ClaimsHeld, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.conditions import with_condition
 from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus, spec_problems
 from shared.models.times import now_rfc3339, parse_rfc3339
-from shared.precheck import precheck
+from shared.precheck import capped, precheck
 from shared.progress import NamespaceRun, Progress
-from shared.runtime import runtime
+from shared.runtime import Runtime, runtime
 
 STATUS_INTERVAL = 0.5
 """How often the status is refreshed and rollback requests are answered: a person (and a rollback)
@@ -150,6 +150,7 @@ def start(
         rt.settings.protected_namespaces,
         rt.settings.member_kubeconfigs,
         member_limits=rt.member_limits(parsed.cluster_name),
+        fan_out=rt.fan_out,
     )
     run_id = _run_id(uid)
     run = RunSpec(
@@ -163,14 +164,14 @@ def start(
         included_resources=tuple(parsed.included_namespace_scoped_resources),
         excluded_resources=tuple(parsed.excluded_namespace_scoped_resources),
     )
-    errors = result.errors or _claim_all(rt.claims, run, result.namespaces)
-    if errors:
+    held = [] if result.errors else _claims_refused(rt, run, result.namespaces)
+    if result.errors or held:
         _fail_precheck(
             body,
             status,
             patch,
-            errors,
-            f"precheck failed with {result.error_count or len(errors)} problem(s); nothing was changed. "
+            result.errors or capped(held),
+            f"precheck failed with {result.error_count or len(held)} problem(s); nothing was changed. "
             f"Fix the policy or the "
             f"clusters (or wait for the policy holding a namespace), then re-create the policy",
         )
@@ -201,22 +202,13 @@ def start(
     log.info("policy %s: %s", name, message)
 
 
-def _claim_all(claims: Claims, run: RunSpec, namespaces: list[str]) -> list[str]:
-    """Claim every namespace, or none: in one global order, so that of two policies racing for
-    overlapping namespaces at least one gets all of its own, and the other fails its precheck naming
-    the holder."""
-    held: list[str] = []
-    taken: list[Claim] = []
-    for namespace in sorted(namespaces):
-        try:
-            taken.append(claims.acquire(run, namespace))
-        except ClaimHeld as exc:
-            held.append(str(exc))
-            break
-    if held:
-        for claim in taken:
-            claims.release(claim)
-    return held
+def _claims_refused(rt: Runtime, run: RunSpec, namespaces: list[str]) -> list[str]:
+    """Every namespace claimed and nothing to say, or none claimed and why."""
+    try:
+        rt.claims.acquire_all(run, namespaces, rt.fan_out)
+    except ClaimsHeld as refused:
+        return [str(held) for held in refused.held]
+    return []
 
 
 def policy_phase(namespaces: list[NamespaceStatus], rolling_back: bool) -> PolicyPhase:
@@ -315,10 +307,13 @@ def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch
     ]
     readings = progress.read(listed)
     pending = [ns for ns, reading in zip(listed, readings, strict=True) if rollback_due(reading.status.phase)]
-    for namespace in pending:
-        claim = rt.claims.roll_back(
+    claims = rt.fan_out(
+        lambda namespace: rt.claims.roll_back(
             status["clusterName"], namespace, status["runId"], ClaimState.PROMOTING, ClaimState.COMPLETED
-        )
+        ),
+        pending,
+    )
+    for namespace, claim in zip(pending, claims, strict=True):
         run = _run_of(name, namespace, status, claim)
         if claim is None:
             progress.phase(namespace, NamespacePhase.ROLLED_BACK, "rolled back", RELEASED)
@@ -379,9 +374,9 @@ def cancel(*, name: str, body: kopf.Body, status: kopf.Status, patch: kopf.Patch
     progress = Progress(rt.redis, name, status["runId"])
     names = [ns["name"] for ns in status.get("namespaces", [])]
     waiting: list[str] = []
-    for namespace, reading in zip(names, progress.read(names), strict=True):
+    claims = rt.fan_out(lambda namespace: rt.claims.get(status["clusterName"], namespace), names)
+    for namespace, reading, claim in zip(names, progress.read(names), claims, strict=True):
         run = _run_of(name, namespace, status)
-        claim = rt.claims.get(run.cluster, namespace)
         if claim is None or claim.run_id != run.run_id:
             continue
         if claim.state is ClaimState.COMPLETED:

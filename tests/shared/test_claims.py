@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import TypeVar
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ from shared.claims import (
     Claim,
     ClaimHeld,
     Claims,
+    ClaimsHeld,
     ClaimState,
     RunSpec,
     compensation_verdict,
@@ -27,9 +29,11 @@ from shared.claims import (
     rollback_verdict,
     to_lease,
 )
-from shared.kube import Conflict, Kube, RetryPolicy
+from shared.kube import Conflict, Kube, KubeError, RetryPolicy
 from shared.progress import Progress
 
+T = TypeVar("T")
+R = TypeVar("R")
 SPEC = RunSpec(policy="p", policy_uid="uid-p", run_id="run-1", generation=1, cluster="member1")
 INSTALL = "kosmos-promote"
 
@@ -130,6 +134,62 @@ def test_of_two_runs_claiming_at_once_exactly_one_wins(claims: Claims) -> None:
     winner = claims.get("member1", "shop")
     assert winner is not None
     assert outcomes == sorted([winner.run_id, f"held by {winner.run_id}"])
+
+
+def _in_threads(call: Callable[[T], R], items: Iterable[T], /) -> list[R]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(call, items))
+
+
+def _held_namespaces(claims: Claims) -> dict[str, str]:
+    return {claim.namespace: claim.run_id for claim in claims.all()}
+
+
+def test_of_two_policies_claiming_overlapping_namespaces_at_once_one_gets_all_and_the_other_none(
+    claims: Claims,
+) -> None:
+    wanted = {"run-a": ["a", "b", "c", "d"], "run-b": ["c", "d", "e", "f"]}
+
+    def claim_all(run_id: str) -> str:
+        spec = SPEC.model_copy(update={"run_id": run_id, "policy_uid": f"uid-{run_id}"})
+        try:
+            claims.acquire_all(spec, wanted[run_id], _in_threads)
+        except ClaimsHeld as refused:
+            return "refused by " + ",".join(sorted({held.claim.run_id for held in refused.held}))
+        return "all"
+
+    for _ in range(5):
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = dict(zip(wanted, pool.map(claim_all, wanted), strict=True))
+        holders = _held_namespaces(claims)
+        winner = holders["c"]
+        loser = next(run for run in wanted if run != winner)
+        assert outcomes == {winner: "all", loser: f"refused by {winner}"}
+        assert holders == dict.fromkeys(wanted[winner], winner)
+        for claim in claims.all():
+            claims.release(claim)
+
+
+def test_a_run_refused_one_namespace_holds_none_of_the_others(claims: Claims) -> None:
+    claims.acquire(replace_run("run-0").model_copy(update={"policy_uid": "uid-0"}), "c")
+
+    with pytest.raises(ClaimsHeld) as refused:
+        claims.acquire_all(SPEC, ["a", "b", "c", "d"], _in_threads)
+
+    assert [held.claim.namespace for held in refused.value.held] == ["c"]
+    assert 'claimed by PromotePolicy "p" (run run-0' in str(refused.value)
+    assert _held_namespaces(claims) == {"c": "run-0"}
+
+
+def test_a_claim_that_fails_for_another_reason_releases_those_taken_and_raises(
+    claims: Claims, admin: SimAdmin
+) -> None:
+    admin.add_fault(verb="create", resource="leases", status=403, nth=3)
+
+    with pytest.raises(KubeError):
+        claims.acquire_all(SPEC, ["a", "b", "c", "d", "e"], _in_threads)
+
+    assert _held_namespaces(claims) == {}
 
 
 def test_a_restarted_start_of_the_same_policy_takes_its_claim_over(claims: Claims) -> None:
