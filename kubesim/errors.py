@@ -127,5 +127,15 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
+def request_entity_too_large(limit: int) -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+
+
+def etcd_request_too_large() -> ApiError:
+    """What kube-apiserver passes on when etcd refuses to store an object: a 500, not a 4xx (kubernetes
+    issue 112152), so a client that retries server errors retries this one in vain."""
+    return ApiError(500, "InternalError", "etcdserver: request is too large")
+
+
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)

@@ -31,6 +31,8 @@ from kubesim.store import Store, WatchEvent
 
 GIT_VERSION = "v1.30.0-kubesim"
 DEFAULT_WATCH_TIMEOUT = 1800.0
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+"""kube-apiserver's limit on a write's body (twice etcd's, for JSON that etcd stores more compactly)."""
 RETURNS_DELETED_OBJECT = frozenset(
     {"pods", "services", "serviceaccounts", "persistentvolumes", "persistentvolumeclaims", "storageclasses"}
 )
@@ -286,6 +288,8 @@ class ApiServer:
     @staticmethod
     async def read_body(request: web.Request) -> tuple[Any, str]:
         text = await request.text()
+        if len(text) > MAX_REQUEST_BODY_BYTES:
+            raise errors.request_entity_too_large(MAX_REQUEST_BODY_BYTES)
         try:
             return orjson.loads(text), text
         except orjson.JSONDecodeError as exc:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from kubesim import errors
 from kubesim.objects import Obj, clone, go_json, is_terminating, now_rfc3339
 from kubesim.resources import ResourceRegistry, ResourceType
@@ -67,6 +69,18 @@ class AdmissionRequest:
 
 Admission = Callable[[AdmissionRequest], None]
 Subscriber = Callable[[WatchEvent], None]
+
+
+MAX_STORED_BYTES = 1536 * 1024
+"""etcd's default --max-request-bytes: it refuses to store a larger object."""
+
+
+def _check_stored_size(rt: ResourceType, obj: Obj) -> None:
+    """A custom resource is stored in etcd as the JSON it is, so its size there is this JSON's. Built-in
+    types are stored as protobuf, smaller by a margin this simulator does not model: they are not checked
+    (their own validation, e.g. a ConfigMap's 1 MiB of data, refuses them first in practice)."""
+    if rt.custom and len(orjson.dumps(obj)) > MAX_STORED_BYTES:
+        raise errors.etcd_request_too_large()
 
 
 def _spec_part(obj: Obj) -> dict[str, Any]:
@@ -259,6 +273,7 @@ class Store:
         if self.get(rt, namespace, name) is not None:
             raise errors.already_exists(rt, name)
         self._admit("CREATE", rt, obj, None, None, raw_data, dry_run)
+        _check_stored_size(rt, obj)
         if dry_run:
             return obj
         rv = self._next_rv()
@@ -303,6 +318,7 @@ class Store:
         self._admit("UPDATE", rt, new, old, subresource, raw_data)
         if new == old:
             return old
+        _check_stored_size(rt, new)
         if dry_run:
             return new
         return self._replace(rt, old, new)
