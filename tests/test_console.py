@@ -435,6 +435,25 @@ def test_status_document_and_table_carry_namespaces_and_skipped_items_with_reaso
         assert expected in text, expected
 
 
+def test_status_says_how_many_objects_left_behind_the_shortened_status_does_not_list() -> None:
+    listed = [{"resource": "configmaps", "name": f"cm-{i}", "reason": "stays"} for i in range(20)]
+    policy = {
+        **POLICY,
+        "status": {
+            "phase": "Completed",
+            "namespaces": [
+                {"name": "logs", "phase": "Completed", "counts": {"skipped": 1200}, "skipped": listed},
+                {"name": "shop", "phase": "Completed", "counts": {"skipped": 1}, "skipped": listed[:1]},
+            ],
+        },
+    }
+
+    text = rendered(status.render, status.document(policy))
+
+    assert "… and 1180 more left behind in logs, not listed" in text
+    assert "more left behind in shop" not in text
+
+
 # ----------------------------------------------------------------------------------------- backups
 @pytest.fixture
 def backups(tmp_path: Path) -> Iterator[Path]:

@@ -104,6 +104,11 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
                 escape(namespace), escape(item["resource"]), escape(item["name"]), escape(item["reason"])
             )
         shown.append(table)
+    for namespace in namespaces:
+        unlisted = (namespace.get("counts") or {}).get("skipped", 0) - len(namespace.get("skipped") or ())
+        if unlisted > 0:
+            # The watcher lists the first few when the whole list would not fit in the status.
+            shown.append(f"… and {unlisted} more left behind in {escape(namespace['name'])}, not listed")
     return shown
 
 

@@ -29,6 +29,7 @@ from shared.claims import Claim, ClaimsHeld, ClaimState, RunSpec
 from shared.models import NamespacePhase, NamespaceStatus, PolicyPhase, PromotePolicySpec
 from shared.models.conditions import with_condition
 from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus, spec_problems
+from shared.models.status_size import render_within_budget
 from shared.models.times import now_rfc3339, parse_rfc3339
 from shared.precheck import capped, precheck
 from shared.progress import NamespaceRun, Progress
@@ -188,10 +189,7 @@ def start(
             "namespacesTotal": len(result.namespaces),
             "namespacesDone": 0,
             "message": "promoting",
-            "namespaces": [
-                NamespaceStatus(name=ns).model_dump(mode="json", by_alias=True, exclude_none=True)
-                for ns in result.namespaces
-            ],
+            "namespaces": render_within_budget([NamespaceStatus(name=ns) for ns in result.namespaces]),
         }
     )
     message = f"{len(result.namespaces)} namespace(s) claimed and published, run {run_id}"
@@ -504,7 +502,7 @@ def _refresh(name: str, body: kopf.Body, status: Mapping[str, Any], patch: kopf.
         _watchdog(
             progress, _run_of(name, namespace.name, status), namespace.phase, reading.updated, rolling_back
         )
-    rendered = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces]
+    rendered = render_within_budget(namespaces)
     phase = policy_phase(namespaces, rolling_back)
     done = sum(1 for ns in namespaces if ns.phase in TERMINAL)
     update: dict[str, Any] = {"namespaces": rendered, "namespacesDone": done, "phase": phase.value}
@@ -567,9 +565,16 @@ def _conclude(
     _condition(status, patch, "Degraded", degraded, reason, message, generation)
 
 
+NAMES_IN_SUMMARY = 10
+"""Namespaces named per phase in the final message (and the conditions that repeat it)."""
+
+
 def _summary(phase: PolicyPhase, namespaces: list[NamespaceStatus]) -> str:
     by_phase: dict[str, list[str]] = {}
     for ns in namespaces:
         by_phase.setdefault(ns.phase.value, []).append(ns.name)
-    parts = [f"{phase_name}: {', '.join(names)}" for phase_name, names in sorted(by_phase.items())]
+    parts = [
+        f"{phase_name}: {', '.join(capped(names, NAMES_IN_SUMMARY))}"
+        for phase_name, names in sorted(by_phase.items())
+    ]
     return f"{phase.value}. " + "; ".join(parts)
