@@ -39,6 +39,8 @@ RUN_SPEC_LABEL = "runSpec"
 """The manifest label holding the run's frozen spec: a sealed backup says by itself what to undo."""
 PREFIX = "promote.kosmos.io/"
 CLAIM_LABEL = f"{PREFIX}claim"
+STATE_LABEL = f"{PREFIX}state"
+"""The claim's state as a label too, so the claims rolling back are listed without reading every claim."""
 MAX_NAME = 253
 RECENT_SECONDS = 5.0
 """How long a claim this process read or wrote may serve as the starting point of a change (see
@@ -193,7 +195,11 @@ def to_lease(claim: Claim, install_namespace: str) -> Obj:
     metadata: Obj = {
         "name": lease_name(claim.cluster, claim.namespace),
         "namespace": install_namespace,
-        "labels": {CLAIM_LABEL: "true", "app.kubernetes.io/managed-by": "kosmos-promote"},
+        "labels": {
+            CLAIM_LABEL: "true",
+            STATE_LABEL: claim.state.value,
+            "app.kubernetes.io/managed-by": "kosmos-promote",
+        },
         "annotations": {
             f"{PREFIX}cluster": claim.cluster,
             f"{PREFIX}namespace": claim.namespace,
@@ -284,17 +290,37 @@ class Claims:
         for obj in self.kube.list(self._leases, self.install_namespace, label_selector=f"{CLAIM_LABEL}=true"):
             yield from_lease(obj)
 
-    def acquire(self, spec: RunSpec, namespace: str, state: ClaimState = ClaimState.PROMOTING) -> Claim:
+    def rolling_back_with(self, objects: set[tuple[str, str]], cluster: str, namespace: str) -> list[Claim]:
+        """The claims of other namespaces rolling back whose cluster-scoped objects include any of
+        `objects`: their rollbacks may be deleting them."""
+        selector = f"{CLAIM_LABEL}=true,{STATE_LABEL}={ClaimState.ROLLING_BACK.value}"
+        return [
+            claim
+            for claim in map(
+                from_lease, self.kube.list(self._leases, self.install_namespace, label_selector=selector)
+            )
+            if (claim.cluster, claim.namespace) != (cluster, namespace)
+            and claim.state is ClaimState.ROLLING_BACK
+            and objects.intersection(claim.cluster_objects)
+        ]
+
+    def acquire(
+        self,
+        spec: RunSpec,
+        namespace: str,
+        state: ClaimState = ClaimState.PROMOTING,
+        cluster_objects: tuple[tuple[str, str], ...] = (),
+    ) -> Claim:
         """Claim `namespace` for the run of `spec`; ClaimHeld names the owner if another run has it. A
         claim of the same policy object (an earlier attempt to start it that did not reach its status) is
         taken over: that run's messages then find the claim is not theirs and do nothing."""
-        wanted = Claim(spec.cluster, namespace, spec, attempt=1, state=state)
+        wanted = Claim(spec.cluster, namespace, spec, attempt=1, state=state, cluster_objects=cluster_objects)
         try:
             return from_lease(self.kube.create(self._leases, to_lease(wanted, self.install_namespace)))
         except AlreadyExists:
             held = self.get(spec.cluster, namespace)
         if held is None:
-            return self.acquire(spec, namespace, state)
+            return self.acquire(spec, namespace, state, cluster_objects)
         if held.run_id == spec.run_id:
             return held
         if held.spec.policy_uid == spec.policy_uid and held.state is ClaimState.PROMOTING:

@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     """Requests waiting for an answer at once from each cluster's API server, over every worker process;
     0 means no limit of ours."""
     adoption_timeout: Seconds = 60.0
-    """How long verify waits for the control plane's controllers to adopt what was rebuilt."""
+    """How long verify waits for the control plane's controllers to adopt what was rebuilt, and the longest
+    any step waits for the control plane (a CRD Established, another namespace's rollback to end, a
+    shared object to finish its deletion)."""
     detach_timeout: Seconds = 60.0
     """How long detach waits for the member's garbage collector to release orphaned dependents."""
     stall_timeout: Seconds = 300.0

@@ -167,7 +167,11 @@ def _roll_back_from(backup: BackupDir, where: dict[str, Any], kubeconfig: str | 
             USAGE,
         )
     try:
-        rt.claims.acquire(spec, namespace, state=ClaimState.ROLLING_BACK)
+        # Its cluster-scoped objects, like any rollback's claim: a namespace starting to use one of them
+        # meanwhile waits until this rollback has ended (shared/steps/backup.py).
+        rt.claims.acquire(
+            spec, namespace, state=ClaimState.ROLLING_BACK, cluster_objects=manifest.cluster_objects()
+        )
     except ClaimHeld as held:
         raise ConsoleError(
             f"{held}: this backup's run no longer owns it, so nothing was done", USAGE

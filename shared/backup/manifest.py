@@ -63,6 +63,19 @@ class Manifest(BaseModel):
     """Like `sha256`, only in `manifest.json`: each file beside the archive that steps read, by path in
     the run directory (`items/<gr>.jsonl`, `items/<gr>.idx`, `plan.json`)."""
 
+    def cluster_objects(self) -> tuple[tuple[str, str], ...]:
+        """(group-resource, name) of the cluster-scoped objects backed up with the namespace, which its
+        promote creates in the control plane or finds there, shared with other namespaces."""
+        return tuple(
+            sorted(
+                {
+                    (item.group_resource, item.name)
+                    for item in self.items
+                    if not item.namespace and item.group_resource != "namespaces"
+                }
+            )
+        )
+
 
 class Coverage(BaseModel):
     """What `BackupDir.require_intact` needs of `manifest.json`: parsing only these fields skips building

@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.backup import Manifest
 from shared.claims import RUN_SPEC_LABEL, Claim, RunHalted
-from shared.errors import InvalidSelection, SourceGone
+from shared.errors import InvalidSelection, NotInTime, SourceGone
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES
 from shared.kube import ApiResource, Kube
@@ -31,6 +31,8 @@ from shared.steps import recorded_plan
 
 NAMESPACES = GroupResource("namespaces")
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+SHARED_OBJECTS_POLL = 0.5
+"""How often a namespace waiting for another's rollback to end reads the claims again."""
 
 
 class MemberCatalog:
@@ -185,16 +187,14 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
 def _record_cluster_objects(runtime: Runtime, run: NamespaceRun, manifest: Manifest) -> None:
     """Tell every other run, through the claim, which cluster-scoped objects this namespace will use in
     the control plane: their rollbacks keep what a live claim still uses. Written before detach, so a
-    namespace that can have rebuilt anything has said so."""
-    used = tuple(
-        sorted(
-            {
-                (i.group_resource, i.name)
-                for i in manifest.items
-                if not i.namespace and i.group_resource != NAMESPACES
-            }
-        )
-    )
+    namespace that can have rebuilt anything has said so.
+
+    Then wait while another namespace's rollback may be deleting one of them. A rollback moves its claim
+    to rolling back before it reads the claims, and deletes only what no claim it read uses; this step
+    writes its claim before it reads theirs. So of the two, at least one sees the other: the rollback
+    keeps the object, or this run waits until that rollback has ended and its rebuild creates the object
+    anew (docs/design.md, shared cluster-scoped objects)."""
+    used = manifest.cluster_objects()
 
     def with_objects(claim: Claim | None) -> Claim | None:
         if claim is None or claim.run_id != run.run_id:
@@ -202,3 +202,19 @@ def _record_cluster_objects(runtime: Runtime, run: NamespaceRun, manifest: Manif
         return replace(claim, cluster_objects=used)
 
     runtime.claims.change(run.cluster, run.namespace, with_objects)
+    if used:
+        _wait_for_rollbacks_sharing(runtime, run, set(used))
+
+
+def _wait_for_rollbacks_sharing(runtime: Runtime, run: NamespaceRun, used: set[tuple[str, str]]) -> None:
+    deadline = time.monotonic() + runtime.settings.adoption_timeout
+    while deleting := runtime.claims.rolling_back_with(used, run.cluster, run.namespace):
+        holders = ", ".join(sorted(f"{claim.namespace} ({claim.describe()})" for claim in deleting))
+        if time.monotonic() > deadline:
+            raise NotInTime(
+                f"the rollback of {holders} may delete cluster-scoped objects this namespace uses, and has "
+                f"not ended within {runtime.settings.adoption_timeout:.0f}s; nothing was changed here. "
+                f"Create the policy again once that rollback has ended"
+            )
+        runtime.progress(run).set(run.namespace, step=f"wait for the rollback of {holders}")
+        time.sleep(SHARED_OBJECTS_POLL)

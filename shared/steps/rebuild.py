@@ -29,6 +29,8 @@ from shared.runtime import Runtime
 from shared.steps import barrier, recorded_plan
 
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+DELETION_POLL = 0.2
+"""How often an object found being deleted is looked at again before it is made anew."""
 log = logging.getLogger(__name__)
 
 
@@ -119,7 +121,9 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
             skipped.append((entry.ref, entry.reason))
 
     def create(body: Obj) -> tuple[ItemRef, str] | None:
-        return _create_or_accept(control_plane, resource, rule, body, run.run_id)
+        return _create_or_accept(
+            control_plane, resource, rule, body, run.run_id, runtime.settings.adoption_timeout
+        )
 
     conflicts = [c for c in runtime.fan_out(create, bodies) if c is not None]
     progress.skip(run.namespace, skipped + conflicts)
@@ -129,18 +133,28 @@ def rebuild_batch(runtime: Runtime, run: NamespaceRun, batch: Batch) -> int:
 
 
 def _create_or_accept(
-    kube: Kube, resource: ApiResource, rule: KindRule, body: Obj, run_id: str
+    kube: Kube, resource: ApiResource, rule: KindRule, body: Obj, run_id: str, patience: float
 ) -> tuple[ItemRef, str] | None:
+    """Create the object, or accept the one there unless it conflicts. One being deleted (a shared
+    cluster-scoped object another namespace's rollback removes) is waited out and made anew: accepted,
+    it would vanish under this namespace, a CRD with the custom resources made of it."""
     metadata = body["metadata"]
     namespace = metadata.get("namespace", "") if resource.namespaced else ""
-    try:
-        kube.create(resource, body, namespace or None)
-        return None
-    except AlreadyExists:
-        existing = kube.get(resource, namespace, metadata["name"])
-    if existing is None or not rule.conflicts(existing, body, run_id):
-        return None
     ref = ItemRef(resource.group_resource, namespace, metadata["name"])
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            kube.create(resource, body, namespace or None)
+            return None
+        except AlreadyExists:
+            existing = kube.get(resource, namespace, metadata["name"])
+        if existing is not None and not existing["metadata"].get("deletionTimestamp"):
+            break
+        if time.monotonic() > deadline:
+            raise NotInTime(f"{ref} was still being deleted in the control plane after {patience:.0f}s")
+        time.sleep(DELETION_POLL)
+    if not rule.conflicts(existing, body, run_id):
+        return None
     return ref, "exists in the control plane with different content; left untouched (conflict)"
 
 

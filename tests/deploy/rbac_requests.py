@@ -195,6 +195,11 @@ def _rows() -> list[Row]:
             Request("update", *lease, namespace=INSTALL, name="c"),
             Request("patch", *lease, namespace=INSTALL, name="c"),
         )
+    add(
+        "backup-worker",
+        "claims: the rollbacks that may be deleting a cluster-scoped object this namespace uses",
+        Request("list", *lease, namespace=INSTALL),
+    )
 
     # ---- rebuild
     for kind in PROMOTED:

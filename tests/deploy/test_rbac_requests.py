@@ -149,7 +149,7 @@ def test_without_wildcards_no_subresource_such_as_a_token_or_exec_is_reachable()
 def test_claims_are_reachable_in_the_installation_namespace_only() -> None:
     verbs = {
         "watcher": {"get", "list", "watch", "create", "update", "patch", "delete"},
-        "backup-worker": {"get", "update", "patch"},
+        "backup-worker": {"get", "list", "update", "patch"},
         "detach-worker": {"get", "update", "patch"},
         "rebuild-worker": {"get", "update", "patch"},
         "rollback-worker": {"get", "list", "update", "patch", "delete"},

@@ -18,7 +18,8 @@ from kubernetes import client
 from kubesim.seed import seed_namespace
 from kubesim.testing import MERGE_PATCH, SimAdmin, wait_until
 from services.pipeline import compensate_namespace, rollback_namespace, start_namespace
-from shared.claims import lease_name
+from shared.claims import Claims, ClaimState, lease_name
+from shared.kube import Kube
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.progress import NamespaceRun
 from tests.pipeline.conftest import Installation
@@ -228,6 +229,41 @@ def test_rolling_back_one_of_two_policies_sharing_a_crd_keeps_the_others_custom_
     names = {crd.metadata.name for crd in extensions.list_custom_resource_definition().items}
     # Other tests of the session may have promoted namespaces using it too: then it stays for them.
     assert (WIDGETS in names) == _still_used(installation, WIDGETS), "the last namespace using it takes it"
+    for namespace, seed in seeded.items():
+        assert pod_uids(installation.member_api, namespace) == seed.pods
+
+
+def test_a_namespace_using_a_crd_that_a_rollback_may_delete_waits_for_that_rollback_to_end(
+    installation: Installation,
+) -> None:
+    seeded = {ns: seed_namespace(installation.member_api, ns) for ns in ("race-1", "race-2")}
+    installation.apply("race-a", includedNamespaces=["race-1"])
+    assert installation.wait_done("race-a")["phase"] == "Completed"
+    with Kube.from_kubeconfig(installation.control_plane.kubeconfig()) as kube:
+        # race-1's rollback has begun (its claim says so) and has not read the claims yet.
+        rolling = Claims(kube, INSTALL_NAMESPACE).roll_back(
+            "member1", "race-1", installation.status("race-a")["runId"], ClaimState.COMPLETED
+        )
+    assert rolling is not None and any(name == WIDGETS for _, name in rolling.cluster_objects), rolling
+
+    installation.apply("race-b", includedNamespaces=["race-2"])
+
+    def waiting() -> dict[str, Any] | None:
+        entries = installation.status("race-b").get("namespaces") or [{}]
+        return entries[0] if "wait for the rollback of race-1" in (entries[0].get("step") or "") else None
+
+    entry = wait_until(waiting, timeout=30, what="race-2 to wait for the rollback of race-1")
+    assert entry["phase"] == "BackingUp"
+    time.sleep(1.0)
+    assert client.AppsV1Api(installation.member_api).read_namespaced_deployment("web", "race-2")
+    assert installation.status("race-b")["namespaces"][0]["phase"] == "BackingUp", "nothing detached"
+
+    installation.request_rollback("race-a")
+    assert installation.wait_done("race-a", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    assert installation.wait_done("race-b")["phase"] == "Completed"
+    client.ApiextensionsV1Api(installation.cp_api).read_custom_resource_definition(WIDGETS)
+    custom = client.CustomObjectsApi(installation.cp_api)
+    assert custom.list_namespaced_custom_object("example.com", "v1", "race-2", "widgets")["items"]
     for namespace, seed in seeded.items():
         assert pod_uids(installation.member_api, namespace) == seed.pods
 

@@ -192,6 +192,21 @@ def test_a_claim_that_fails_for_another_reason_releases_those_taken_and_raises(
     assert _held_namespaces(claims) == {}
 
 
+def test_the_rollbacks_sharing_an_object_are_the_other_namespaces_rolling_back_with_it(
+    claims: Claims,
+) -> None:
+    fast = ("storageclasses.storage.k8s.io", "fast")
+    for namespace, run_id, uses in [("a", "run-a", (fast,)), ("b", "run-b", (fast,)), ("c", "run-c", ())]:
+        spec = SPEC.model_copy(update={"run_id": run_id, "policy_uid": f"uid-{run_id}"})
+        claims.acquire(spec, namespace, cluster_objects=uses)
+    claims.roll_back("member1", "a", "run-a", ClaimState.PROMOTING)
+    claims.roll_back("member1", "c", "run-c", ClaimState.PROMOTING)
+
+    assert [claim.namespace for claim in claims.rolling_back_with({fast}, "member1", "d")] == ["a"]
+    assert claims.rolling_back_with({fast}, "member1", "a") == [], "not its own"
+    assert claims.rolling_back_with({("storageclasses.storage.k8s.io", "slow")}, "member1", "d") == []
+
+
 def test_a_restarted_start_of_the_same_policy_takes_its_claim_over(claims: Claims) -> None:
     claims.acquire(SPEC, "shop")
     retried = SPEC.model_copy(update={"run_id": "run-retried"})
