@@ -32,10 +32,10 @@ emergency path and must not be slower than the promote it undoes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import partial
+from functools import cache, partial
 
 from shared.backup import BackupDir
 from shared.claims import Claims, ClaimState
@@ -100,7 +100,7 @@ def rollback(runtime: Runtime, run: NamespaceRun, progress: Progress | None = No
     counted(ownersRecreated=len(report.recreated))
     rollback.restore_member(owner_uids, pods=False)
     counted(objectsRestored=len(report.reverted) - unmarked)
-    rollback.clear_control_plane(run, _used_elsewhere(runtime.claims, run))
+    rollback.clear_control_plane(run, cache(partial(_used_elsewhere, runtime.claims, run)))
     counted(objectsDeleted=len(report.deleted), kept=len(report.kept))
     rollback.restore_reclaim_policies()
     deadline = time.monotonic() + runtime.settings.adoption_timeout
@@ -200,11 +200,16 @@ class _Rollback:
             if pending:
                 time.sleep(0.02)
 
-    def clear_control_plane(self, run: NamespaceRun, used_elsewhere: set[tuple[str, str]]) -> None:
+    def clear_control_plane(
+        self, run: NamespaceRun, used_elsewhere: Callable[[], set[tuple[str, str]]]
+    ) -> None:
         """Unmark, then delete, what this run created in the control plane. When the namespace itself is
         this run's, its namespaced objects go with it (the namespace controller deletes them, unmarked, so
         nothing reaches the member), so only kinds deleted with a grace period of their own (pods, grace 0)
-        and cluster-scoped objects are deleted one by one: a delete per object fewer."""
+        and cluster-scoped objects are deleted one by one: a delete per object fewer.
+
+        `used_elsewhere` reads every claim: it is asked only when a cluster-scoped object a migration
+        made is found, so that a namespace without any (most) spares the list of a thousand claims."""
         control_plane = self.runtime.control_plane
         namespaces = control_plane.discovery.require(NAMESPACES)
         ours = _created_by(control_plane.get(namespaces, "", run.namespace), run.run_id)
@@ -236,7 +241,7 @@ class _Rollback:
                 if live is None:
                     continue
                 name = live["metadata"]["name"]
-                if shared_kind and (group_resource, name) in used_elsewhere:
+                if shared_kind and (group_resource, name) in used_elsewhere():
                     self.report.kept.append(f"{group_resource} {name} (another promoted namespace uses it)")
                 elif group_resource == CRDS and _custom_resources_elsewhere(
                     control_plane, live, run.namespace

@@ -236,34 +236,36 @@ def test_rolling_back_one_of_two_policies_sharing_a_crd_keeps_the_others_custom_
 def test_a_namespace_using_a_crd_that_a_rollback_may_delete_waits_for_that_rollback_to_end(
     installation: Installation,
 ) -> None:
-    seeded = {ns: seed_namespace(installation.member_api, ns) for ns in ("race-1", "race-2")}
-    installation.apply("race-a", includedNamespaces=["race-1"])
-    assert installation.wait_done("race-a")["phase"] == "Completed"
+    seeded = {ns: seed_namespace(installation.member_api, ns) for ns in ("deleting-1", "deleting-2")}
+    installation.apply("deleting-a", includedNamespaces=["deleting-1"])
+    assert installation.wait_done("deleting-a")["phase"] == "Completed"
     with Kube.from_kubeconfig(installation.control_plane.kubeconfig()) as kube:
-        # race-1's rollback has begun (its claim says so) and has not read the claims yet.
+        # deleting-1's rollback has begun (its claim says so) and has not read the claims yet.
         rolling = Claims(kube, INSTALL_NAMESPACE).roll_back(
-            "member1", "race-1", installation.status("race-a")["runId"], ClaimState.COMPLETED
+            "member1", "deleting-1", installation.status("deleting-a")["runId"], ClaimState.COMPLETED
         )
     assert rolling is not None and any(name == WIDGETS for _, name in rolling.cluster_objects), rolling
 
-    installation.apply("race-b", includedNamespaces=["race-2"])
+    installation.apply("deleting-b", includedNamespaces=["deleting-2"])
 
     def waiting() -> dict[str, Any] | None:
-        entries = installation.status("race-b").get("namespaces") or [{}]
-        return entries[0] if "wait for the rollback of race-1" in (entries[0].get("step") or "") else None
+        entries = installation.status("deleting-b").get("namespaces") or [{}]
+        return entries[0] if "wait for the rollback of deleting-1" in (entries[0].get("step") or "") else None
 
-    entry = wait_until(waiting, timeout=30, what="race-2 to wait for the rollback of race-1")
+    entry = wait_until(waiting, timeout=30, what="deleting-2 to wait for the rollback of deleting-1")
     assert entry["phase"] == "BackingUp"
     time.sleep(1.0)
-    assert client.AppsV1Api(installation.member_api).read_namespaced_deployment("web", "race-2")
-    assert installation.status("race-b")["namespaces"][0]["phase"] == "BackingUp", "nothing detached"
+    assert client.AppsV1Api(installation.member_api).read_namespaced_deployment("web", "deleting-2")
+    assert installation.status("deleting-b")["namespaces"][0]["phase"] == "BackingUp", "nothing detached"
 
-    installation.request_rollback("race-a")
-    assert installation.wait_done("race-a", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
-    assert installation.wait_done("race-b")["phase"] == "Completed"
+    installation.request_rollback("deleting-a")
+    assert (
+        installation.wait_done("deleting-a", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    )
+    assert installation.wait_done("deleting-b")["phase"] == "Completed"
     client.ApiextensionsV1Api(installation.cp_api).read_custom_resource_definition(WIDGETS)
     custom = client.CustomObjectsApi(installation.cp_api)
-    assert custom.list_namespaced_custom_object("example.com", "v1", "race-2", "widgets")["items"]
+    assert custom.list_namespaced_custom_object("example.com", "v1", "deleting-2", "widgets")["items"]
     for namespace, seed in seeded.items():
         assert pod_uids(installation.member_api, namespace) == seed.pods
 
