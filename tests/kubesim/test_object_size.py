@@ -1,5 +1,6 @@
 """The size limits of a real control plane: etcd stores no object over 1.5 MiB (a custom resource is
-stored as its JSON), and kube-apiserver reads no write body over 3 MiB."""
+stored as its JSON), and kube-apiserver reads no write body over 3 MiB
+(docs/control-plane-traps.md#object-size)."""
 
 from __future__ import annotations
 
