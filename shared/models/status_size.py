@@ -3,10 +3,9 @@
 etcd refuses to store an object over 1.5 MiB, and a custom resource is stored as its JSON
 (docs/control-plane-traps.md#object-size). A full entry is about 850 bytes plus ~120 for each object
 the namespace left behind, so a policy of a thousand namespaces that left a few objects each, or one
-namespace that left thousands, would get a status the
-API server refuses: the status would stop moving while the run goes on unseen, and `kubectl wait` would
-never return. So the namespaces' part of the status is kept
-within NAMESPACES_BUDGET bytes, shortened step by step until it fits:
+namespace that left thousands, would get a status the API server refuses: the status would stop moving
+while the run goes on unseen, and `kubectl wait` would never return. So the namespaces' part of the
+status is kept within NAMESPACES_BUDGET bytes, shortened step by step until it fits:
 
 1. each namespace lists its first SKIPPED_LISTED objects left behind (`counts.skipped` keeps how many);
 2. namespaces that ended well (Completed, RolledBack) keep their name, phase and counts;
