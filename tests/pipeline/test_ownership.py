@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 
 from kubesim.seed import seed_namespace
-from kubesim.testing import MERGE_PATCH, SimAdmin, wait_until
+from kubesim.testing import MERGE_PATCH, SimAdmin, crd_body, wait_until
 from services.pipeline import compensate_namespace, rollback_namespace, start_namespace
 from shared.claims import Claims, ClaimState, lease_name
 from shared.kube import Kube
@@ -28,6 +28,8 @@ from tests.pipeline.test_cli_e2e import explain, kpromote
 
 INSTALL_NAMESPACE = "kosmos-promote"
 WIDGETS = "widgets.example.com"
+GADGETS = "gadgets.example.org"
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
 
 def _claim(installation: Installation, namespace: str) -> dict[str, Any] | None:
@@ -268,6 +270,52 @@ def test_a_namespace_using_a_crd_that_a_rollback_may_delete_waits_for_that_rollb
     assert custom.list_namespaced_custom_object("example.com", "v1", "deleting-2", "widgets")["items"]
     for namespace, seed in seeded.items():
         assert pod_uids(installation.member_api, namespace) == seed.pods
+
+
+def _gadget_namespaces(api: client.ApiClient, *namespaces: str) -> None:
+    """Namespaces holding one Gadget each, of a CRD no other test uses: whether it survives is theirs."""
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(
+        crd_body("example.org", "gadgets", "Gadget")
+    )
+    custom = client.CustomObjectsApi(api)
+    wait_until(
+        lambda: any(r.name == "gadgets" for r in custom.get_api_resources("example.org", "v1").resources)
+    )
+    for namespace in namespaces:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+        gadget = {
+            "apiVersion": "example.org/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g"},
+            "spec": {"n": 1},
+        }
+        custom.create_namespaced_custom_object("example.org", "v1", namespace, "gadgets", gadget)
+
+
+def test_a_crd_a_rollback_deletes_while_another_namespace_starts_using_it_is_made_anew_for_that_namespace(
+    installation: Installation,
+) -> None:
+    _gadget_namespaces(installation.member_api, "gone-1", "gone-2")
+    installation.apply("gone-a", includedNamespaces=["gone-1"])
+    assert installation.wait_done("gone-a")["phase"] == "Completed"
+    control_plane = SimAdmin(installation.control_plane.url)
+    # The rollback of gone-1 has read the claims (no one else uses the CRD) and is about to delete it.
+    held = control_plane.add_fault(
+        verb="delete", resource=CRDS, name=GADGETS, status="timeout", timeout_seconds=4, nth=1
+    )["id"]
+
+    installation.request_rollback("gone-a")
+    control_plane.wait_fired(held, "the rollback of gone-1 to delete the Gadget CRD")
+    installation.apply("gone-b", includedNamespaces=["gone-2"])
+
+    assert installation.wait_done("gone-a", phases=("RolledBack", "FailedRollback"))["phase"] == "RolledBack"
+    assert installation.wait_done("gone-b")["phase"] == "Completed"
+    crd = client.ApiextensionsV1Api(installation.cp_api).read_custom_resource_definition(GADGETS)
+    assert not crd.metadata.deletion_timestamp
+    gadgets = client.CustomObjectsApi(installation.cp_api).list_namespaced_custom_object(
+        "example.org", "v1", "gone-2", "gadgets"
+    )["items"]
+    assert [gadget["metadata"]["name"] for gadget in gadgets] == ["g"]
 
 
 def test_rollback_requests_that_cannot_be_honoured_are_refused_and_reset(installation: Installation) -> None:
