@@ -8,7 +8,8 @@ while the run goes on unseen, and `kubectl wait` would never return. So the name
 status is kept within NAMESPACES_BUDGET bytes, shortened step by step until it fits:
 
 1. each namespace lists its first SKIPPED_LISTED objects left behind (`counts.skipped` keeps how many);
-2. namespaces that ended well (Completed, RolledBack) keep their name, phase and counts;
+2. namespaces that ended well (Completed, RolledBack) keep their name, phase, counts and backup location
+   (what `kpromote rollback --backup` needs);
 3. every namespace keeps its name, phase, counts and message;
 4. every namespace keeps its name and phase.
 
@@ -45,7 +46,11 @@ def _kept(*keys: str) -> Callable[[Entry], Entry]:
 
 
 def _brief_if_ended_well(entry: Entry) -> Entry:
-    return _kept("name", "phase", "counts")(entry) if entry.get("phase") in ENDED_WELL else entry
+    return (
+        _kept("name", "phase", "counts", "backupLocation")(entry)
+        if entry.get("phase") in ENDED_WELL
+        else entry
+    )
 
 
 SHORTENINGS: tuple[Callable[[Entry], Entry], ...] = (

@@ -84,7 +84,27 @@ def test_a_thousand_namespaces_that_each_left_a_few_behind_keep_every_failure_wh
     failed = [e for e in rendered if e["phase"] == "Failed"]
     assert len(failed) == 10 and all(e["backupLocation"] and e["message"] and e["skipped"] for e in failed)
     completed = [e for e in rendered if e["phase"] == "Completed"]
-    assert all(set(e) == {"name", "phase", "counts"} for e in completed)
+    assert all(set(e) == {"name", "phase", "counts", "backupLocation"} for e in completed)
+
+
+def test_a_thousand_demo_namespaces_keep_those_under_way_whole_and_the_completed_ones_with_their_backup() -> (
+    None
+):
+    namespaces = [
+        _namespace(
+            f"shop-{i:04d}", NamespacePhase.REBUILDING if i < 50 else NamespacePhase.COMPLETED, skipped=9
+        )
+        for i in range(MAX_NAMESPACES)
+    ]
+
+    rendered = render_within_budget(namespaces)
+
+    assert _size(rendered) <= NAMESPACES_BUDGET
+    whole = [ns.model_dump(mode="json", by_alias=True, exclude_none=True) for ns in namespaces[:50]]
+    assert rendered[:50] == whole
+    completed = zip(rendered[50:], namespaces[50:], strict=True)
+    assert all(set(e) == {"name", "phase", "counts", "backupLocation"} for e, _ in completed)
+    assert [e["backupLocation"] for e in rendered[50:]] == [ns.backup_location for ns in namespaces[50:]]
 
 
 def test_the_most_namespaces_a_policy_takes_fit_however_long_their_names_and_messages() -> None:
