@@ -286,21 +286,19 @@ class Claims:
             return None
         return seen[1]
 
-    def all(self) -> Iterator[Claim]:
-        for obj in self.kube.list(self._leases, self.install_namespace, label_selector=f"{CLAIM_LABEL}=true"):
+    def all(self, state: ClaimState | None = None) -> Iterator[Claim]:
+        """Every claim, or those in `state` (selected by the server on the claims' state label)."""
+        selector = f"{CLAIM_LABEL}=true" + (f",{STATE_LABEL}={state.value}" if state is not None else "")
+        for obj in self.kube.list(self._leases, self.install_namespace, label_selector=selector):
             yield from_lease(obj)
 
     def rolling_back_with(self, objects: set[tuple[str, str]], cluster: str, namespace: str) -> list[Claim]:
         """The claims of other namespaces rolling back whose cluster-scoped objects include any of
         `objects`: their rollbacks may be deleting them."""
-        selector = f"{CLAIM_LABEL}=true,{STATE_LABEL}={ClaimState.ROLLING_BACK.value}"
         return [
             claim
-            for claim in map(
-                from_lease, self.kube.list(self._leases, self.install_namespace, label_selector=selector)
-            )
+            for claim in self.all(ClaimState.ROLLING_BACK)
             if (claim.cluster, claim.namespace) != (cluster, namespace)
-            and claim.state is ClaimState.ROLLING_BACK
             and objects.intersection(claim.cluster_objects)
         ]
 

@@ -45,12 +45,11 @@ def _kept(*keys: str) -> Callable[[Entry], Entry]:
     return lambda entry: {key: entry[key] for key in keys if key in entry}
 
 
+_brief = _kept("name", "phase", "counts", "backupLocation")
+
+
 def _brief_if_ended_well(entry: Entry) -> Entry:
-    return (
-        _kept("name", "phase", "counts", "backupLocation")(entry)
-        if entry.get("phase") in ENDED_WELL
-        else entry
-    )
+    return _brief(entry) if entry.get("phase") in ENDED_WELL else entry
 
 
 SHORTENINGS: tuple[Callable[[Entry], Entry], ...] = (
