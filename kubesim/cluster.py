@@ -43,7 +43,7 @@ class SimulatedCluster:
         controllers: bool = True,
         informer_lag_ms: float = 0.0,
         namespace_deletion_grace_s: float = 0.0,
-        crd_schemas: bool = False,
+        crd_schemas: bool = True,
         rbac: bool = False,
     ) -> None:
         """`informer_lag_ms`: how far behind the store its controllers run (kubesim/informers.py);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubesim.resources import ResourceType
@@ -80,6 +81,19 @@ _CAUSE_REASONS = (
     ("Too many", "FieldValueTooMany"),
 )
 """field.ErrorType strings and the StatusCause reasons they become; anything else is "Invalid value"."""
+
+
+def shown(value: Any) -> str:
+    """A value as field errors print it: strings quoted, scalars bare, the rest as JSON."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def causes(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:

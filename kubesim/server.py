@@ -700,8 +700,11 @@ class ApiServer:
             return self.json_response(orjson.dumps({"enabled": self.rbac.enabled}))
         if path == "/_sim/crd-schemas":
             if request.method in ("PUT", "POST"):
-                self.schemas.enabled = bool((await request.json())["enabled"])
-            return self.json_response(orjson.dumps({"enabled": self.schemas.enabled}))
+                body = await request.json()
+                self.schemas.enabled = bool(body["enabled"])
+                self.schemas.validation_rules = bool(body.get("validationRules", True))
+            state = {"enabled": self.schemas.enabled, "validationRules": self.schemas.validation_rules}
+            return self.json_response(orjson.dumps(state))
         if path == "/_sim/informer-lag":
             if request.method in ("PUT", "POST"):
                 self.informers.set_lag(float((await request.json())["seconds"]))

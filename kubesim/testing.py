@@ -190,9 +190,11 @@ class SimAdmin:
         """Authenticate bearer tokens and authorize requests with RBAC from now on."""
         self._call("PUT", "/_sim/rbac", {"enabled": enabled})
 
-    def enforce_crd_schemas(self, enabled: bool = True) -> None:
-        """Prune and validate custom resources by their CRD's structural schema from now on."""
-        self._call("PUT", "/_sim/crd-schemas", {"enabled": enabled})
+    def enforce_crd_schemas(self, enabled: bool = True, *, validation_rules: bool = True) -> None:
+        """Prune and validate custom resources by their CRD's structural schema from now on (the
+        default), running its CEL validation rules unless `validation_rules` is False, as a server older
+        than Kubernetes 1.25 does not."""
+        self._call("PUT", "/_sim/crd-schemas", {"enabled": enabled, "validationRules": validation_rules})
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", f"/_sim/requests?since={since}")["requests"]

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 from kubesim import errors
+from kubesim.cel_rules import compile_problems
 from kubesim.controllers.base import Controller
 from kubesim.objects import Obj, clone, is_terminating, now_rfc3339
 from kubesim.resources import ResourceType
@@ -38,7 +39,8 @@ def served_types(crd: Obj) -> list[ResourceType]:
 
 
 def validate_crd(request: AdmissionRequest) -> None:
-    """The checks that make a CRD usable at all; the full structural-schema validation is not emulated."""
+    """The checks that make a CRD usable at all, and its CEL rules compiled; the full structural-schema
+    validation is not emulated."""
     if request.rt.plural != "customresourcedefinitions" or request.subresource:
         return
     crd = request.obj
@@ -62,6 +64,10 @@ def validate_crd(request: AdmissionRequest) -> None:
         problems.append(
             ("spec.versions", "Invalid value: must have exactly one version marked as storage version")
         )
+    for index, version in enumerate(versions):
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        if isinstance(schema, dict):
+            problems += compile_problems(schema, f"spec.versions[{index}].schema.openAPIV3Schema")
     if problems:
         raise errors.invalid(request.rt, name, problems)
     if request.operation == "CREATE":

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from shared.items import Obj
-from shared.kinds.helpers import controller_ref, mark, remove_markers, restore_metadata, set_metadata
+from shared.kinds.helpers import (
+    mark,
+    remove_markers,
+    restore_metadata,
+    set_metadata,
+    stays_with_its_controller,
+)
 from shared.kinds.registry import (
     NO_OWNERS,
     PROMOTE,
@@ -15,7 +21,6 @@ from shared.kinds.registry import (
     DetachKind,
     DetachStep,
     KindRule,
-    Move,
 )
 from shared.markers import CLUSTER_OWNERS
 
@@ -33,12 +38,7 @@ class OwnerRule(KindRule):
         controller, still running in the member, would re-create what detach deletes. Owner kinds are not
         promoted yet (see `shared.kinds.custom`); the original deleted them
         (docs/design.md#original-kosmos-promote)."""
-        ref = controller_ref(obj)
-        if ref is not None and ref.get("kind") not in self.promoted_with:
-            return Decision(
-                Move.STAY, f"controlled by {ref.get('kind')} {ref.get('name')}, a kind that is not promoted"
-            )
-        return PROMOTE
+        return stays_with_its_controller(obj, self.promoted_with) or PROMOTE
 
     def detach(self, obj: Obj, ctx: Context) -> DetachStep:
         return DetachStep(DetachKind.ORPHAN_DELETE, reason="owner removed, dependents orphaned and kept")

@@ -4,9 +4,10 @@ The default rule copies an object as it is (generic strip, our annotation) and t
 member: ingresses, PodDisruptionBudgets, HPAs and custom resources. A custom resource brings its CRD,
 which the rebuild creates first (`shared.ordering`).
 
-Custom resources that *own* workloads (an operator's CR owning a Deployment) are not handled yet: the
-operator in the member would re-create what detach deletes. Until they are, the workload rules keep
-any workload with such an owner in the member (`bases.OwnerRule.decide`).
+Custom resources that *own* workloads (an operator's CR owning a Deployment, or pods directly) are not
+handled yet: the operator in the member would re-create what detach deletes, or go on managing the pods
+the control plane's copies stand for. Until they are, the workload and pod rules keep whatever such an
+owner controls in the member (`helpers.stays_with_its_controller`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ object already in the wanted state produces no patch at all, and a `null` value 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from shared.items import Obj
-from shared.kinds.registry import DetachKind, DetachStep
+from shared.kinds.registry import Decision, DetachKind, DetachStep, Move
 
 ALREADY_MARKED = "already marked"
 
@@ -31,6 +31,17 @@ def controller_ref(obj: Obj) -> Obj | None:
 
 def controller_kind(obj: Obj) -> str | None:
     return (controller_ref(obj) or {}).get("kind")
+
+
+def stays_with_its_controller(obj: Obj, promoted_with: Collection[str]) -> Decision | None:
+    """STAY when `obj`'s controller is of a kind not promoted with it (an operator's custom resource):
+    that controller keeps running in the member, and would manage what was promoted, or re-create what
+    detach deletes, while a control-plane copy manages it too. None when `obj` may be promoted."""
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") in promoted_with:
+        return None
+    why = f"controlled by {ref.get('kind')} {ref.get('name')}, a kind that is not promoted"
+    return Decision(Move.STAY, why)
 
 
 def set_metadata(body: Obj, field: str, key: str, value: str) -> None:

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from shared.items import GroupResource, ItemRef, Obj
-from shared.kinds.helpers import controller_kind, mark, remove_markers, restore_metadata, set_metadata
+from shared.kinds.helpers import (
+    controller_kind,
+    mark,
+    remove_markers,
+    restore_metadata,
+    set_metadata,
+    stays_with_its_controller,
+)
 from shared.kinds.registry import (
     CREATED_BY_CONTROL_PLANE,
     NO_OWNERS,
@@ -58,7 +65,9 @@ class PodRule(KindRule):
 
     def decide(self, obj: Obj) -> Decision:
         """Finished pods are not moved (Velero and Kosmos skip them); pods of a DaemonSet or a Job stay with
-        their owner (docs/control-plane-traps.md#duplicate-workloads), static pods with their kubelet."""
+        their owner (docs/control-plane-traps.md#duplicate-workloads), static pods with their kubelet, and
+        pods an operator's own resource controls (a StrimziPodSet, a TaskRun) with that operator, which
+        would otherwise go on managing them in the member while the control plane's copies look promoted."""
         if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return Decision(Move.SKIP, "finished pod, not moved")
         if MIRROR_POD in (obj["metadata"].get("annotations") or {}):
@@ -66,7 +75,7 @@ class PodRule(KindRule):
         owner = controller_kind(obj)
         if owner in _STAYS_WITH_OWNER:
             return Decision(Move.STAY, _STAYS_WITH_OWNER[owner])
-        return PROMOTE
+        return stays_with_its_controller(obj, self.promoted_with) or PROMOTE
 
     def related(self, obj: Obj, catalog: Catalog | None = None) -> list[ItemRef]:
         """Its PriorityClass: Priority admission rejects a pod whose class is missing

@@ -225,7 +225,6 @@ def test_kubectl_apply_of_a_misspelt_custom_resource_is_refused_by_the_schema(
     kubectl: Callable[..., str], api: client.ApiClient, admin: SimAdmin
 ) -> None:
     """kubectl validates strictly by default, which a CRD's structural schema enforces server-side."""
-    admin.enforce_crd_schemas()
     spec_schema = {"type": "object", "properties": {"clusterName": {"type": "string"}}}
     crd = {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -261,4 +260,3 @@ def test_kubectl_apply_of_a_misspelt_custom_resource_is_refused_by_the_schema(
     )
 
     assert 'strict decoding error: unknown field "spec.clusterNmae"' in error
-    admin.enforce_crd_schemas(False)

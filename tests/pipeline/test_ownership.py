@@ -13,7 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from kubesim.seed import seed_namespace
 from kubesim.testing import MERGE_PATCH, SimAdmin, crd_body, wait_until
@@ -127,16 +129,16 @@ def test_a_spec_edited_after_the_run_changes_nothing_it_does(installation: Insta
     assert done["phase"] == "Completed" and done["clusterName"] == "member1"
     generation = done["observedGeneration"]
 
-    # No CEL here (the simulator does not run transition rules): the edit goes through, as on a server
-    # older than 1.25, and the watcher's own check must catch it.
-    installation.policies.patch_cluster_custom_object(
-        "kosmos.io",
-        "v1alpha1",
-        "promotepolicies",
-        "edit",
-        {"spec": {"clusterName": "another-member", "includedNamespaces": ["edit-1", "edit-2"]}},
-        _content_type=MERGE_PATCH,
-    )
+    # A server older than 1.25 runs no CEL rules: the edit goes through, and the watcher's own check
+    # must catch it.
+    control_plane = SimAdmin(installation.control_plane.url)
+    control_plane.enforce_crd_schemas(validation_rules=False)
+    try:
+        _edit_spec(
+            installation, "edit", clusterName="another-member", includedNamespaces=["edit-1", "edit-2"]
+        )
+    finally:
+        control_plane.enforce_crd_schemas()
 
     def reported() -> dict[str, Any] | None:
         return _condition(installation.status("edit"), "SpecChanged")
@@ -157,6 +159,39 @@ def test_a_spec_edited_after_the_run_changes_nothing_it_does(installation: Insta
     assert diff(before, snapshot(installation.member_api, "edit-1")) == []
     assert pod_uids(installation.member_api, "edit-1") == seeded.pods
     assert installation.link.member_deletions == []
+
+
+def test_the_control_plane_refuses_an_edit_of_a_run_spec_and_takes_the_rollback_request(
+    installation: Installation,
+) -> None:
+    """The CRD's transition rules (Kubernetes >= 1.25): the spec keeps telling what the run acts on."""
+    seeded = seed_namespace(installation.member_api, "frozen-1", full=False)
+    installation.apply("frozen", includedNamespaces=["frozen-1"])
+    assert installation.wait_done("frozen")["phase"] == "Completed"
+
+    refusals = {
+        "clusterName is immutable": {"clusterName": "another-member"},
+        "the namespace lists are immutable": {"includedNamespaces": ["frozen-1", "frozen-2"]},
+        "the resource filters are immutable": {"excludedNamespaceScopedResources": ["secrets"]},
+    }
+    for message, change in refusals.items():
+        with pytest.raises(ApiException) as refused:
+            _edit_spec(installation, "frozen", **change)
+        assert refused.value.status == 422, change
+        assert message in refused.value.body, refused.value.body
+    status = installation.status("frozen")
+    assert _condition(status, "SpecChanged") is None, "nothing changed, nothing to report"
+
+    installation.request_rollback("frozen")
+    rolled = installation.wait_done("frozen", phases=("RolledBack", "FailedRollback"))
+    assert rolled["phase"] == "RolledBack", rolled
+    assert pod_uids(installation.member_api, "frozen-1") == seeded.pods
+
+
+def _edit_spec(installation: Installation, policy: str, **spec: Any) -> None:
+    installation.policies.patch_cluster_custom_object(
+        "kosmos.io", "v1alpha1", "promotepolicies", policy, {"spec": spec}, _content_type=MERGE_PATCH
+    )
 
 
 def test_a_policy_deleted_mid_detach_rolls_its_namespace_back_and_then_goes(

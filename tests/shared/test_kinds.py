@@ -74,6 +74,20 @@ DECISIONS = [
     case("pods", b.pod(owners=[b.owner("Job", "migrate")]), Move.STAY, "Job", id="Job pod stays"),
     case(
         "pods",
+        b.pod(owners=[b.owner("Widget", "w1")]),
+        Move.STAY,
+        "controlled by Widget w1, a kind that is not promoted",
+        id="pod an operator's resource controls stays",
+    ),
+    case(
+        "pods",
+        b.pod(owners=[b.owner("Widget", "w1", controller=False)]),
+        Move.PROMOTE,
+        "",
+        id="pod merely owned (no controller) by a custom resource",
+    ),
+    case(
+        "pods",
         b.pod(annotations={"kubernetes.io/config.mirror": "abc"}, owners=[b.owner("Node", "n1")]),
         Move.STAY,
         "static pod",
