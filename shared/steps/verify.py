@@ -4,7 +4,9 @@ Checked, not assumed: every rebuilt ReplicaSet owns exactly the backed-up pods i
 every Deployment owns its ReplicaSets, every StatefulSet owns its pods; no pod or ReplicaSet exists in
 the control plane that was not in the backup (a controller made it: a restart in the making), and no
 controller's Event says it created a pod at any time during the run (it may have deleted it since);
-and in the member every promoted pod still has the UID it had before, with no deletion pending.
+and in the member every promoted pod still has the UID it had before, with no deletion pending and no
+controller of the member's own (an owner put back there, by a GitOps tool say, would manage it beside the
+control plane).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from shared.claims import Claim, ClaimState, RunHalted, forward_verdict
 from shared.items import Obj
 from shared.kinds import RULES
+from shared.kinds.helpers import controller_ref
 from shared.kube import Kube
 from shared.models import NamespacePhase
 from shared.plan import NamespacePlan
@@ -27,6 +30,8 @@ from shared.steps import recorded_plan
 @dataclass
 class Verdict:
     problems: list[str] = field(default_factory=list)
+    final: bool = False
+    """A problem no wait can mend: a member pod gone, re-created, or controlled in the member again."""
 
     @property
     def ok(self) -> bool:
@@ -38,10 +43,8 @@ def _promoted(objects: Iterable[Obj], plan: NamespacePlan) -> dict[str, Obj]:
 
 
 def _controller(obj: Obj) -> tuple[str, str] | None:
-    for ref in obj["metadata"].get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref["kind"], ref["name"]
-    return None
+    ref = controller_ref(obj)
+    return (ref["kind"], ref["name"]) if ref is not None else None
 
 
 def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
@@ -83,14 +86,31 @@ def check(runtime: Runtime, run: NamespaceRun) -> Verdict:
         {o["metadata"]["name"]: o for o in _list(member, "pods", run.namespace)} if promoted_pods else {}
     )
     for name, pod in promoted_pods.items():
-        live_pod = live_pods.get(name)
-        if live_pod is None:
-            verdict.problems.append(f"member pod {name} is gone")
-        elif live_pod["metadata"]["uid"] != pod["metadata"]["uid"]:
-            verdict.problems.append(f"member pod {name} was re-created (uid changed)")
-        elif live_pod["metadata"].get("deletionTimestamp"):
-            verdict.problems.append(f"member pod {name} is being deleted")
+        problem = member_pod_problem(name, pod, live_pods.get(name))
+        if problem is not None:
+            verdict.problems.append(problem)
+            verdict.final = True
     return verdict
+
+
+def member_pod_problem(name: str, backed_up: Obj, live: Obj | None) -> str | None:
+    """What went wrong with a promoted pod in the member, if anything. A controller that is not the one it
+    had (whose reference the garbage collector may not have removed yet) means something re-created its
+    owner in the member, typically a GitOps tool syncing the namespace: both clusters would manage it."""
+    if live is None:
+        return f"member pod {name} is gone"
+    if live["metadata"]["uid"] != backed_up["metadata"]["uid"]:
+        return f"member pod {name} was re-created (uid changed)"
+    if live["metadata"].get("deletionTimestamp"):
+        return f"member pod {name} is being deleted"
+    ref = controller_ref(live)
+    if ref is not None and ref.get("uid") != (controller_ref(backed_up) or {}).get("uid"):
+        return (
+            f"member pod {name} is controlled again in the member, by {ref.get('kind')} {ref.get('name')}: "
+            f"something re-created its owner there (a GitOps tool syncing the namespace?); pause it and "
+            f"promote again"
+        )
+    return None
 
 
 def created_a_pod(event: Obj) -> bool:
@@ -130,6 +150,6 @@ def verify(runtime: Runtime, run: NamespaceRun) -> Verdict:
     deadline = time.monotonic() + runtime.settings.adoption_timeout
     while True:
         verdict = check(runtime, run)
-        if verdict.ok or time.monotonic() > deadline:
+        if verdict.ok or verdict.final or time.monotonic() > deadline:
             return verdict
         time.sleep(0.1)

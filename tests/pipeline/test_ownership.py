@@ -353,6 +353,45 @@ def test_a_crd_a_rollback_deletes_while_another_namespace_starts_using_it_is_mad
     assert [gadget["metadata"]["name"] for gadget in gadgets] == ["g"]
 
 
+def test_an_owner_re_created_in_the_member_mid_run_fails_the_namespace_which_is_rolled_back(
+    installation: Installation,
+) -> None:
+    """A GitOps tool syncing the member namespace puts back the Deployment detach deleted: its ReplicaSet
+    takes the running pods back, and both clusters would manage them. Verify says so at once, and the
+    namespace is compensated with every pod kept."""
+    seeded = seed_namespace(installation.member_api, "gitops-1", full=False)
+    apps = client.AppsV1Api(installation.member_api)
+    [deployment] = apps.list_namespaced_deployment("gitops-1").items
+    as_in_git = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment.metadata.name, "labels": deployment.metadata.labels},
+        "spec": installation.member_api.sanitize_for_serialization(deployment.spec),
+    }
+    control_plane = SimAdmin(installation.control_plane.url)
+    held = control_plane.add_fault(
+        verb="create",
+        resource="deployments.apps",
+        namespace="gitops-1",
+        status="timeout",
+        timeout_seconds=3,
+        nth=1,
+    )["id"]
+    started = time.monotonic()
+    installation.apply("gitops", includedNamespaces=["gitops-1"])
+    control_plane.wait_fired(held, "the rebuild to create the Deployment, detach done")
+    apps.create_namespaced_deployment("gitops-1", as_in_git)
+
+    status = installation.wait_done("gitops", phases=("Failed", "PartiallyFailed", "FailedRollback"))
+    [namespace] = status["namespaces"]
+    assert namespace["phase"] == "RolledBack", namespace
+    assert "is controlled again in the member, by ReplicaSet" in namespace["message"], namespace
+    assert time.monotonic() - started < 20, "failed at once, not after the adoption timeout (20 s)"
+    assert pod_uids(installation.member_api, "gitops-1") == seeded.pods
+    assert not client.CoreV1Api(installation.cp_api).list_namespaced_pod("gitops-1").items
+    assert installation.link.member_deletions == []
+
+
 def test_rollback_requests_that_cannot_be_honoured_are_refused_and_reset(installation: Installation) -> None:
     seed_namespace(installation.member_api, "ask-1", full=False)
     before = snapshot(installation.member_api, "ask-1")
