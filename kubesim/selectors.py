@@ -554,3 +554,17 @@ def parse_field_selector(text: str) -> FieldSelector:
         field, operator, value = split
         requirements.append(FieldRequirement(field, operator, _unescape_value(value)))
     return FieldSelector(tuple(requirements))
+
+
+def label_selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A `metav1.LabelSelector` as its query string (`app=web,tier in (a,b)`); empty when it selects all."""
+    selector = selector or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for requirement in selector.get("matchExpressions") or []:
+        op = {"In": "in", "NotIn": "notin"}.get(requirement.get("operator", ""))
+        key = requirement.get("key", "")
+        if op:
+            parts.append(f"{key} {op} ({','.join(sorted(requirement.get('values') or []))})")
+        else:
+            parts.append(key if requirement.get("operator") == "Exists" else f"!{key}")
+    return ",".join(parts)

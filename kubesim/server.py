@@ -25,6 +25,7 @@ from kubesim.objects import Obj, clone, go_json
 from kubesim.patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from kubesim.rbac import Attributes, Rbac, current_user
 from kubesim.resources import ResourceType
+from kubesim.scale import SCALE_GROUP, SCALE_KIND, SCALE_VERSION, scalable, scale_of, scaled
 from kubesim.schemas import CustomResourceSchemas, field_validation, warnings
 from kubesim.selectors import LabelSelector, SelectorError, parse_field_selector
 from kubesim.store import Store, WatchEvent
@@ -236,6 +237,8 @@ class ApiServer:
         table_version = tables.wants_table(request.headers.get("Accept", "")) if method == "GET" else None
         if table_version and not sub:
             return self.table(rt, namespace, name, query, table_version)
+        if sub == "scale":
+            return await self.scale(request, rt, namespace, name, bool(query.get("dryRun")))
         if method == "GET" and name:
             return self.json_response(self.encode(rt, self.store.must_get(rt, namespace, name)))
         if method == "GET":
@@ -283,6 +286,8 @@ class ApiServer:
             subs.add("binding")
         if rt.plural == "serviceaccounts" and not rt.group:
             subs.add("token")
+        if scalable(rt):
+            subs.add("scale")
         return subs
 
     @staticmethod
@@ -421,6 +426,8 @@ class ApiServer:
                 }
                 if sub == "token":
                     entry |= {"group": "authentication.k8s.io", "version": "v1"}
+                if sub == "scale":
+                    entry |= {"group": SCALE_GROUP, "version": SCALE_VERSION, "kind": SCALE_KIND}
                 resources.append(entry)
         return {
             "kind": "APIResourceList",
@@ -583,9 +590,33 @@ class ApiServer:
     async def patch(
         self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str, dry_run: bool
     ) -> web.Response:
-        content_type = request.content_type
         patch, _ = await self.read_body(request)
         current = self.store.must_get(rt, namespace, name)
+        patched = self.patched(rt, name, current, patch, request.content_type)
+        patched["metadata"]["name"], patched["metadata"]["namespace"] = name, namespace
+        if not rt.namespaced:
+            patched["metadata"].pop("namespace")
+        raw = go_json(patched.get("data")) if rt.plural == "controllerrevisions" else None
+        updated = self.store.update(rt, patched, subresource=sub or None, dry_run=dry_run, raw_data=raw)
+        return self.json_response(self.encode(rt, updated))
+
+    async def scale(
+        self, request: web.Request, rt: ResourceType, namespace: str, name: str, dry_run: bool
+    ) -> web.Response:
+        current = self.store.must_get(rt, namespace, name)
+        if request.method == "GET":
+            return self.json_response(orjson.dumps(scale_of(current)))
+        body, _ = await self.read_body(request)
+        if request.method == "PATCH":
+            body = self.patched(rt, name, scale_of(current), body, request.content_type)
+        elif request.method != "PUT":
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the scale")
+        updated = self.store.update(rt, scaled(current, body), dry_run=dry_run)
+        return self.json_response(orjson.dumps(scale_of(updated)))
+
+    @staticmethod
+    def patched(rt: ResourceType, name: str, current: Obj, patch: Any, content_type: str) -> Obj:
+        """`current` with `patch` applied as `content_type` says; the 415/400/422 the apiserver answers."""
         try:
             if content_type == "application/merge-patch+json":
                 patched = apply_merge_patch(clone(current), patch)
@@ -610,12 +641,7 @@ class ApiServer:
         if not isinstance(patched, dict):
             raise errors.invalid(rt, name, [("patch", "the patch must produce an object")])
         patched.setdefault("metadata", {})
-        patched["metadata"]["name"], patched["metadata"]["namespace"] = name, namespace
-        if not rt.namespaced:
-            patched["metadata"].pop("namespace")
-        raw = go_json(patched.get("data")) if rt.plural == "controllerrevisions" else None
-        updated = self.store.update(rt, patched, subresource=sub or None, dry_run=dry_run, raw_data=raw)
-        return self.json_response(self.encode(rt, updated))
+        return patched
 
     async def delete(self, request: web.Request, rt: ResourceType, namespace: str, name: str) -> web.Response:
         options = await self.delete_options(request, rt)

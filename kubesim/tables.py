@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubesim.objects import Obj, labels_of, meta
+from kubesim.selectors import label_selector_string
 
 Column = tuple[str, str, str, int]
 """(name, type, format, priority): a column definition; priority 1 columns appear with `-o wide`."""
@@ -99,16 +100,7 @@ def _containers(template: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _selector(selector: Mapping[str, Any] | None) -> str:
-    selector = selector or {}
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for requirement in selector.get("matchExpressions") or []:
-        op = {"In": "in", "NotIn": "notin"}.get(requirement.get("operator", ""))
-        key = requirement.get("key", "")
-        if op:
-            parts.append(f"{key} {op} ({','.join(sorted(requirement.get('values') or []))})")
-        else:
-            parts.append(key if requirement.get("operator") == "Exists" else f"!{key}")
-    return ",".join(parts) or "<none>"
+    return label_selector_string(selector) or "<none>"
 
 
 def _condition_true(obj: Obj, kind: str) -> bool:

@@ -21,6 +21,11 @@ class SourceGone(PromoteError):
     """What was being migrated disappeared from the member during the backup."""
 
 
+class ChangedSinceBackup(PromoteError):
+    """An object detach was to delete changed in the member after the backup: the control plane would get
+    a stale copy, and pods made meanwhile would be left behind. It is left as it is."""
+
+
 class InvalidSelection(PromoteError, ValueError):
     """The policy's type filters name types the member does not serve, or none at all."""
 

@@ -10,14 +10,14 @@ moment Kosmos treats the pods as its own. Every action is idempotent: a re-run s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 
-from shared.errors import NotInTime, NotSealed
+from shared.errors import ChangedSinceBackup, NotInTime, NotSealed
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES, DetachKind
 from shared.kinds.storage import retain_patch
-from shared.kube import ApiResource, Kube, NotFound
+from shared.kube import ApiResource, Conflict, Kube, NotFound
 from shared.models import NamespacePhase
 from shared.plan import NamespacePlan, ObjectPlan
 from shared.progress import NamespaceRun
@@ -25,6 +25,8 @@ from shared.runtime import Runtime
 from shared.steps import recorded_plan
 
 PV = GroupResource("persistentvolumes")
+_DELETE_ATTEMPTS = 5
+"""Reads of an owner before its delete gives up on a resourceVersion that keeps moving (status updates)."""
 
 
 def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
@@ -51,7 +53,8 @@ def detach(runtime: Runtime, run: NamespaceRun) -> dict[str, int]:
     for group_resource in owners:
         resource = member.discovery.require(group_resource)
         entries = plan.detached(group_resource, DetachKind.ORPHAN_DELETE)
-        runtime.fan_out(partial(_orphan_delete, member, resource), entries)
+        generations = _generations(backup.items(group_resource))
+        runtime.fan_out(partial(_orphan_delete, member, resource, generations), entries)
         deleted_uids.update(entry.uid for entry in entries)
         progress.count(run.namespace, "detached", group_resource, len(entries))
     progress.set(run.namespace, step="wait for the garbage collector")
@@ -108,11 +111,48 @@ def _retain_volumes(runtime: Runtime, member: Kube, volumes: Iterable[Obj]) -> i
     return sum(runtime.fan_out(retain, names))
 
 
-def _orphan_delete(member: Kube, resource: ApiResource, entry: ObjectPlan) -> None:
-    live = member.get(resource, entry.ref.namespace, entry.ref.name)
-    if live is None or live["metadata"].get("uid") != entry.uid or live["metadata"].get("deletionTimestamp"):
+def _generations(owners: Iterable[Obj]) -> dict[str, int | None]:
+    return {owner["metadata"]["uid"]: owner["metadata"].get("generation") for owner in owners}
+
+
+def _orphan_delete(
+    member: Kube, resource: ApiResource, generations: Mapping[str, int | None], entry: ObjectPlan
+) -> None:
+    """Delete the owner only as it was backed up. One whose spec changed since (scaled by an autoscaler,
+    rolled out) would reach the control plane stale, its new pods or ReplicaSet left unmanaged in the
+    member, and a rollback would scale it back; so the step fails and nothing of it is deleted. The
+    resourceVersion just read is a precondition, so a change between this check and the delete is seen
+    too; a status update also changes it, hence the read again."""
+    ref = entry.ref
+    for _ in range(_DELETE_ATTEMPTS):
+        live = member.get(resource, ref.namespace, ref.name)
+        metadata = (live or {}).get("metadata") or {}
+        if live is None or metadata.get("uid") != entry.uid or metadata.get("deletionTimestamp"):
+            return
+        backed_up = generations.get(entry.uid)
+        if backed_up is not None and metadata.get("generation") != backed_up:
+            raise ChangedSinceBackup(
+                f"{resource.kind} {ref.name} changed in the member after the backup (generation {backed_up} "
+                f"→ {metadata.get('generation')}: scaled or rolled out meanwhile, by an autoscaler say); "
+                f"nothing of it was deleted. Promote the namespace again with a new policy (a new run backs "
+                f"it up as it is then), with its autoscalers paused if they keep changing it"
+            )
+        try:
+            member.delete(
+                resource,
+                ref.namespace,
+                ref.name,
+                propagation="Orphan",
+                uid=entry.uid,
+                resource_version=metadata["resourceVersion"],
+            )
+        except Conflict:
+            continue
         return
-    member.delete(resource, entry.ref.namespace, entry.ref.name, propagation="Orphan", uid=entry.uid)
+    raise ChangedSinceBackup(
+        f"{resource.kind} {ref.name} kept changing in the member ({_DELETE_ATTEMPTS} reads in a row were "
+        f"stale by the time it was deleted); nothing of it was deleted"
+    )
 
 
 def _wait_released(

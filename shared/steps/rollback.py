@@ -447,10 +447,17 @@ def member_differences(
             if current is None:
                 problems.append(f"{where} is missing")
                 continue
-            found = _compare(obj, current, owner_uids, recreated=entry.rollback is RollbackAction.RECREATE)
-            problems += [
-                f"{where}: {problem}" for problem in [*found, *rule.rollback_differences(obj, current)]
-            ]
+            recreated = entry.rollback is RollbackAction.RECREATE
+            if recreated and current["metadata"].get("uid") == obj["metadata"].get("uid"):
+                # An owner detach never deleted (it had changed since the backup, or the run failed
+                # first): its spec and metadata are its users' and controllers' since, but for its owner.
+                found = _owner_problems(obj, current, owner_uids)
+            else:
+                found = [
+                    *_compare(obj, current, owner_uids, recreated=recreated),
+                    *rule.rollback_differences(obj, current),
+                ]
+            problems += [f"{where}: {problem}" for problem in found]
     return problems
 
 
@@ -502,10 +509,14 @@ def _compare(before: Obj, after: Obj, owner_uids: dict[str, str], *, recreated: 
     for field_name in ("labels", "annotations"):
         if (old.get(field_name) or {}) != (new.get(field_name) or {}):
             problems.append(f"{field_name} differ: {old.get(field_name)} != {new.get(field_name)}")
+    return problems + _owner_problems(before, after, owner_uids)
+
+
+def _owner_problems(before: Obj, after: Obj, owner_uids: dict[str, str]) -> list[str]:
+    """Whether `after` has the owners `before` had, re-created ones by their new UIDs."""
     expected = [
-        (r["kind"], r["name"], owner_uids.get(r["uid"], r["uid"])) for r in old.get("ownerReferences") or []
+        (r["kind"], r["name"], owner_uids.get(r["uid"], r["uid"]))
+        for r in before["metadata"].get("ownerReferences") or []
     ]
-    actual = [(r["kind"], r["name"], r["uid"]) for r in new.get("ownerReferences") or []]
-    if sorted(expected) != sorted(actual):
-        problems.append(f"ownerReferences differ: {expected} != {actual}")
-    return problems
+    actual = [(r["kind"], r["name"], r["uid"]) for r in after["metadata"].get("ownerReferences") or []]
+    return [f"ownerReferences differ: {expected} != {actual}"] if sorted(expected) != sorted(actual) else []

@@ -392,6 +392,41 @@ def test_an_owner_re_created_in_the_member_mid_run_fails_the_namespace_which_is_
     assert installation.link.member_deletions == []
 
 
+def test_an_owner_scaled_between_backup_and_detach_is_not_deleted_and_the_namespace_is_rolled_back(
+    installation: Installation,
+) -> None:
+    """An autoscaler scales the Deployment after the backup: deleting it would leave its new pod
+    unmanaged in the member, the control plane would get a stale copy, and a rollback would scale it
+    back. Detach refuses, and the compensation keeps the member as its users made it."""
+    seeded = seed_namespace(installation.member_api, "scaled-1", full=False)
+    apps = client.AppsV1Api(installation.member_api)
+    [deployment] = apps.list_namespaced_deployment("scaled-1").items
+    member = SimAdmin(installation.member.url)
+    held = member.add_fault(
+        verb="get",
+        resource="deployments.apps",
+        namespace="scaled-1",
+        status="timeout",
+        timeout_seconds=2,
+        nth=1,
+    )["id"]
+    installation.apply("scaled", includedNamespaces=["scaled-1"])
+    member.wait_fired(held, "detach to read the Deployment before deleting it")
+    apps.patch_namespaced_deployment_scale(deployment.metadata.name, "scaled-1", {"spec": {"replicas": 3}})
+
+    status = installation.wait_done("scaled", phases=("Failed", "PartiallyFailed", "FailedRollback"))
+    [namespace] = status["namespaces"]
+    assert namespace["phase"] == "RolledBack", namespace["message"]
+    name = deployment.metadata.name
+    assert f"Deployment {name} changed in the member after the backup" in namespace["message"], namespace
+    kept = apps.read_namespaced_deployment(name, "scaled-1")
+    assert (kept.metadata.uid, kept.spec.replicas) == (deployment.metadata.uid, 3), "as its users made it"
+    pods = pod_uids(installation.member_api, "scaled-1")
+    assert seeded.pods.items() <= pods.items() and len(pods) == len(seeded.pods) + 1, pods
+    assert not client.CoreV1Api(installation.cp_api).list_namespaced_pod("scaled-1").items
+    assert installation.link.member_deletions == []
+
+
 def test_rollback_requests_that_cannot_be_honoured_are_refused_and_reset(installation: Installation) -> None:
     seed_namespace(installation.member_api, "ask-1", full=False)
     before = snapshot(installation.member_api, "ask-1")
