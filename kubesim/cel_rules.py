@@ -86,6 +86,10 @@ def compile_problems(schema: Schema, path: str) -> list[Problem]:
     return problems
 
 
+def has_rules(schema: Schema) -> bool:
+    return next(_rules(schema, ""), None) is not None
+
+
 def _rules(schema: Schema, path: str) -> Iterator[tuple[str, str]]:
     for index, rule in enumerate(schema.get("x-kubernetes-validations") or []):
         yield f"{path}.x-kubernetes-validations[{index}].rule", str(rule.get("rule", ""))

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubesim import errors
-from kubesim.cel_rules import NOT_STORED, rule_problems
+from kubesim.cel_rules import NOT_STORED, has_rules, rule_problems
 from kubesim.objects import Obj, clone
 from kubesim.store import AdmissionRequest
 
@@ -273,6 +273,8 @@ _RULES_NOT_CHECKED = (
 def _rule_problems(request: AdmissionRequest, schema: Schema, found: list[Problem]) -> list[Problem]:
     """The CEL rules' field errors; none are run on an object whose type errors or missing fields the
     schema already found (their rules would misjudge it), as the apiserver says."""
+    if not has_rules(schema):
+        return []
     if any(m.startswith(_BLOCKING) or " in body must be of type " in m for _, m in found):
         return [("<nil>", f"Invalid value: null: {_RULES_NOT_CHECKED}")]
     old = request.old if request.operation == "UPDATE" and request.old is not None else NOT_STORED
