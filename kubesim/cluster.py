@@ -25,9 +25,10 @@ from kubesim.faults import Faults
 from kubesim.informers import Informers
 from kubesim.rbac import Rbac
 from kubesim.schemas import CustomResourceSchemas
-from kubesim.server import GIT_VERSION, ApiServer
+from kubesim.server import ApiServer
 from kubesim.store import Store
 from kubesim.tokens import TokenIssuer
+from kubesim.versions import GIT_VERSION
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ class SimulatedCluster:
         )
         self.manager = ControllerManager(self.store, self.informers)
         if controllers:
-            for controller in default_controllers(self.store):
+            for controller in default_controllers(self.store, git_version):
                 self.manager.add(controller)
         self.set_namespace_deletion_grace(namespace_deletion_grace_s)
         self._runner: web.AppRunner | None = None

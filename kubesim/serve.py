@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kubesim.cluster import SimulatedCluster
 from kubesim.kosmos import KosmosLink
+from kubesim.versions import GIT_VERSION
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,23 @@ async def start_pair(
     member_port: int = 0,
     informer_lag_ms: float = 0.0,
     namespace_deletion_grace_s: float = 0.0,
+    control_plane_version: str = GIT_VERSION,
+    member_version: str = GIT_VERSION,
 ) -> tuple[SimulatedCluster, SimulatedCluster, KosmosLink]:
     """A control plane and a member, linked by Kosmos. Both allocate cluster IPs from the same range, as
     in the measured setup, so a tool that copies a member's cluster IP meets a collision. Both clusters'
     controllers run `informer_lag_ms` behind their stores, and their namespace controllers wait
-    `namespace_deletion_grace_s` before emptying a terminating namespace."""
+    `namespace_deletion_grace_s` before emptying a terminating namespace. Each plays its own Kubernetes
+    version (kubesim/versions.py): a control plane upgraded before its members is common."""
     control_plane, member = (
         SimulatedCluster(
             name,
             latency_ms=latency_ms,
             informer_lag_ms=informer_lag_ms,
             namespace_deletion_grace_s=namespace_deletion_grace_s,
+            git_version=version,
         )
-        for name in ("control-plane", cluster_name)
+        for name, version in (("control-plane", control_plane_version), (cluster_name, member_version))
     )
     await control_plane.start(port=control_plane_port)
     await member.start(port=member_port)

@@ -29,8 +29,8 @@ from kubesim.scale import SCALE_GROUP, SCALE_KIND, SCALE_VERSION, scalable, scal
 from kubesim.schemas import CustomResourceSchemas, field_validation, warnings
 from kubesim.selectors import LabelSelector, SelectorError, parse_field_selector
 from kubesim.store import Store, WatchEvent
+from kubesim.versions import GIT_VERSION, minor_version
 
-GIT_VERSION = "v1.30.0-kubesim"
 DEFAULT_WATCH_TIMEOUT = 1800.0
 MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
 """kube-apiserver's limit on a write's body (twice etcd's, for JSON that etcd stores more compactly)."""
@@ -329,10 +329,10 @@ class ApiServer:
     def discovery(self, path: str) -> dict[str, Any] | None:
         registry = self.store.registry
         if path == "/version":
-            major, minor = self.git_version.lstrip("v").split(".")[:2]
+            major, minor = minor_version(self.git_version)
             return {
-                "major": major,
-                "minor": minor,
+                "major": str(major),
+                "minor": str(minor),
                 "gitVersion": self.git_version,
                 "gitCommit": "kubesim",
                 "gitTreeState": "clean",

@@ -15,6 +15,7 @@ from kubesim.controllers.rbac_aggregation import ClusterRoleAggregationControlle
 from kubesim.controllers.replicasets import ReplicaSetController
 from kubesim.controllers.statefulsets import StatefulSetController
 from kubesim.store import Store
+from kubesim.versions import GIT_VERSION
 
 CONTROLLER_TYPES: list[type[Controller]] = [
     CustomResourceDefinitionController,
@@ -33,8 +34,11 @@ CONTROLLER_TYPES: list[type[Controller]] = [
 ]
 
 
-def default_controllers(store: Store) -> list[Controller]:
-    return [controller_type(store) for controller_type in CONTROLLER_TYPES]
+def default_controllers(store: Store, git_version: str = GIT_VERSION) -> list[Controller]:
+    controllers = [controller_type(store) for controller_type in CONTROLLER_TYPES]
+    for controller in controllers:
+        controller.git_version = git_version
+    return controllers
 
 
 __all__ = ["CONTROLLER_TYPES", "Controller", "ControllerManager", "default_controllers"]

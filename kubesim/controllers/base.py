@@ -23,6 +23,7 @@ from kubesim.informers import Informers, StoreView
 from kubesim.objects import Obj, name_of, namespace_of, now_rfc3339, uid_of
 from kubesim.resources import ResourceType
 from kubesim.store import Store, WatchEvent
+from kubesim.versions import GIT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Controller:
     def __init__(self, store: Store) -> None:
         self.store = StoreView(store)
         """Replaced by the manager's view once the controller is added to it."""
+        self.git_version = GIT_VERSION
+        """The Kubernetes version the controller manager plays (kubesim/versions.py)."""
 
     def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
         raise NotImplementedError

@@ -234,7 +234,7 @@ class DaemonSetController(PodOwnerController):
         }
         if annotations_of(ds):
             metadata["annotations"] = dict(annotations_of(ds))
-        data = revision_data(ds)
+        data = revision_data(ds, self.git_version)
         number = max((int(r.get("revision") or 0) for r in owned), default=0) + 1
         body = {"metadata": metadata, "data": json.loads(data), "revision": number}
         return self.store.create(self.revisions, body, namespace=namespace_of(ds), raw_data=data)

@@ -59,6 +59,7 @@ from kubesim.objects import (
 )
 from kubesim.selectors import LabelSelector
 from kubesim.store import Store, WatchEvent
+from kubesim.versions import writes_null_template_timestamps
 
 REVISION_LABEL = "controller-revision-hash"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -75,9 +76,12 @@ def ordinal_of(statefulset: Mapping[str, Any], pod: Mapping[str, Any]) -> int | 
     return int(match.group(2))
 
 
-def revision_data(statefulset: Mapping[str, Any]) -> bytes:
-    """Go's `getPatch`: the template under `spec`, marked `$patch: replace`, as encoding/json writes it."""
-    template = statefulset["spec"]["template"]
+def revision_data(statefulset: Mapping[str, Any], git_version: str) -> bytes:
+    """Go's `getPatch`: the template under `spec`, marked `$patch: replace`, as encoding/json writes it
+    in the Kubernetes version `git_version` (kubesim/versions.py)."""
+    template = dict(statefulset["spec"]["template"])
+    if writes_null_template_timestamps(git_version):
+        template["metadata"] = {"creationTimestamp": None, **(template.get("metadata") or {})}
     return go_json({"spec": {"template": {**template, "$patch": "replace"}}})
 
 
@@ -183,7 +187,7 @@ class StatefulSetController(Controller):
         """`getStatefulSetRevisions`: reuse the latest revision with the same bytes, else create one."""
         status = statefulset.get("status") or {}
         collision_count = int(status.get("collisionCount") or 0)
-        data = revision_data(statefulset)
+        data = revision_data(statefulset, self.git_version)
         equal = [revision for revision in owned if self.store.raw_data.get(uid_of(revision)) == data]
         if equal:
             update = equal[-1]

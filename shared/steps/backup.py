@@ -28,6 +28,7 @@ from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.selection import select_types
 from shared.steps import recorded_plan
+from shared.steps.statefulset_revisions import STATEFULSETS, require_same_revisions
 
 NAMESPACES = GroupResource("namespaces")
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
@@ -180,6 +181,9 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
         run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(plan.objects) - promoted
     )
     _record_cluster_objects(runtime, run, manifest)
+    progress.set(run.namespace, step="compare StatefulSet revisions")
+    promoted_statefulsets = (s for s in backup.items(STATEFULSETS) if plan.of(s).promoted)
+    require_same_revisions(runtime, member, promoted_statefulsets, spec.context(), run.run_id)
     progress.set(run.namespace, backupLocation=backup.location, backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
 

@@ -200,6 +200,13 @@ def _rows() -> list[Row]:
         "claims: the rollbacks that may be deleting a cluster-scoped object this namespace uses",
         Request("list", *lease, namespace=INSTALL),
     )
+    add(
+        "backup-worker",
+        "statefulset_revisions: the revision probe of a promoted StatefulSet, made, read and removed",
+        Request("create", "apps", "statefulsets", namespace=INSTALL),
+        Request("get", "apps", "statefulsets", namespace=INSTALL, name="kpromote-probe-0123456789ab"),
+        Request("delete", "apps", "statefulsets", namespace=INSTALL, name="kpromote-probe-0123456789ab"),
+    )
 
     # ---- rebuild
     for kind in PROMOTED:

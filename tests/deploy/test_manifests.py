@@ -311,12 +311,15 @@ def test_no_rule_grants_every_verb() -> None:
         for rule in role["rules"]:
             assert "*" not in rule["verbs"], (role["metadata"]["name"], rule)
             assert not ("*" in rule.get("resources", []) and "*" in rule["verbs"])
-    # Namespaced grants are the claims only: Leases, in the installation's namespace (kustomize puts the
-    # Roles and RoleBindings there), through a Role, never a ClusterRole.
-    for role in by_kind("Role").values():
+    # Namespaced grants are the claims, Leases, and the backup worker's revision probes, StatefulSets, in
+    # the installation's namespace (kustomize puts the Roles and RoleBindings there), through a Role, never
+    # a ClusterRole.
+    for name, role in by_kind("Role").items():
+        probes = [(["apps"], ["statefulsets"])] if name == "kosmos-promote-backup-worker" else []
         assert [(r["apiGroups"], r["resources"]) for r in role["rules"]] == [
-            (["coordination.k8s.io"], ["leases"])
-        ]
+            (["coordination.k8s.io"], ["leases"]),
+            *probes,
+        ], name
     for binding in by_kind("RoleBinding").values():
         assert binding["roleRef"]["kind"] == "Role" and "namespace" not in binding["metadata"]
 

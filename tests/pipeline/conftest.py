@@ -144,10 +144,12 @@ def start_installation(
     workdir: Path,
     extra_env: dict[str, str] | None = None,
     workers: int = 2,
+    **pair_options: Any,
 ) -> Iterator[Installation]:
     """A fresh simulated Kosmos pair with the watcher and `workers` worker processes on `broker_url`;
-    `extra_env` overrides settings (e.g. a short stall timeout). Stops everything on exit."""
-    control_plane, member, link = simulator.run(start_pair("member1"))
+    `extra_env` overrides settings (e.g. a short stall timeout), `pair_options` the clusters (e.g. their
+    Kubernetes versions, `kubesim.serve.start_pair`). Stops everything on exit."""
+    control_plane, member, link = simulator.run(start_pair("member1", **pair_options))
     cp_kubeconfig = control_plane.write_kubeconfig(workdir / "control-plane.kubeconfig")
     env = {
         **os.environ,

@@ -1,0 +1,40 @@
+"""The pure parts of the StatefulSet revision check: revision names, the probe and its body."""
+
+from __future__ import annotations
+
+import copy
+
+from shared.kinds import Context
+from shared.steps.statefulset_revisions import PROBE_LABEL, probe_body, probe_name, revision_hash
+from tests.shared import kinds_builders as b
+
+CTX = Context(cluster="member1", policy="p1", run="run-1")
+
+
+def test_the_hash_is_read_off_the_owners_revision_name_only() -> None:
+    assert revision_hash("db", "db-6dbf99c47") == "6dbf99c47"
+    assert revision_hash("db", "dbx-6dbf99c47") == ""
+    assert revision_hash("kpromote-probe-0a1b", "kpromote-probe-0a1b-7c9d") == "7c9d"
+
+
+def test_a_probe_is_one_per_run_namespace_and_statefulset_and_a_valid_name() -> None:
+    name = probe_name("run-1", "shop", "db")
+
+    assert name == probe_name("run-1", "shop", "db")
+    assert len({name, probe_name("run-2", "shop", "db"), probe_name("run-1", "shop", "cache")}) == 3
+    assert name.startswith("kpromote-probe-") and len(name) <= 63
+
+
+def test_the_probe_is_the_rebuilt_statefulset_renamed_with_no_replicas_and_its_template_untouched() -> None:
+    statefulset = b.statefulset()
+    before = copy.deepcopy(statefulset)
+
+    body = probe_body(statefulset, "kpromote-probe-x", "kosmos-promote", CTX)
+
+    assert statefulset == before, "the backed-up object is not changed"
+    assert body["metadata"]["name"] == "kpromote-probe-x"
+    assert body["metadata"]["namespace"] == "kosmos-promote"
+    assert body["metadata"]["labels"] == {PROBE_LABEL: "true"}
+    assert body["spec"]["replicas"] == 0
+    assert body["spec"]["template"] == statefulset["spec"]["template"]
+    assert body["spec"]["selector"] == statefulset["spec"]["selector"]
