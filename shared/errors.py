@@ -21,6 +21,11 @@ class SourceGone(PromoteError):
     """What was being migrated disappeared from the member during the backup."""
 
 
+class NotSettled(PromoteError):
+    """A workload is rolling out: promoted now, the control plane would carry the rollout on with pods it
+    cannot place. Nothing is changed; it can be promoted once the rollout has finished."""
+
+
 class ChangedSinceBackup(PromoteError):
     """An object detach was to delete changed in the member after the backup: the control plane would get
     a stale copy, and pods made meanwhile would be left behind. It is left as it is."""

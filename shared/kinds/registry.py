@@ -146,6 +146,12 @@ class KindRule:
         """Cluster-scoped objects `obj` needs in the control plane, to back up with it."""
         return []
 
+    def unsettled(self, obj: Obj) -> str | None:
+        """Why `obj` (as backed up, and promoted) must not be promoted now, though it may be later: a
+        rollout in progress, which the control plane's controller would carry on by deleting pods it
+        cannot replace on the virtual node; None when it is settled."""
+        return None
+
     def detach(self, obj: Obj, ctx: Context) -> DetachStep:
         """What to do to `obj` in the member so that Kosmos treats it as a copy of the control plane's."""
         return NOTHING_TO_DETACH

@@ -26,6 +26,21 @@ class DeploymentRule(OwnerRule):
     owner_level = 2
     dependents = ("replicasets.apps",)
 
+    def unsettled(self, obj: Obj) -> str | None:
+        """A rollout `kubectl rollout status` would still wait for, unless paused (the copy is paused too).
+        The control plane's controller would carry it on: new pods there lack the virtual node's
+        toleration and stay Pending, while old ones are deleted, and through Kosmos in the member too."""
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if spec.get("paused"):
+            return None
+        wanted = spec.get("replicas", 1)
+        updated, replicas = status.get("updatedReplicas") or 0, status.get("replicas") or 0
+        if (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 0):
+            return "its controller has not yet seen its latest spec"
+        if updated < wanted or replicas > updated:
+            return f"rolling out: {updated} of {wanted} replicas updated, {replicas} in all"
+        return None
+
 
 @RULES.register
 class ReplicaSetRule(OwnerRule):
@@ -58,6 +73,22 @@ class StatefulSetRule(OwnerRule):
                 "(a rollout); not promoted",
             )
         return super().decide(obj)
+
+    def unsettled(self, obj: Obj) -> str | None:
+        """A RollingUpdate with pods still on the old revision above the partition: the control plane's
+        controller would go on deleting them, and their replacements could not run on the virtual node.
+        OnDelete replaces nothing by itself."""
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        strategy = spec.get("updateStrategy") or {}
+        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            return None
+        if (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 0):
+            return "its controller has not yet seen its latest spec"
+        partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+        wanted, updated = spec.get("replicas", 1), status.get("updatedReplicas") or 0
+        if status.get("currentRevision") != status.get("updateRevision") and updated < wanted - partition:
+            return f"rolling out: {updated} of {wanted - partition} pods on the new revision"
+        return None
 
 
 @RULES.register

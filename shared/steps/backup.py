@@ -16,14 +16,15 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from shared.backup import Manifest
+from shared.backup import BackupDir, Manifest
 from shared.claims import RUN_SPEC_LABEL, Claim, RunHalted
-from shared.errors import InvalidSelection, NotInTime, SourceGone
+from shared.errors import InvalidSelection, NotInTime, NotSettled, SourceGone
 from shared.items import GroupResource, ItemRef, Obj
 from shared.kinds import RULES
 from shared.kube import ApiResource, Kube
 from shared.models import NamespacePhase
 from shared.models.times import now_rfc3339
+from shared.plan import NamespacePlan
 from shared.progress import NamespaceRun
 from shared.runtime import Runtime
 from shared.selection import select_types
@@ -181,11 +182,28 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
         run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(plan.objects) - promoted
     )
     _record_cluster_objects(runtime, run, manifest)
+    _require_settled(backup, plan)
     progress.set(run.namespace, step="compare StatefulSet revisions")
     promoted_statefulsets = (s for s in backup.items(STATEFULSETS) if plan.of(s).promoted)
     require_same_revisions(runtime, member, promoted_statefulsets, spec.context(), run.run_id)
     progress.set(run.namespace, backupLocation=backup.location, backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
+
+
+def _require_settled(backup: BackupDir, plan: NamespacePlan) -> None:
+    """Refuse, before detach changes anything, a namespace whose promoted owners are rolling out."""
+    unsettled = [
+        f"{group_resource} {obj['metadata']['name']}: {why}"
+        for group_resource in plan.owners_top_down()
+        for obj in backup.items(group_resource)
+        if plan.of(obj).promoted and (why := RULES.for_(group_resource).unsettled(obj))
+    ]
+    if unsettled:
+        raise NotSettled(
+            f"{'; '.join(unsettled)}. The control plane's controllers would carry the rollout on with pods "
+            f"they cannot place on the virtual node, deleting the old ones in both clusters. Nothing was "
+            f"changed; promote the namespace once the rollout has finished"
+        )
 
 
 def _record_cluster_objects(runtime: Runtime, run: NamespaceRun, manifest: Manifest) -> None:

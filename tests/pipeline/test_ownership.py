@@ -427,6 +427,35 @@ def test_an_owner_scaled_between_backup_and_detach_is_not_deleted_and_the_namesp
     assert installation.link.member_deletions == []
 
 
+def test_a_deployment_rolling_out_is_not_promoted_and_nothing_changes(installation: Installation) -> None:
+    """Promoted mid-rollout, the control plane's Deployment controller would carry the rollout on: its new
+    pods cannot run on the virtual node, and the old ones would be deleted in both clusters."""
+    seeded = seed_namespace(installation.member_api, "rolling-1", full=False)
+    apps = client.AppsV1Api(installation.member_api)
+    [deployment] = apps.list_namespaced_deployment("rolling-1").items
+    name, container = deployment.metadata.name, deployment.spec.template.spec.containers[0].name
+    image = {"spec": {"template": {"spec": {"containers": [{"name": container, "image": "nginx:next"}]}}}}
+    apps.patch_namespaced_deployment(name, "rolling-1", image)
+
+    def rolling() -> bool:
+        status = apps.read_namespaced_deployment(name, "rolling-1").status
+        return bool(status.updated_replicas) and (status.replicas or 0) > status.updated_replicas
+
+    wait_until(rolling, what="the rollout to start (its new pod never becomes ready)")
+    before = snapshot(installation.member_api, "rolling-1")
+
+    installation.apply("rolling", includedNamespaces=["rolling-1"])
+    status = installation.wait_done("rolling", phases=("Failed", "PartiallyFailed", "FailedRollback"))
+
+    [namespace] = status["namespaces"]
+    assert namespace["phase"] == "RolledBack", namespace["message"]
+    assert f"deployments.apps {name}: rolling out: 1 of 2 replicas updated" in namespace["message"]
+    assert namespace["counts"].get("detached", 0) == 0, "refused before detach"
+    assert diff(before, snapshot(installation.member_api, "rolling-1")) == []
+    assert seeded.pods.items() <= pod_uids(installation.member_api, "rolling-1").items()
+    assert not client.CoreV1Api(installation.cp_api).list_namespaced_pod("rolling-1").items
+
+
 def test_rollback_requests_that_cannot_be_honoured_are_refused_and_reset(installation: Installation) -> None:
     seed_namespace(installation.member_api, "ask-1", full=False)
     before = snapshot(installation.member_api, "ask-1")

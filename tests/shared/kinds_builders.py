@@ -140,7 +140,7 @@ def deployment(name: str = "web") -> Obj:
         name,
         annotations={"deployment.kubernetes.io/revision": "2"},
         spec={"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
-        status={"replicas": 2, "availableReplicas": 2, "observedGeneration": 3},
+        status={"replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 3},
     )
 
 
@@ -178,7 +178,14 @@ def statefulset(name: str = "db", *, collision_count: int = 0, owners: list[Obj]
                 {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}
             ],
         },
-        status={"currentRevision": f"{name}-6dbf99c47", "collisionCount": collision_count},
+        status={
+            "observedGeneration": 3,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "currentRevision": f"{name}-6dbf99c47",
+            "updateRevision": f"{name}-6dbf99c47",
+            "collisionCount": collision_count,
+        },
     )
 
 

@@ -1138,3 +1138,71 @@ def test_verify_checks_the_adoption_of_pods_and_replicasets_by_the_controllers_p
     ReplicaSet by its Deployment; any other pod or ReplicaSet there was made by a controller."""
     adopted = {gr: RULES.for_(gr).promoted_with for gr in RULES if RULES.for_(gr).promoted_with}
     assert adopted == {"pods": ("ReplicaSet", "StatefulSet"), "replicasets.apps": ("Deployment",)}
+
+
+def _with(obj: Obj, **fields: Any) -> Obj:
+    """`obj` with `spec.` / `status.` fields set, written `spec__paused=True`."""
+    changed = copy.deepcopy(obj)
+    for path, value in fields.items():
+        part, key = path.split("__")
+        changed[part][key] = value
+    return changed
+
+
+UNSETTLED = [
+    case("deployments.apps", b.deployment(), None, id="deployment rolled out"),
+    case(
+        "deployments.apps",
+        _with(b.deployment(), status__updatedReplicas=1, status__replicas=3),
+        "rolling out: 1 of 2 replicas updated, 3 in all",
+        id="deployment rolling out",
+    ),
+    case(
+        "deployments.apps",
+        _with(b.deployment(), status__replicas=3),
+        "rolling out: 2 of 2 replicas updated, 3 in all",
+        id="deployment with old pods still terminating",
+    ),
+    case(
+        "deployments.apps",
+        _with(b.deployment(), status__observedGeneration=2),
+        "its controller has not yet seen its latest spec",
+        id="deployment spec not yet observed",
+    ),
+    case(
+        "deployments.apps",
+        _with(b.deployment(), spec__paused=True, status__updatedReplicas=0),
+        None,
+        id="paused deployment mid-rollout: its copy is paused too",
+    ),
+    case("statefulsets.apps", b.statefulset(), None, id="statefulset rolled out"),
+    case(
+        "statefulsets.apps",
+        _with(b.statefulset(), status__updateRevision="db-7f8", status__updatedReplicas=1),
+        "rolling out: 1 of 2 pods on the new revision",
+        id="statefulset rolling out",
+    ),
+    case(
+        "statefulsets.apps",
+        _with(
+            b.statefulset(),
+            status__updateRevision="db-7f8",
+            status__updatedReplicas=1,
+            spec__updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+        ),
+        None,
+        id="statefulset staged by its partition",
+    ),
+    case(
+        "statefulsets.apps",
+        _with(b.statefulset(), status__updateRevision="db-7f8", spec__updateStrategy={"type": "OnDelete"}),
+        None,
+        id="statefulset OnDelete replaces nothing itself",
+    ),
+    case("replicasets.apps", b.replicaset(), None, id="replicasets are judged through their deployment"),
+]
+
+
+@pytest.mark.parametrize(("group_resource", "obj", "why"), UNSETTLED)
+def test_unsettled(group_resource: str, obj: Obj, why: str | None) -> None:
+    assert RULES.for_(group_resource).unsettled(obj) == why
