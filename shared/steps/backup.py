@@ -181,11 +181,11 @@ def seal(runtime: Runtime, run: NamespaceRun, collected: Sequence[Mapping[str, A
     progress.totals(
         run.namespace, backedUp=manifest.total_items, rebuilt=promoted, skipped=len(plan.objects) - promoted
     )
-    _record_cluster_objects(runtime, run, manifest)
     _require_settled(backup, plan)
     progress.set(run.namespace, step="compare StatefulSet revisions")
     promoted_statefulsets = (s for s in backup.items(STATEFULSETS) if plan.of(s).promoted)
     require_same_revisions(runtime, member, promoted_statefulsets, spec.context(), run.run_id)
+    _record_cluster_objects(runtime, run, manifest)
     progress.set(run.namespace, backupLocation=backup.location, backupSha256=manifest.sha256 or "")
     return {"items": manifest.total_items}
 
