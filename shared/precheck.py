@@ -8,6 +8,7 @@ its status towards etcd's object size limit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from shared.fan_out import FanOut, one_by_one
@@ -20,6 +21,9 @@ from shared.selection import select_namespaces, select_types
 
 MAX_LISTED = 50
 """Problems (and warnings) listed in a policy's status; the rest are counted in a last line."""
+
+
+_MINOR_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 
 
 @dataclass
@@ -89,12 +93,33 @@ def _precheck(
         return result
     with member:
         try:
-            member.version()
+            member_version = member.version().get("gitVersion", "")
             result.member_id = member_identity(member)
         except (KubeError, OSError) as exc:
             result.errors.append(f'cannot reach member cluster "{cluster}": {exc}')
             return result
+        control_plane_version = control_plane.version().get("gitVersion", "")
+        result.warnings += version_skew_warnings(member_version, control_plane_version)
         return _check_member(control_plane, member, spec, protected, result, fan_out)
+
+
+def version_skew_warnings(member_version: str, control_plane_version: str) -> list[str]:
+    """Clusters of different minor versions may encode or default pod templates otherwise, so a
+    StatefulSet's revision could get another name in the control plane: its pods would be rolled. The
+    backup step checks each StatefulSet and refuses those; said here so that nobody is surprised."""
+    member_minor, control_plane_minor = _minor(member_version), _minor(control_plane_version)
+    if member_minor is None or control_plane_minor is None or member_minor == control_plane_minor:
+        return []
+    return [
+        f"the member runs Kubernetes {member_version}, the control plane {control_plane_version}: a "
+        f"StatefulSet whose revision the control plane would name otherwise (its pods would be rolled) "
+        f"fails its namespace, nothing changed"
+    ]
+
+
+def _minor(git_version: str) -> tuple[str, str] | None:
+    match = _MINOR_VERSION.match(git_version)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _check_member(

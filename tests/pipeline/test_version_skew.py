@@ -49,6 +49,7 @@ def test_a_statefulset_the_control_plane_would_give_another_revision_fails_the_n
     assert namespace["phase"] == "RolledBack", message
     assert "StatefulSet db" in message and "revision" in message, message
     assert "v1.33.5" in message and "v1.34.1" in message, message
+    assert any("v1.33.5" in w and "v1.34.1" in w for w in status["precheckWarnings"]), status
     assert pod_uids(skewed.member_api, NAMESPACE) == seeded.pods
     assert diff(before, snapshot(skewed.member_api, NAMESPACE)) == []
     assert skewed.link.member_deletions == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from shared.kinds import Context
+from shared.precheck import version_skew_warnings
 from shared.steps.statefulset_revisions import PROBE_LABEL, probe_body, probe_name, revision_hash
 from tests.shared import kinds_builders as b
 
@@ -38,3 +41,21 @@ def test_the_probe_is_the_rebuilt_statefulset_renamed_with_no_replicas_and_its_t
     assert body["spec"]["replicas"] == 0
     assert body["spec"]["template"] == statefulset["spec"]["template"]
     assert body["spec"]["selector"] == statefulset["spec"]["selector"]
+
+
+@pytest.mark.parametrize(
+    ("member", "control_plane", "warned"),
+    [
+        ("v1.33.5", "v1.34.1", True),
+        ("v1.34.0", "v1.34.3-eks-1", False),
+        ("v1.30.0-kubesim", "v1.30.0-kubesim", False),
+        ("unknown", "v1.34.1", False),
+    ],
+)
+def test_the_precheck_warns_of_clusters_of_different_minor_versions(
+    member: str, control_plane: str, warned: bool
+) -> None:
+    warnings = version_skew_warnings(member, control_plane)
+
+    assert bool(warnings) is warned
+    assert all(member in w and control_plane in w for w in warnings)
