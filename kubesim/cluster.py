@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from kubesim import admission
+from kubesim import admission, quota
 from kubesim.controllers import default_controllers
 from kubesim.controllers.base import ControllerManager
 from kubesim.controllers.crds import validate_crd
-from kubesim.controllers.namespaces import NamespaceController
+from kubesim.controllers.namespaces import NamespaceController, NamespaceProvisioner
 from kubesim.faults import Faults
 from kubesim.informers import Informers
+from kubesim.objects import Obj
 from kubesim.rbac import Rbac
 from kubesim.schemas import CustomResourceSchemas
 from kubesim.server import ApiServer
@@ -61,6 +62,7 @@ class SimulatedCluster:
         self.rbac = Rbac(self.store, TokenIssuer(self.store), enabled=rbac)
         self.rbac.admin_tokens = {"kubesim", f"kubesim-{name}"}
         self.store.admission.append(self.rbac.check_escalation)
+        self.store.admission.append(quota.admit)
         self.faults = Faults(latency_ms)
         self.informers = Informers(self.store, informer_lag_ms / 1000)
         self.api = ApiServer(
@@ -78,6 +80,13 @@ class SimulatedCluster:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def provision_namespaces(self, objects: list[tuple[str, str, Obj]]) -> None:
+        """Give every namespace created from now on these objects ((group, plural, body) each), as a
+        platform's policy engine does (kubesim/controllers/namespaces.py NamespaceProvisioner)."""
+        for controller in self.manager.controllers:
+            if isinstance(controller, NamespaceProvisioner):
+                controller.objects = list(objects)
 
     def set_namespace_deletion_grace(self, seconds: float) -> None:
         """How long the namespace controller waits before emptying a namespace deleted from now on."""

@@ -59,6 +59,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",), has_status=True),
     _core("persistentvolumes", "PersistentVolume", False, short_names=("pv",), has_status=True),
     _core("events", "Event", short_names=("ev",)),
+    _core("resourcequotas", "ResourceQuota", short_names=("quota",), has_status=True),
+    _core("limitranges", "LimitRange", short_names=("limits",)),
     _core("nodes", "Node", False, short_names=("no",), has_status=True),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), True, categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), True, categories=("all",)),

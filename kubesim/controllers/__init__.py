@@ -9,10 +9,16 @@ from kubesim.controllers.daemonsets import DaemonSetController
 from kubesim.controllers.deployments import DeploymentController
 from kubesim.controllers.garbage_collector import GarbageCollector
 from kubesim.controllers.jobs import JobController
-from kubesim.controllers.namespaces import NamespaceController, RootCAPublisher, ServiceAccountController
+from kubesim.controllers.namespaces import (
+    NamespaceController,
+    NamespaceProvisioner,
+    RootCAPublisher,
+    ServiceAccountController,
+)
 from kubesim.controllers.persistent_volumes import PersistentVolumeController
 from kubesim.controllers.rbac_aggregation import ClusterRoleAggregationController
 from kubesim.controllers.replicasets import ReplicaSetController
+from kubesim.controllers.resource_quotas import ResourceQuotaController
 from kubesim.controllers.statefulsets import StatefulSetController
 from kubesim.store import Store
 from kubesim.versions import GIT_VERSION
@@ -22,7 +28,9 @@ CONTROLLER_TYPES: list[type[Controller]] = [
     GarbageCollector,
     NamespaceController,
     ServiceAccountController,
+    NamespaceProvisioner,
     RootCAPublisher,
+    ResourceQuotaController,
     PersistentVolumeController,
     ReplicaSetController,
     DeploymentController,

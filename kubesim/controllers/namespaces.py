@@ -193,6 +193,33 @@ class ServiceAccountController(Controller):
         return None
 
 
+class NamespaceProvisioner(Controller):
+    """Creates `objects` in every Active namespace that lacks them, as a platform's policy engine does
+    (Kyverno generate rules, Capsule): a default ResourceQuota, say, that a promoted namespace did not
+    bring. None unless set (`SimulatedCluster.provision_namespaces`)."""
+
+    name = "namespace-provisioner"
+    watches = ("namespaces",)
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.objects: list[tuple[str, str, Obj]] = []
+        """(group, plural, body) of each object a new namespace gets."""
+
+    def keys_for(self, event: WatchEvent) -> Iterable[Hashable]:
+        return [name_of(event.obj)] if self.objects else []
+
+    def reconcile(self, key: Hashable) -> float | None:
+        namespace = str(key)
+        if not _is_active(self.store.get(self.store.namespaces, "", namespace)):
+            return None
+        for group, plural, body in self.objects:
+            rt = self.type(group, plural)
+            if self.store.get(rt, namespace, body["metadata"]["name"]) is None:
+                self.store.create(rt, clone(body), namespace=namespace)
+        return None
+
+
 class RootCAPublisher(Controller):
     """Keeps ConfigMap `kube-root-ca.crt` in every Active namespace, as certificates/rootcacertpublisher.
 

@@ -280,6 +280,17 @@ def test_forbidden_is_not_retried(kube: Kube, configmaps: ApiResource, admin: Si
     assert kube.retries == 0
 
 
+def test_a_quota_whose_status_is_not_yet_known_is_waited_out_not_taken_as_a_refusal(
+    kube: Kube, configmaps: ApiResource, admin: SimAdmin
+) -> None:
+    unknown = 'configmaps "q" is forbidden: status unknown for quota: platform-default, resources: configmaps'
+    admin.add_fault(verb="create", resource="configmaps", status=403, message=unknown, nth=1)
+    started = time.monotonic()
+    kube.create(configmaps, _configmap("q"))
+    assert time.monotonic() - started >= 0.95, "one second for the quota controller to catch up"
+    assert kube.retries == 1 and kube.get(configmaps, "default", "q") is not None
+
+
 def test_a_hanging_request_times_out_and_is_retried(
     cluster: SimulatedCluster, configmaps: ApiResource, admin: SimAdmin
 ) -> None:
