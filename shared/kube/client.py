@@ -44,12 +44,12 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
     "strategic": "application/strategic-merge-patch+json",
 }
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+"""Answers that say "try again later"; 409 is not here: a conflict needs a fresh read, not a resend."""
 QUOTA_NOT_YET_SYNCED = "status unknown for quota"
 """A 403 that is not a refusal: a ResourceQuota whose status its controller has not yet written refuses
 every create it covers, until it has (a platform's default quota in a namespace the rebuild just made)."""
 QUOTA_SYNC_WAIT = 1.0
 """Seconds between attempts while a quota's status is unknown: its controller is behind by its informers."""
-"""Answers that say "try again later"; 409 is not here: a conflict needs a fresh read, not a resend."""
 USER_AGENT = "kosmos-promote"
 AUTH_REFRESH = 1.0
 
