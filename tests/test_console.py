@@ -397,12 +397,16 @@ def test_the_end_of_a_wait_is_exit_0_only_on_success_and_lists_what_failed() -> 
             "phase": "FailedPrecheck",
             "message": "precheck failed with 1 problem(s)",
             "precheckErrors": ['namespace "x" does not exist in the member cluster'],
+            "precheckWarnings": ["the member runs Kubernetes v1.33.5, the control plane v1.34.1: …"],
         },
     }
     buffer = StringIO()
     console = Console(file=buffer, width=200, color_system=None)
     assert watch.report(console, failed, success="Completed", done="", hint="") == 1
     assert 'precheck: namespace "x" does not exist' in buffer.getvalue()
+    assert "warning: the member runs Kubernetes v1.33.5" in buffer.getvalue()
+    shown = rendered(status.render, status.document({**POLICY, "status": failed["status"]}))
+    assert "warning: the member runs Kubernetes v1.33.5" in shown
     done = {"metadata": {"name": "p"}, "status": {"phase": "Completed"}}
     assert watch.report(console, done, success="Completed", done="1 namespace(s) promoted.", hint="") == 0
 

@@ -123,6 +123,8 @@ class Plan:
     cluster: str
     precheck_errors: list[str] = field(default_factory=list)
     namespaces: list[NamespacePlan] = field(default_factory=list)
+    precheck_warnings: list[str] = field(default_factory=list)
+    """Let through, but worth a person's attention (as the policy's status.precheckWarnings)."""
 
     @property
     def conflicts(self) -> list[Entry]:
@@ -144,6 +146,7 @@ class Plan:
             "clean": self.exit_code == OK,
             "exitCode": self.exit_code,
             "precheckErrors": list(self.precheck_errors),
+            "precheckWarnings": list(self.precheck_warnings),
             "conflicts": [entry.to_json() for entry in self.conflicts],
             "namespaces": [ns.to_json() for ns in self.namespaces],
         }
@@ -243,7 +246,7 @@ def build(control_plane: Kube, policy: PromotePolicy, settings: Settings) -> Pla
     spec, name = policy.spec, policy.metadata["name"]
     result = precheck(control_plane, spec, settings.protected_namespaces, settings.member_kubeconfigs)
     held = _held_elsewhere(control_plane, settings, spec.cluster_name, result.namespaces)
-    plan = Plan(name, spec.cluster_name, [*result.errors, *held])
+    plan = Plan(name, spec.cluster_name, [*result.errors, *held], precheck_warnings=result.warnings)
     candidates = [ns for ns in result.namespaces if ns not in settings.protected_namespaces]
     if not candidates:
         return plan
@@ -296,6 +299,8 @@ def render(console: Console, plan: Plan, policy_file: Path) -> None:
             console.print(f"  [red]x[/] {escape(error)}")
     else:
         console.print("[green]Precheck passed.[/]")
+    for warning in plan.precheck_warnings:
+        console.print(f"  [yellow]![/] {escape(warning)}")
     for namespace in plan.namespaces:
         _render_namespace(console, namespace)
     console.print()

@@ -73,6 +73,8 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
         shown.append(f"message: {escape(doc['message'])}")
     for error in doc.get("precheckErrors") or []:
         shown.append(f"  [red]precheck:[/] {escape(error)}")
+    for warning in doc.get("precheckWarnings") or []:
+        shown.append(f"  [yellow]warning:[/] {escape(warning)}")
     namespaces = doc.get("namespaces") or []
     if namespaces:
         table = Table(title="Namespaces", title_justify="left")

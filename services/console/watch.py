@@ -189,6 +189,8 @@ def report(console: Console, policy: Mapping[str, Any], *, success: str, done: s
     console.print(f"PromotePolicy {escape(name)} ended {phase}: {escape(status.get('message') or '')}")
     for error in status.get("precheckErrors") or []:
         console.print(f"  precheck: {escape(error)}")
+    for warning in status.get("precheckWarnings") or []:
+        console.print(f"  warning: {escape(warning)}")
     for namespace in status.get("namespaces") or []:
         if namespace.get("phase") != success:
             message = escape(namespace.get("message") or "")
