@@ -15,6 +15,13 @@ from shared.kinds.helpers import controller_kind
 from shared.kinds.registry import RULES, Decision, KindRule, Move
 
 DAEMONSET_STAYS = "a control-plane copy would run duplicate pods through the virtual node"
+UNOBSERVED = "its controller has not yet seen its latest spec"
+
+
+def _unobserved(obj: Obj) -> bool:
+    """A spec change its controller has not acted on: whatever the status says is of an older spec."""
+    observed = (obj.get("status") or {}).get("observedGeneration") or 0
+    return observed < (obj["metadata"].get("generation") or 0)
 
 
 @RULES.register
@@ -35,8 +42,8 @@ class DeploymentRule(OwnerRule):
             return None
         wanted = spec.get("replicas", 1)
         updated, replicas = status.get("updatedReplicas") or 0, status.get("replicas") or 0
-        if (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 0):
-            return "its controller has not yet seen its latest spec"
+        if _unobserved(obj):
+            return UNOBSERVED
         if updated < wanted or replicas > updated:
             return f"rolling out: {updated} of {wanted} replicas updated, {replicas} in all"
         return None
@@ -82,8 +89,8 @@ class StatefulSetRule(OwnerRule):
         strategy = spec.get("updateStrategy") or {}
         if strategy.get("type", "RollingUpdate") != "RollingUpdate":
             return None
-        if (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 0):
-            return "its controller has not yet seen its latest spec"
+        if _unobserved(obj):
+            return UNOBSERVED
         partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
         wanted, updated = spec.get("replicas", 1), status.get("updatedReplicas") or 0
         if status.get("currentRevision") != status.get("updateRevision") and updated < wanted - partition:
