@@ -75,7 +75,7 @@ def require_same_revisions(
     def control_plane_hash(statefulset: Obj) -> str:
         name = probe_name(run_id, statefulset["metadata"]["namespace"], statefulset["metadata"]["name"])
         body = probe_body(statefulset, name, runtime.settings.namespace, context)
-        return _probe(control_plane, resource, body, timeout)
+        return probe_revision(control_plane, resource, body, timeout)
 
     found = runtime.fan_out(control_plane_hash, checked)
     mismatched = [
@@ -101,7 +101,7 @@ def require_same_revisions(
         )
 
 
-def _probe(control_plane: Kube, resource: ApiResource, body: Obj, timeout: float) -> str:
+def probe_revision(control_plane: Kube, resource: ApiResource, body: Obj, timeout: float) -> str:
     """The hash of the revision the control plane's controller names for `body`'s template."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     try:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from kubesim import SimulatedCluster
 from shared.kinds import Context
+from shared.kube import Kube
 from shared.precheck import version_skew_warnings
-from shared.steps.statefulset_revisions import PROBE_LABEL, probe_body, probe_name, revision_hash
+from shared.steps.statefulset_revisions import (
+    PROBE_LABEL,
+    STATEFULSETS,
+    probe_body,
+    probe_name,
+    probe_revision,
+    revision_hash,
+)
 from tests.shared import kinds_builders as b
 
 CTX = Context(cluster="member1", policy="p1", run="run-1")
@@ -59,3 +69,19 @@ def test_the_precheck_warns_of_clusters_of_different_minor_versions(
 
     assert bool(warnings) is warned
     assert all(member in w and control_plane in w for w in warnings)
+
+
+def test_two_workers_probing_at_once_get_one_answer_and_leave_no_probe(cluster: SimulatedCluster) -> None:
+    """acks_late redelivery runs the backup step twice at once: the same probe name, AlreadyExists for one
+    of them, and a probe one deletes while the other still reads it is made again."""
+    statefulset = b.statefulset()
+    statefulset["spec"]["selector"] = {"matchLabels": statefulset["spec"]["template"]["metadata"]["labels"]}
+    body = probe_body(statefulset, probe_name("run-1", "shop", "db"), "default", CTX)
+    with Kube.from_kubeconfig(cluster.kubeconfig()) as kube:
+        resource = kube.discovery.require(STATEFULSETS)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: probe_revision(kube, resource, body, 10.0), range(2)))
+        probes = kube.list(resource, "default", label_selector=f"{PROBE_LABEL}=true")
+
+        assert answers[0] == answers[1] != ""
+        assert [p["metadata"]["name"] for p in probes if not p["metadata"].get("deletionTimestamp")] == []
