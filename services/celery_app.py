@@ -48,7 +48,7 @@ class PromoteTask(Task):
         from shared.claims import RunHalted
 
         try:
-            with _working_copy_held(kwargs):
+            with _working_copy_held(kwargs), _progress_sent():
                 return super().__call__(*args, **kwargs)
         except RunHalted as halted:
             log.info("%s: %s", self.name, halted)
@@ -62,6 +62,21 @@ def _working_copy_held(kwargs: dict[str, Any]) -> AbstractContextManager[None]:
     from shared.runtime import runtime
 
     return runtime().backup(_run_in(kwargs)).held()
+
+
+@contextmanager
+def _progress_sent() -> Iterator[None]:
+    """Send the progress the task wrote (a worker sends it behind): what follows the task sees it. A
+    task's own failure is what it reports, not a progress write that failed after it."""
+    from shared.runtime import runtime
+
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            runtime().progress_writes.flush()
+        raise
+    runtime().progress_writes.flush()
 
 
 def _run_in(kwargs: dict[str, Any]) -> NamespaceRun:
@@ -99,6 +114,7 @@ class ForwardTask(PromoteTask):
         run = _run_in(kwargs)
         step = getattr(exc, FAILED_STEP, None) or self.name.removeprefix("kosmos_promote.")
         runtime().progress(run).set(run.namespace, error=f"{step}: {type(exc).__name__}: {exc}")
+        runtime().progress_writes.flush()
 
 
 class ShadowedAMQP(AMQP):

@@ -32,6 +32,8 @@ from shared.settings import (
 )
 
 log = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 0.1
+"""How long a worker's progress writes wait to be sent together (the watcher reads every half second)."""
 
 
 def survive_broker_restarts() -> None:
@@ -142,6 +144,9 @@ def run(queues: list[str], concurrency: int, kubeconfig: str | None) -> None:
     task_metrics.instrument_worker()
     metrics.serve(current.metrics_port)
     survive_broker_restarts()
+    from shared.runtime import runtime
+
+    runtime().progress_writes.send_behind(PROGRESS_INTERVAL)
     if is_remote(current.backup_location):
         sweep_working_copies(current)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -19,9 +19,9 @@ from shared import metrics
 from shared.items import ItemRef
 from shared.models import ItemCounts, NamespacePhase, NamespaceStatus, SkippedItem
 from shared.models.times import now_rfc3339, parse_rfc3339
+from shared.progress_writes import KEY_TTL, FieldsWrite, ProgressWrites
 
 COUNT_KINDS = ("backedUp", "detached", "rebuilt", "skipped")
-KEY_TTL = 14 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -55,26 +55,31 @@ class NamespaceRun:
 
 
 class Progress:
-    def __init__(self, client: redis.Redis, policy: str, run_id: str) -> None:
+    def __init__(
+        self, client: redis.Redis, policy: str, run_id: str, writes: ProgressWrites | None = None
+    ) -> None:
         self.client = client
         self.prefix = f"kpromote:{policy}:{run_id}"
+        self.writes = writes or ProgressWrites(client)
+        """Where the writes go: at once unless a worker's `ProgressWrites` sends them behind."""
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def _write(self, namespace: str, key: str, mapping: Mapping[str, str]) -> int:
+    def _write(
+        self,
+        namespace: str,
+        key: str,
+        mapping: Mapping[str, str],
+        new_fields: Callable[[int], None] | None = None,
+    ) -> None:
         """Every write also stamps the namespace's `updated` time: the watchdog's sign of life.
-
-        Returns how many of the fields are new (HSET's answer): what a redelivered task did not add."""
+        `new_fields` is told how many of the fields were new (HSET's answer): what a redelivered task
+        did not add."""
         # Copied into redis' own field and value types: its Mapping is invariant in the key, so a
         # Mapping[str, str] is refused though every str is a field.
         fields: dict[FieldT, EncodableT] = {name: value for name, value in mapping.items()}
-        pipe = self.client.pipeline()
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, KEY_TTL)
-        pipe.hset(self._key("ns", namespace), "updated", str(time.time()))
-        pipe.expire(self._key("ns", namespace), KEY_TTL)
-        return int(pipe.execute()[0])
+        self.writes.add(FieldsWrite(key, fields, self._key("ns", namespace), new_fields))
 
     def set(self, namespace: str, **fields: str) -> None:
         self._write(namespace, self._key("ns", namespace), fields)
@@ -129,8 +134,14 @@ class Progress:
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
         """Record `value` objects for one unit of work. A zero adds nothing to the sum, so it is not
         written: most types of a namespace are empty, and each write is a round trip."""
-        if value and self._write(namespace, self._key("count", namespace, kind), {unit: str(value)}):
-            metrics.count_objects(kind, unit, value)
+        if not value:
+            return
+
+        def counted(new: int) -> None:
+            if new:
+                metrics.count_objects(kind, unit, value)
+
+        self._write(namespace, self._key("count", namespace, kind), {unit: str(value)}, counted)
 
     def skip(self, namespace: str, items: Iterable[tuple[ItemRef, str]]) -> None:
         entries = {

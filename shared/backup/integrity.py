@@ -149,6 +149,12 @@ def digest_file(path: Path, *, cached: bool = True) -> FileDigest | None:
     asking at once wait for one of them to hash it."""
     if not cached:
         return _digest(path, cached=False)
+    try:
+        hit = DIGESTS.get(path, version_of(os.stat(path)))
+    except FileNotFoundError:
+        return None
+    if hit is not None:  # the usual case, without the hold's locks
+        return hit
     with _hashing.hold(path):
         try:
             hit = DIGESTS.get(path, version_of(os.stat(path)))
