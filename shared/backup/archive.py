@@ -67,6 +67,7 @@ from shared.backup.layout import (
     MANIFEST_NAME,
     VERSION_BYTES,
     VERSION_ENTRY,
+    below,
     check_group_resource,
     covered_path,
     entry_path,
@@ -140,7 +141,7 @@ class BackupDir:
 
     @property
     def archive_path(self) -> Path:
-        return self.root / ARCHIVE_NAME
+        return below(self.root, ARCHIVE_NAME)
 
     def open_archive(self) -> AbstractContextManager[IO[bytes]]:
         """The archive as a stream from where it is kept (`FileNotFoundError` when there is none yet), for
@@ -151,7 +152,7 @@ class BackupDir:
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / MANIFEST_NAME
+        return below(self.root, MANIFEST_NAME)
 
     def write_part(self, group_resource: str, objects: Iterable[dict[str, Any]]) -> int:
         """Write every object of one group-resource as `parts/<gr>.jsonl` and return how many.
@@ -347,10 +348,11 @@ class BackupDir:
         return item_count(files[1]) if files else 0
 
     def _part_path(self, group_resource: str) -> Path:
-        return self.root / "parts" / f"{group_resource}.jsonl"
+        return below(self.root, f"parts/{group_resource}.jsonl")
 
     def _items_paths(self, group_resource: str) -> tuple[Path, Path]:
-        return self.root / "items" / f"{group_resource}.jsonl", self.root / "items" / f"{group_resource}.idx"
+        stem = f"items/{group_resource}"
+        return below(self.root, f"{stem}.jsonl"), below(self.root, f"{stem}.idx")
 
     def _make_dirs(self) -> None:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -463,7 +465,7 @@ class BackupDir:
 
     def _stored(self, relative: str) -> bool:
         if self.store is None:
-            return (self.root / relative).exists()
+            return below(self.root, relative).exists()
         return self.store.stat(f"{self.key}/{relative}") is not None
 
     def _publish(self, path: Path) -> None:
@@ -485,7 +487,7 @@ class BackupDir:
     def _bring(self, relative: str, expected: FileDigest | None) -> None:
         """Have a working copy of a sealed file: kept when it matches the manifest's digest (hashed once
         per file version), else fetched. Whether a fetched copy matches is for `require_intact` to say."""
-        path = self.root / relative
+        path = below(self.root, relative)
         if expected is None or digest_file(path) != expected:
             self._fetch(path)
 

@@ -37,6 +37,7 @@ from shared.backup.layout import (
     MANIFEST_NAME,
     VERSION_BYTES,
     VERSION_ENTRY,
+    below,
     covered_path,
     entry_path,
 )
@@ -115,14 +116,14 @@ def verify_archive(path: Path) -> VerifyReport:
 def seal_problems(root: Path, signing_key: SecretStr | None, *, cached: bool = True) -> list[str]:
     """Everything that makes the sealed files in `root` untrustworthy, one sentence each naming the file;
     empty when intact. `cached=False` re-reads every file (for `kpromote backups verify`)."""
-    manifest_path, archive_path = root / MANIFEST_NAME, root / ARCHIVE_NAME
+    manifest_path, archive_path = below(root, MANIFEST_NAME), below(root, ARCHIVE_NAME)
     if not manifest_path.exists() and not archive_path.exists():
         raise BackupError(f"{root} is not sealed")
     coverage, problems = _coverage(manifest_path, signing_key, cached=cached)
     if coverage is None:
         return problems
     for relative, expected in coverage.files.items():
-        found = digest_file(root / relative, cached=cached)
+        found = digest_file(below(root, relative), cached=cached)
         if found is None:
             problems.append(f"missing {relative}")
         elif found != expected:
