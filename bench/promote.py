@@ -132,9 +132,20 @@ class Result:
     rollback: Rollback | None = None
 
     @property
+    def worker_to_simulator_cpu(self) -> float:
+        """Worker CPU over the simulators' CPU in the same run. The simulators serve the same requests
+        whatever the workers' code, so this compares the workers' code across runs on a machine whose
+        speed varies by a quarter from hour to hour, where CPU seconds alone do not."""
+        return round(self.cpu_seconds["workers"] / max(self.cpu_seconds["simulators"], 0.01), 2)
+
+    @property
     def api_requests(self) -> float:
         """R: every request the run's namespaces made, both clusters."""
         return sum(c["requests_per_namespace"] for c in self.api.values()) * self.namespaces
+
+
+def _as_json(result: Result) -> dict[str, Any]:
+    return {**asdict(result), "worker_to_simulator_cpu": result.worker_to_simulator_cpu}
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -643,6 +654,7 @@ def print_tables(results: list[Result], requests: bool = False) -> None:
                 "raw create/s",
                 "ratio",
                 "worker CPU s /1k obj",
+                "worker / sim CPU",
                 "file write CPU us",
                 "redis MiB",
                 "tasks/ns",
@@ -671,6 +683,7 @@ def print_tables(results: list[Result], requests: bool = False) -> None:
                     r.raw_creates_per_s,
                     r.ratio_to_limit,
                     r.worker_cpu_per_1000,
+                    r.worker_to_simulator_cpu,
                     r.file_write_cpu_us,
                     r.redis_peak_mib,
                     r.tasks_per_namespace,
@@ -828,11 +841,11 @@ def main() -> None:
                     **config,
                 )
             )
-        print(json.dumps(asdict(results[-1])), flush=True)
+        print(json.dumps(_as_json(results[-1])), flush=True)
     print_tables(results, requests=args.requests)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"runs": [asdict(r) for r in results], "bounds": scaling_bounds(results)}, indent=2)
+        json.dumps({"runs": [_as_json(r) for r in results], "bounds": scaling_bounds(results)}, indent=2)
     )
 
 
