@@ -423,7 +423,7 @@ class BackupDir:
         with atomic_file(self.archive_path) as raw:
             hashing = tarball.HashingWriter(raw)
             with tarball.writing(hashing) as tar:
-                tarball.add_entry(tar, VERSION_ENTRY, VERSION_BYTES, mtime)
+                tar.add(VERSION_ENTRY, VERSION_BYTES, mtime)
                 for group_resource in group_resources:
                     lines, index = self._items_paths(group_resource)
                     counts[group_resource] = 0
@@ -433,7 +433,7 @@ class BackupDir:
                         namespace, name = object_key(obj, f"an item of {group_resource}")
                         data = orjson.dumps(obj, option=orjson.OPT_INDENT_2)
                         path = entry_path(group_resource, namespace, name)
-                        tarball.add_entry(tar, path, data, mtime)
+                        tar.add(path, data, mtime)
                         items.append(
                             ManifestItem(
                                 group_resource=group_resource,
@@ -451,7 +451,7 @@ class BackupDir:
                 inner = Manifest.__pydantic_serializer__.to_json(
                     manifest, by_alias=True, exclude={"sha256", "files"}
                 )
-                tarball.add_entry(tar, MANIFEST_ENTRY, inner, mtime)
+                tar.add(MANIFEST_ENTRY, inner, mtime)
         return manifest.model_copy(update={"sha256": hashing.hexdigest()})
 
     def _write_manifest(self, manifest: Manifest) -> None:
