@@ -133,7 +133,7 @@ class Progress:
 
     def count(self, namespace: str, kind: str, unit: str, value: int) -> None:
         """Record `value` objects for one unit of work. A zero adds nothing to the sum, so it is not
-        written: most types of a namespace are empty, and each write is a round trip."""
+        written: most types of a namespace are empty."""
         if not value:
             return
 
