@@ -133,9 +133,10 @@ class Result:
 
     @property
     def worker_to_simulator_cpu(self) -> float:
-        """Worker CPU over the simulators' CPU in the same run. The simulators serve the same requests
-        whatever the workers' code, so this compares the workers' code across runs on a machine whose
-        speed varies by a quarter from hour to hour, where CPU seconds alone do not."""
+        """Worker CPU over the simulators' CPU in the same run: the simulators serve the same requests
+        whatever the workers' code, so the machine's drift from hour to hour (a quarter and more) mostly
+        cancels out. Not wholly: their controllers' work depends on timing, and at 20 x 200 their CPU
+        differed by a tenth between two versions of the workers making the same requests."""
         return round(self.cpu_seconds["workers"] / max(self.cpu_seconds["simulators"], 0.01), 2)
 
     @property

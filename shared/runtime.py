@@ -91,9 +91,10 @@ class Runtime:
         namespace made a dozen. Only calls that submit nothing further come here, so tasks sharing it
         cannot deadlock; they only queue behind each other. The pool gets one job per thread it may use,
         each taking item after item, rather than one job per item: a job handed to a pool thread costs
-        a wake-up and ~30 us of CPU, as much as a tenth of the request it carries. The caller takes items
-        too, instead of waiting idle: a fan-out of one item (most of a small namespace's) hands nothing
-        to another thread."""
+        a wake-up and ~30 us of CPU, as much as a tenth of the request it carries. A fan-out of one item
+        (most of a small namespace's) runs in the caller's thread. The caller does not take items of a
+        larger one: with several tasks fanning out at once, that put more calls in flight than the pool
+        has threads, and a 1 x 10,000 rollback took 17.5-17.9 s instead of 15.0-15.3 s (bench/promote.py)."""
         work = list(enumerate(items))
         if not work:
             return []
@@ -118,11 +119,13 @@ class Runtime:
                     with lock:
                         failures[index] = error
 
-        helpers = min(len(work), self.settings.api_concurrency) - 1
-        jobs = [self._api_threads.submit(drain) for _ in range(helpers)]
-        drain()
-        for job in jobs:
-            job.result()
+        if len(work) == 1:
+            drain()
+        else:
+            threads = min(len(work), self.settings.api_concurrency)
+            jobs = [self._api_threads.submit(drain) for _ in range(threads)]
+            for job in jobs:
+                job.result()
         if failures:
             raise failures[min(failures)]
         return cast(list[R], results)

@@ -60,10 +60,10 @@ def test_every_call_sees_the_callers_context(runtime: Runtime) -> None:
     assert runtime.fan_out(call, range(20)) == ["the task"] * 20
 
 
-def test_the_caller_takes_items_too_and_one_item_never_leaves_its_thread(runtime: Runtime) -> None:
+def test_a_single_item_runs_in_the_callers_thread_and_more_on_the_api_threads(runtime: Runtime) -> None:
     def where(_: int) -> int:
         time.sleep(0.005)
         return threading.get_ident()
 
     assert runtime.fan_out(where, [1]) == [threading.get_ident()]
-    assert threading.get_ident() in runtime.fan_out(where, range(20))
+    assert threading.get_ident() not in runtime.fan_out(where, range(20))
