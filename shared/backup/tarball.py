@@ -48,7 +48,7 @@ class TarWriter:
     --profile). Every entry has fixed metadata (owner root, 0600 since entries hold Secrets), so the
     archive's bytes do not depend on who sealed it or when."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: io.BufferedIOBase) -> None:
         self._out = out
         self._offset = 0
 
