@@ -85,7 +85,7 @@ def count_names(rt: ResourceType) -> list[str]:
     names = [f"count/{rt.plural}" if not rt.group else f"count/{rt.plural}.{rt.group}"]
     if not rt.group and rt.plural in LEGACY_COUNTS:
         names.append(rt.plural)
-    if not rt.group and rt.plural == "pods":
+    if _is_pods(rt):
         names.append("pods")
     return names
 
@@ -93,7 +93,15 @@ def count_names(rt: ResourceType) -> list[str]:
 def consumable(rt: ResourceType) -> set[str]:
     """Every quota resource name an object of `rt` can count against."""
     names = set(count_names(rt))
-    return names | set(COMPUTE) if rt.plural == "pods" and not rt.group else names
+    return names | set(COMPUTE) if _is_pods(rt) else names
+
+
+def _is_pods(rt: ResourceType) -> bool:
+    return rt.plural == "pods" and not rt.group
+
+
+def _containers(pod: Obj) -> list[Obj]:
+    return (pod.get("spec") or {}).get("containers") or []
 
 
 def _finished(pod: Obj) -> bool:
@@ -102,11 +110,11 @@ def _finished(pod: Obj) -> bool:
 
 def usage(rt: ResourceType, obj: Obj) -> dict[str, Decimal]:
     """What `obj` consumes of every resource a quota could track."""
-    if rt.plural == "pods" and not rt.group and _finished(obj):
+    if _is_pods(rt) and _finished(obj):
         return {}
     used = {name: Decimal(1) for name in count_names(rt)}
-    if rt.plural == "pods" and not rt.group:
-        containers = (obj.get("spec") or {}).get("containers") or []
+    if _is_pods(rt):
+        containers = _containers(obj)
         for name, (kind, resource) in COMPUTE.items():
             amounts = [((c.get("resources") or {}).get(kind) or {}).get(resource) for c in containers]
             used[name] = sum((quantity(a) for a in amounts if a is not None), Decimal(0))
@@ -115,9 +123,9 @@ def usage(rt: ResourceType, obj: Obj) -> dict[str, Decimal]:
 
 def _missing(rt: ResourceType, obj: Obj, hard: Mapping[str, Any]) -> list[str]:
     """The compute resources `hard` tracks that a container of the pod `obj` does not specify."""
-    if rt.plural != "pods" or rt.group:
+    if not _is_pods(rt):
         return []
-    containers = (obj.get("spec") or {}).get("containers") or []
+    containers = _containers(obj)
 
     def unset(kind: str, resource: str) -> bool:
         return any(resource not in ((c.get("resources") or {}).get(kind) or {}) for c in containers)
