@@ -43,7 +43,7 @@ class ResourceQuotaController(Controller):
         used = dict.fromkeys(hard, Decimal(0))
         for rt in self.store.registry:
             if rt.namespaced and consumable(rt) & set(hard):
-                for resource, amount in namespace_usage(self.store, rt, namespace, hard).items():
+                for resource, amount in namespace_usage(self.store, rt, quota, hard).items():
                     used[resource] += amount
         status = {"hard": dict(hard), "used": {resource: shown(amount) for resource, amount in used.items()}}
         if quota.get("status") != status:
