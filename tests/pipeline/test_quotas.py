@@ -71,3 +71,29 @@ def test_a_quota_too_small_for_the_namespace_rolls_it_back_naming_the_quota(
 
 def _terminating(installation: Installation, namespace: str) -> bool:
     return bool(client.CoreV1Api(installation.cp_api).read_namespace(namespace).metadata.deletion_timestamp)
+
+
+def test_a_quota_scoped_to_other_pods_does_not_stand_in_the_way(provisioned: Installation) -> None:
+    """A platform's quota that keeps a namespace's pods out of a priority class (`pods: 0` for the
+    critical classes) covers only pods of that class: the namespace's other pods are rebuilt under it."""
+    seeded = seed_namespace(provisioned.member_api, "quota-scoped-1", full=False)
+    critical_only = {
+        "metadata": {"name": "no-critical-pods"},
+        "spec": {
+            "hard": {"pods": "0"},
+            "scopeSelector": {
+                "matchExpressions": [
+                    {"scopeName": "PriorityClass", "operator": "In", "values": ["system-cluster-critical"]}
+                ]
+            },
+        },
+    }
+    provisioned.control_plane.provision_namespaces([("", "resourcequotas", critical_only)])
+
+    provisioned.apply("quota-scoped", includedNamespaces=["quota-scoped-1"])
+    status = provisioned.wait_done("quota-scoped")
+
+    assert status["phase"] == "Completed", status["namespaces"][0]["message"]
+    assert pod_uids(provisioned.member_api, "quota-scoped-1") == seeded.pods
+    rebuilt = client.CoreV1Api(provisioned.cp_api).list_namespaced_pod("quota-scoped-1").items
+    assert {pod.metadata.name for pod in rebuilt} == set(seeded.pods)
