@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     """The watcher's watchdog resumes a namespace whose progress has not moved for this long (a lost chord
     member never reports, docs/celery.md#lost-chord-members); after `max_resumes` it compensates instead."""
     max_resumes: int = Field(default=3, ge=0)
+    completed_check_interval: float = Field(default=60.0, ge=0)
+    """How often the watcher looks at the member's pods of every completed namespace for a controller of
+    the member's own (an owner a GitOps tool put back, managing them beside the control plane); 0 turns
+    the check off."""
     visibility_timeout: int = Field(default=3600, ge=1)
     """Redis redelivers an unacknowledged task after this long; must exceed the longest task."""
     namespace: str = Field(

@@ -87,7 +87,7 @@ def _run_id(uid: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uid[:8]}-{secrets.token_hex(2)}"
 
 
-def _condition(
+def set_condition(
     status: Mapping[str, Any],
     patch: kopf.Patch,
     type_: str,
@@ -108,7 +108,7 @@ def _fail_precheck(
     patch.status.update(
         {"phase": PolicyPhase.FAILED_PRECHECK.value, "precheckErrors": errors, "message": message}
     )
-    _condition(status, patch, "Prechecked", False, "PrecheckFailed", message, generation)
+    set_condition(status, patch, "Prechecked", False, "PrecheckFailed", message, generation)
     kopf.warn(body, reason="PrecheckFailed", message=f"{message}: {'; '.join(errors[:5])}")
 
 
@@ -193,7 +193,7 @@ def start(
         }
     )
     message = f"{len(result.namespaces)} namespace(s) claimed and published, run {run_id}"
-    _condition(status, patch, "Prechecked", True, "PrecheckPassed", message, generation)
+    set_condition(status, patch, "Prechecked", True, "PrecheckPassed", message, generation)
     kopf.event(body, type="Normal", reason="RunStarted", message=message)
     for namespace in result.namespaces:
         start_namespace(app, NamespaceRun(name, namespace, run_id, parsed.cluster_name))
@@ -274,7 +274,7 @@ def _refuse_rollback(
     body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch, request: str, why: str
 ) -> None:
     _reset_rollback(patch, request)
-    _condition(
+    set_condition(
         status, patch, "RollbackRefused", True, "RollbackRefused", why, body.metadata.get("generation")
     )
     kopf.warn(body, reason="RollbackRefused", message=f"{why}; spec.rollback was reset")
@@ -323,7 +323,7 @@ def _start_rollback(name: str, body: kopf.Body, status: Mapping[str, Any], patch
     # status then says rolling back, so its passes watch these namespaces and resume any that stall.
     message = f"rolling back {len(listed)} namespace(s) on request"
     patch.status.update({"phase": PolicyPhase.ROLLING_BACK.value, "completionTime": None, "message": message})
-    _condition(status, patch, "Completed", False, "RollingBack", message, body.metadata.get("generation"))
+    set_condition(status, patch, "Completed", False, "RollingBack", message, body.metadata.get("generation"))
     if pending:
         kopf.event(body, type="Normal", reason="RollbackRequested", message=message)
 
@@ -355,7 +355,7 @@ def spec_changed(
         f"{status['runId']} keeps the spec of generation {status.get('observedGeneration')}. "
         f"Create a new policy for the new spec"
     )
-    _condition(
+    set_condition(
         status, patch, "SpecChanged", True, "SpecChangedAfterRun", message, body.metadata.get("generation")
     )
     kopf.warn(body, reason="SpecChangedAfterRun", message=message)
@@ -560,9 +560,9 @@ def _conclude(
     generation = body.metadata.get("generation")
     degraded = phase in (PolicyPhase.PARTIALLY_FAILED, PolicyPhase.FAILED, PolicyPhase.FAILED_ROLLBACK)
     reason = phase.value
-    _condition(status, patch, "Completed", phase is PolicyPhase.COMPLETED, reason, message, generation)
-    _condition(status, patch, "RolledBack", phase is PolicyPhase.ROLLED_BACK, reason, message, generation)
-    _condition(status, patch, "Degraded", degraded, reason, message, generation)
+    set_condition(status, patch, "Completed", phase is PolicyPhase.COMPLETED, reason, message, generation)
+    set_condition(status, patch, "RolledBack", phase is PolicyPhase.ROLLED_BACK, reason, message, generation)
+    set_condition(status, patch, "Degraded", degraded, reason, message, generation)
 
 
 NAMES_IN_SUMMARY = 10

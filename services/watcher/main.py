@@ -26,6 +26,9 @@ def run(kubeconfig: str | None) -> None:
     import kopf
 
     import services.watcher.handlers  # noqa: F401  - registers the handlers
+    from services.watcher import aftercare
+
+    aftercare.register()
 
     kopf.on.event(GROUP, VERSION, PLURAL)(metrics.observe_policy)
     if current.watcher_metrics_port:

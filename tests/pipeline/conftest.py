@@ -166,6 +166,9 @@ def start_installation(
         # its own): the default of ten minutes would hold every such test for ten minutes.
         "KPROMOTE_ROLLBACK_RETRY_BUDGET": "10",
         "KPROMOTE_WATCHER_METRICS_PORT": "0",
+        # The look at completed namespaces lists their member pods every interval: off here, so that the
+        # requests other tests count are their own; tests/pipeline/test_aftercare.py turns it on.
+        "KPROMOTE_COMPLETED_CHECK_INTERVAL": "0",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
