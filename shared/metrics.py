@@ -111,6 +111,12 @@ POLICY_PHASE = Gauge(
     "1 for the phase each PromotePolicy is in, 0 for the others.",
     ["policy", "phase"],
 )
+CONTROLLED_IN_MEMBER = Gauge(
+    "kpromote_policy_controlled_in_member",
+    "1 while promoted pods of a completed namespace of the policy have a controller in the member again "
+    "(its condition ControlledInMember: an owner put back there manages them beside the control plane).",
+    ["policy"],
+)
 STALLS = Counter(
     "kpromote_stalls_total",
     "Namespaces the watchdog found without progress for KPROMOTE_STALL_TIMEOUT (then resumed, "
@@ -190,7 +196,9 @@ def observe_policy(type: str | None, name: str, status: Mapping[str, Any], **_: 
             _policies.pop(name, None)
             for phase in _policy_phases.pop(name, set()):
                 POLICY_PHASE.remove(name, phase)
+            CONTROLLED_IN_MEMBER.remove(name)
         else:
+            CONTROLLED_IN_MEMBER.labels(name).set(1 if _condition_true(status, "ControlledInMember") else 0)
             _policies[name] = [ns.get("phase") or "Pending" for ns in status.get("namespaces") or ()]
             current = status.get("phase") or PolicyPhase.PENDING.value
             phases = _policy_phases.setdefault(name, set())
@@ -201,6 +209,10 @@ def observe_policy(type: str | None, name: str, status: Mapping[str, Any], **_: 
         tally = Tally(phase for phases in _policies.values() for phase in phases)
         for phase in NamespacePhase:
             NAMESPACES.labels(phase.value).set(tally.get(phase.value, 0))
+
+
+def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
 def namespace_stalled(policy: str) -> None:

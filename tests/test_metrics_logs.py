@@ -455,6 +455,25 @@ def test_each_policy_has_one_phase_at_a_time() -> None:
     metrics.observe_policy(type="DELETED", name="phase-b", status={})
 
 
+def test_a_policy_whose_pods_a_member_controller_took_back_is_a_gauge_of_one() -> None:
+    """The gauge follows the condition ControlledInMember in the status, and goes with the policy."""
+    from prometheus_client import REGISTRY
+
+    def taken_back(status: str) -> dict[str, Any]:
+        return {"phase": "Completed", "conditions": [{"type": "ControlledInMember", "status": status}]}
+
+    metrics.observe_policy(type="ADDED", name="looked-after", status={"phase": "Completed"})
+    assert sample("kpromote_policy_controlled_in_member", policy="looked-after") == 0
+    metrics.observe_policy(type="MODIFIED", name="looked-after", status=taken_back("True"))
+    assert sample("kpromote_policy_controlled_in_member", policy="looked-after") == 1
+    metrics.observe_policy(type="MODIFIED", name="looked-after", status=taken_back("False"))
+    assert sample("kpromote_policy_controlled_in_member", policy="looked-after") == 0
+    metrics.observe_policy(type="DELETED", name="looked-after", status={})
+    assert (
+        REGISTRY.get_sample_value("kpromote_policy_controlled_in_member", {"policy": "looked-after"}) is None
+    )
+
+
 def test_the_watchdog_counts_stalls_by_policy() -> None:
     before = sample("kpromote_stalls_total", policy="stalled")
     metrics.namespace_stalled("stalled")
