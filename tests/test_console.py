@@ -412,6 +412,21 @@ def test_the_end_of_a_wait_is_exit_0_only_on_success_and_lists_what_failed() -> 
 
 
 # ------------------------------------------------------------------------------------------ status
+def test_status_says_when_promoted_pods_are_managed_in_the_member_again() -> None:
+    taken_back = {
+        "type": "ControlledInMember",
+        "status": "True",
+        "reason": "OwnerReturnedInMember",
+        "message": "1 promoted pod(s) have a controller in the member again: shop/web-1 by ReplicaSet web",
+        "lastTransitionTime": "2026-12-07T15:00:00Z",
+    }
+    policy = {**POLICY, "status": {"phase": "Completed", "conditions": [taken_back]}}
+    assert "member: 1 promoted pod(s) have a controller" in rendered(status.render, status.document(policy))
+    mended = {**taken_back, "status": "False", "message": "no promoted pod has a controller in the member"}
+    policy = {**POLICY, "status": {"phase": "Completed", "conditions": [mended]}}
+    assert "member:" not in rendered(status.render, status.document(policy))
+
+
 def test_status_document_and_table_carry_namespaces_and_skipped_items_with_reasons() -> None:
     policy = {
         **POLICY,

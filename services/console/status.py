@@ -75,6 +75,9 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
         shown.append(f"  [red]precheck:[/] {escape(error)}")
     for warning in doc.get("precheckWarnings") or []:
         shown.append(f"  [yellow]warning:[/] {escape(warning)}")
+    for condition in doc.get("conditions") or []:
+        if condition.get("type") == "ControlledInMember" and condition.get("status") == "True":
+            shown.append(f"  [red]member:[/] {escape(condition.get('message') or '')}")
     namespaces = doc.get("namespaces") or []
     if namespaces:
         table = Table(title="Namespaces", title_justify="left")
