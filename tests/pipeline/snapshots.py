@@ -65,3 +65,14 @@ def pod_uids(api: client.ApiClient, namespace: str) -> dict[str, str]:
     return {
         p.metadata.name: p.metadata.uid for p in client.CoreV1Api(api).list_namespaced_pod(namespace).items
     }
+
+
+def deployment_as_in_git(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """The namespace's one Deployment as a GitOps tool would apply it again: name, labels and spec."""
+    [deployment] = client.AppsV1Api(api).list_namespaced_deployment(namespace).items
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment.metadata.name, "labels": deployment.metadata.labels},
+        "spec": api.sanitize_for_serialization(deployment.spec),
+    }

@@ -14,7 +14,7 @@ from kubesim import SimulatorThread
 from kubesim.seed import seed_namespace
 from kubesim.testing import wait_until
 from tests.pipeline.conftest import Installation, start_installation
-from tests.pipeline.snapshots import pod_uids
+from tests.pipeline.snapshots import deployment_as_in_git, pod_uids
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +47,7 @@ def test_an_owner_put_back_in_the_member_after_completion_is_reported_until_it_i
 ) -> None:
     seeded = seed_namespace(watching.member_api, "aftercare-1", full=False)
     apps = client.AppsV1Api(watching.member_api)
-    [deployment] = apps.list_namespaced_deployment("aftercare-1").items
-    as_in_git = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": deployment.metadata.name, "labels": deployment.metadata.labels},
-        "spec": watching.member_api.sanitize_for_serialization(deployment.spec),
-    }
+    as_in_git = deployment_as_in_git(watching.member_api, "aftercare-1")
     watching.apply("aftercare", includedNamespaces=["aftercare-1"])
     assert watching.wait_done("aftercare")["phase"] == "Completed"
     wait_until(lambda: watching.status("aftercare").get("conditions"), what="the run's conditions")
@@ -76,7 +70,7 @@ def test_an_owner_put_back_in_the_member_after_completion_is_reported_until_it_i
 
     # Mended as the message says: the owners go, their pods stay.
     orphan = client.V1DeleteOptions(propagation_policy="Orphan")
-    apps.delete_namespaced_deployment(deployment.metadata.name, "aftercare-1", body=orphan)
+    apps.delete_namespaced_deployment(as_in_git["metadata"]["name"], "aftercare-1", body=orphan)
     for replica_set in apps.list_namespaced_replica_set("aftercare-1").items:
         apps.delete_namespaced_replica_set(replica_set.metadata.name, "aftercare-1", body=orphan)
 

@@ -25,7 +25,7 @@ from shared.kube import Kube
 from shared.markers import PROMOTED_BY, PROMOTED_IN_RUN
 from shared.progress import NamespaceRun
 from tests.pipeline.conftest import Installation
-from tests.pipeline.snapshots import diff, pod_uids, snapshot
+from tests.pipeline.snapshots import deployment_as_in_git, diff, pod_uids, snapshot
 from tests.pipeline.test_cli_e2e import explain, kpromote
 
 INSTALL_NAMESPACE = "kosmos-promote"
@@ -361,13 +361,7 @@ def test_an_owner_re_created_in_the_member_mid_run_fails_the_namespace_which_is_
     namespace is compensated with every pod kept."""
     seeded = seed_namespace(installation.member_api, "gitops-1", full=False)
     apps = client.AppsV1Api(installation.member_api)
-    [deployment] = apps.list_namespaced_deployment("gitops-1").items
-    as_in_git = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": deployment.metadata.name, "labels": deployment.metadata.labels},
-        "spec": installation.member_api.sanitize_for_serialization(deployment.spec),
-    }
+    as_in_git = deployment_as_in_git(installation.member_api, "gitops-1")
     control_plane = SimAdmin(installation.control_plane.url)
     held = control_plane.add_fault(
         verb="create",
