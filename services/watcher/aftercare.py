@@ -63,14 +63,17 @@ def look_at_completed(
     if not completed:
         return
     rt = runtime()
-    claim = rt.claims.get(status.get("clusterName", ""), completed[0])
-    if claim is None or claim.run_id != status.get("runId"):
-        return  # released (the policy is going) or another run's now: nothing of this run to look after
     try:
+        claim = rt.claims.get(status.get("clusterName", ""), completed[0])
+        if claim is None or claim.run_id != status.get("runId"):
+            return  # released (the policy is going) or another run's now: nothing of this run to look after
         problems = member_controllers(rt, claim.spec, completed)
     except (KubeError, MemberChanged, MemberUnavailable) as error:
         log.warning(
-            "policy %s: could not look at the member's pods of its completed namespaces: %s", name, error
+            "policy %s: could not look at the member's pods of its completed namespaces (again in %.0fs): %s",
+            name,
+            settings().completed_check_interval,
+            error,
         )
         return
     report(body, status, patch, problems)
