@@ -16,7 +16,8 @@ more. Usage is counted from the store at each create; `pods` and compute leave o
 whose deletion grace ran out, `count/pods` counts every pod stored. Scopes (`spec.scopes` and
 `spec.scopeSelector`: Terminating, NotTerminating, BestEffort, NotBestEffort, PriorityClass,
 CrossNamespacePodAffinity) narrow a quota to the pods they match, and a scoped quota covers nothing else.
-Not emulated: storage, ephemeral-storage, extended and service-type resources, pod-level resources,
+Not emulated: storage, ephemeral-storage, extended and service-type resources, pod-level resources and
+overhead,
 checks on update (a pod's resources cannot change anyway), and quantities are printed in base units
 (`500m`, `134217728`).
 """
