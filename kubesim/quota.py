@@ -17,9 +17,8 @@ whose deletion grace ran out, `count/pods` counts every pod stored. Scopes (`spe
 `spec.scopeSelector`: Terminating, NotTerminating, BestEffort, NotBestEffort, PriorityClass,
 CrossNamespacePodAffinity) narrow a quota to the pods they match, and a scoped quota covers nothing else.
 Not emulated: storage, ephemeral-storage, extended and service-type resources, pod-level resources and
-overhead,
-checks on update (a pod's resources cannot change anyway), and quantities are printed in base units
-(`500m`, `134217728`).
+overhead, checks on update (a pod's resources cannot change anyway), and quantities are printed in base
+units (`500m`, `134217728`).
 """
 
 from __future__ import annotations
