@@ -112,7 +112,7 @@ def _containers(pod: Obj) -> list[Obj]:
     return [*(spec.get("containers") or ()), *(spec.get("initContainers") or ())]
 
 
-def _charged(pod: Obj, now: datetime | None = None) -> bool:
+def _charged(pod: Obj) -> bool:
     """Whether the pod counts against `pods` and compute: not once it finished, nor once its deletion's
     grace period has run out (a pod stuck Terminating on a lost node must not hold its namespace's quota)."""
     if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -122,7 +122,7 @@ def _charged(pod: Obj, now: datetime | None = None) -> bool:
     if deleted is None or grace is None:
         return True
     expiry = datetime.fromisoformat(deleted.replace("Z", "+00:00")) + timedelta(seconds=grace)
-    return (now or datetime.now(UTC)) <= expiry
+    return datetime.now(UTC) <= expiry
 
 
 def _amounts(container: Obj, kind: str) -> dict[str, Decimal]:

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared.models import NamespacePhase, PolicyPhase
+from shared.models.conditions import CONTROLLED_IN_MEMBER, is_true
 
 prometheus_client.disable_created_metrics()
 
@@ -111,7 +112,7 @@ POLICY_PHASE = Gauge(
     "1 for the phase each PromotePolicy is in, 0 for the others.",
     ["policy", "phase"],
 )
-CONTROLLED_IN_MEMBER = Gauge(
+PODS_CONTROLLED_IN_MEMBER = Gauge(
     "kpromote_policy_controlled_in_member",
     "1 while promoted pods of a completed namespace of the policy have a controller in the member again "
     "(its condition ControlledInMember: an owner put back there manages them beside the control plane).",
@@ -196,9 +197,10 @@ def observe_policy(type: str | None, name: str, status: Mapping[str, Any], **_: 
             _policies.pop(name, None)
             for phase in _policy_phases.pop(name, set()):
                 POLICY_PHASE.remove(name, phase)
-            CONTROLLED_IN_MEMBER.remove(name)
+            PODS_CONTROLLED_IN_MEMBER.remove(name)
         else:
-            CONTROLLED_IN_MEMBER.labels(name).set(1 if _condition_true(status, "ControlledInMember") else 0)
+            controlled = is_true(status.get("conditions"), CONTROLLED_IN_MEMBER)
+            PODS_CONTROLLED_IN_MEMBER.labels(name).set(1 if controlled else 0)
             _policies[name] = [ns.get("phase") or "Pending" for ns in status.get("namespaces") or ()]
             current = status.get("phase") or PolicyPhase.PENDING.value
             phases = _policy_phases.setdefault(name, set())
@@ -209,10 +211,6 @@ def observe_policy(type: str | None, name: str, status: Mapping[str, Any], **_: 
         tally = Tally(phase for phases in _policies.values() for phase in phases)
         for phase in NamespacePhase:
             NAMESPACES.labels(phase.value).set(tally.get(phase.value, 0))
-
-
-def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
 def namespace_stalled(policy: str) -> None:

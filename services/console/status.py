@@ -32,6 +32,8 @@ from services.console.common import (
 from services.console.watch import clock, count_cells, follow, rollback_summary
 from shared.kube import Kube
 from shared.models import PromotePolicy, PromotePolicyStatus
+from shared.models.conditions import CONTROLLED_IN_MEMBER, condition_of
+from shared.models.policy import ConditionStatus
 
 COUNTS = (("backed up", "backedUp"), ("detached", "detached"), ("rebuilt", "rebuilt"), ("skipped", "skipped"))
 
@@ -75,9 +77,9 @@ def parts(doc: Mapping[str, Any]) -> list[RenderableType]:
         shown.append(f"  [red]precheck:[/] {escape(error)}")
     for warning in doc.get("precheckWarnings") or []:
         shown.append(f"  [yellow]warning:[/] {escape(warning)}")
-    for condition in doc.get("conditions") or []:
-        if condition.get("type") == "ControlledInMember" and condition.get("status") == "True":
-            shown.append(f"  [red]member:[/] {escape(condition.get('message') or '')}")
+    controlled = condition_of(doc.get("conditions"), CONTROLLED_IN_MEMBER)
+    if controlled is not None and controlled.get("status") == ConditionStatus.TRUE:
+        shown.append(f"  [red]member:[/] {escape(controlled.get('message') or '')}")
     namespaces = doc.get("namespaces") or []
     if namespaces:
         table = Table(title="Namespaces", title_justify="left")

@@ -17,13 +17,13 @@ from services.watcher.handlers import set_condition
 from shared.kube import KubeError
 from shared.kube.connect import MemberUnavailable
 from shared.models import NamespacePhase, PolicyPhase
+from shared.models.conditions import CONTROLLED_IN_MEMBER, condition_of
 from shared.models.policy import GROUP, PLURAL, VERSION, ConditionStatus
 from shared.precheck import capped
 from shared.runtime import MemberChanged, runtime
 from shared.settings import settings
 from shared.steps.aftercare import member_controllers
 
-CONTROLLED_IN_MEMBER = "ControlledInMember"
 LISTED = 10
 """Pods named in the condition's message; the count says how many there are in all."""
 WATCHED_PHASES = (PolicyPhase.COMPLETED.value, PolicyPhase.PARTIALLY_FAILED.value)
@@ -82,7 +82,7 @@ def look_at_completed(
 def report(body: kopf.Body, status: Mapping[str, Any], patch: kopf.Patch, problems: list[str]) -> None:
     """The condition, written when what it says changed; a Warning Event when it turns True, a Normal one
     when it turns back."""
-    current = next((c for c in status.get("conditions") or () if c.get("type") == CONTROLLED_IN_MEMBER), None)
+    current = condition_of(status.get("conditions"), CONTROLLED_IN_MEMBER)
     controlled = bool(problems)
     if current is None and not controlled:
         return
