@@ -41,29 +41,26 @@ NAME = "transport"
 OPERATIONS = ("get", "patch", "create")
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-Request = Callable[[int], None]
+Request = Callable[[int], object]
+"""One request of an operation, numbered (creates need distinct names); its answer is not used."""
 Send = Callable[[str, str, dict[str, Any] | None, str], None]
 
 
 def _kube(kube: Kube) -> dict[str, Request]:
     configmaps = kube.discovery.resolve("configmaps")
     return {
-        "get": lambda _: kube.get(configmaps, NAMESPACE, NAME) and None,
-        "patch": lambda i: kube.patch(configmaps, NAMESPACE, NAME, {"data": {"k": str(i)}}) and None,
-        "create": lambda i: kube.create(configmaps, _configmap(f"kube-{i}")) and None,
+        "get": lambda _: kube.get(configmaps, NAMESPACE, NAME),
+        "patch": lambda i: kube.patch(configmaps, NAMESPACE, NAME, {"data": {"k": str(i)}}),
+        "create": lambda i: kube.create(configmaps, _configmap(f"kube-{i}")),
     }
 
 
 def _official(kube: Kube) -> dict[str, Request]:
     core = client.CoreV1Api(client.ApiClient(client.Configuration(host=kube.url)))
     return {
-        "get": lambda _: core.read_namespaced_config_map(NAME, NAMESPACE) and None,
-        "patch": lambda i: (
-            core.patch_namespaced_config_map(NAME, NAMESPACE, {"data": {"k": str(i)}}) and None
-        ),
-        "create": lambda i: (
-            core.create_namespaced_config_map(NAMESPACE, _configmap(f"official-{i}")) and None
-        ),
+        "get": lambda _: core.read_namespaced_config_map(NAME, NAMESPACE),
+        "patch": lambda i: core.patch_namespaced_config_map(NAME, NAMESPACE, {"data": {"k": str(i)}}),
+        "create": lambda i: core.create_namespaced_config_map(NAMESPACE, _configmap(f"official-{i}")),
     }
 
 
